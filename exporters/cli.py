@@ -1,0 +1,135 @@
+"""The `mlscope` command: one sub-command per exporter, plus the demo and price tools."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import threading
+from typing import NoReturn, Sequence
+
+from prometheus_client.registry import CollectorRegistry
+
+from . import __version__, logs
+from .health import Health, ScrapeCollector
+from .settings import COMMON_SETTINGS, Setting, SettingError, boolean, listen_address, resolve
+from .spec import ExporterSpec
+from .web import MetricsServer, load_web_config
+
+log = logging.getLogger("mlscope")
+
+EXPORTERS = {
+    "host-exporter": ("exporters.host", "host CPU, memory, disk and network (node_exporter names)"),
+    "gpu-exporter": ("exporters.gpu", "NVIDIA GPUs through NVML"),
+    "sagemaker-exporter": ("exporters.sagemaker", "SageMaker endpoints from CloudWatch, with cost"),
+}
+TOOLS = {
+    "demo": ("exporters.demo", "local AWS emulator and demo traffic (no AWS account needed)"),
+    "prices": ("exporters.prices", "rebuild the instance price table from the AWS Pricing API"),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def fail(prog: str, message: str, status: int = 2) -> NoReturn:
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    sys.exit(status)
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, settings: Sequence[Setting]) -> None:
+    for setting in settings:
+        if setting.file_only:
+            continue
+        extra = {"nargs": "?", "const": "true"} if setting.parse is boolean else {}
+        default = f" (default: {setting.default})" if setting.default not in (None, "", [], {}) else ""
+        parser.add_argument(setting.flag, dest=setting.name, default=None, metavar="VALUE",
+                            help=f"{setting.help}{default}; env {setting.env}", **extra)
+
+
+def run_exporter(spec: ExporterSpec, argv: Sequence[str]) -> int:
+    prog = f"mlscope {spec.command}"
+    settings = [Setting("listen", listen_address, ("", spec.default_port),
+                        f"address to serve on, HOST:PORT (use 127.0.0.1:{spec.default_port} for loopback only)"),
+                *COMMON_SETTINGS, *spec.settings]
+    parser = OneLineParser(prog=prog, description=spec.title)
+    add_setting_flags(parser, settings)
+    args = parser.parse_args(argv)
+    try:
+        cfg = resolve(settings, vars(args))
+        logs.setup(cfg.log_level)
+        web = load_web_config(cfg.web_config)
+        health = Health()
+        parts = spec.build(cfg, health)
+        registry = CollectorRegistry(auto_describe=False)
+        for name, collector in parts.scrape.items():
+            registry.register(ScrapeCollector(name, collector, health))
+        for collector in parts.direct:
+            registry.register(collector)
+        registry.register(health)  # last, so it reports the runs of this very scrape
+        server = MetricsServer(cfg.listen, registry, web, spec.title, f"mlscope {__version__}")
+    except SettingError as exc:
+        fail(prog, str(exc))
+
+    for service in parts.services:
+        service.start()
+    stop = threading.Event()
+
+    def shutdown(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    host, port = server.server_address[:2]
+    scheme = "https" if web.ssl_context else "http"
+    log.info("%s %s listening on %s://%s:%s/metrics", prog, __version__, scheme, host or "0.0.0.0", port)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        for service in parts.services:
+            try:
+                service.stop()
+            except Exception as exc:  # stopping must never turn into a traceback
+                log.warning("stopping %s: %s", type(service).__name__, exc)
+        server.server_close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {**EXPORTERS, **TOOLS}
+    if not argv or argv[0] in ("-h", "--help"):
+        lines = ["usage: mlscope [--version] COMMAND [options]", "", "commands:"]
+        lines += [f"  {name:<20} {help_}" for name, (_, help_) in commands.items()]
+        lines += ["", "Run `mlscope COMMAND --help` for a command's options."]
+        print("\n".join(lines))
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"mlscope {__version__}")
+        return 0
+    if argv[0] not in commands:
+        fail("mlscope", f"unknown command {argv[0]!r} (choose from {', '.join(commands)})")
+    module = importlib.import_module(commands[argv[0]][0])
+    try:
+        if argv[0] in EXPORTERS:
+            return run_exporter(module.SPEC, argv[1:])
+        return module.main(argv[1:])
+    except SettingError as exc:
+        fail(f"mlscope {argv[0]}", str(exc))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # last resort: one line, never a traceback (details at --log-level debug)
+        log.debug("unexpected error", exc_info=True)
+        fail(f"mlscope {argv[0]}", f"unexpected {type(exc).__name__}: {exc}", status=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

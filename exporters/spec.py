@@ -1,0 +1,37 @@
+"""What an exporter module declares: its command, port, settings and how to build its collectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from prometheus_client.registry import Collector
+
+from .health import Health
+from .settings import Config, Setting
+
+
+class Service(Protocol):
+    """A background part (poller, sampler, event thread): started after start-up, stopped on exit."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Parts:
+    # Collected at scrape time; each is wrapped so its health shows in mlscope_collector_*.
+    scrape: dict[str, Collector] = field(default_factory=dict)
+    # Registered as they are: they report their own health (e.g. background pollers reading a cache).
+    direct: list[Collector] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExporterSpec:
+    command: str
+    title: str
+    default_port: int
+    settings: list[Setting]
+    build: Callable[[Config, Health], Parts]

@@ -1,0 +1,226 @@
+"""HTTP serving: /metrics, /-/healthy and a landing page, with exporter-toolkit-style TLS and basic auth."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import hmac
+import logging
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import bcrypt
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+
+from .settings import SettingError, read_yaml_file
+
+log = logging.getLogger(__name__)
+
+_CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "RequestClientCert": ssl.CERT_OPTIONAL,
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+_TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+
+
+@dataclass
+class WebConfig:
+    ssl_context: ssl.SSLContext | None = None
+    users: dict[str, bytes] = field(default_factory=dict)
+
+
+def load_web_config(path: str | None) -> WebConfig:
+    """Parse a Prometheus exporter-toolkit web config file; raise SettingError naming the problem."""
+    if not path:
+        return WebConfig()
+    where = "--web-config"
+    data = read_yaml_file(path, where)
+    if data is None:
+        return WebConfig()
+    if not isinstance(data, dict):
+        raise SettingError(f"{where}: {path} must hold a YAML mapping")
+    unknown = set(data) - {"tls_server_config", "basic_auth_users", "http_server_config"}
+    if unknown:
+        raise SettingError(f"{where}: unknown key {sorted(unknown)[0]!r} in {path}")
+
+    config = WebConfig()
+    users = data.get("basic_auth_users") or {}
+    if not isinstance(users, dict):
+        raise SettingError(f"{where}: basic_auth_users must map user names to bcrypt hashes")
+    for user, hashed in users.items():
+        if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+            raise SettingError(f"{where}: basic_auth_users.{user} must be a bcrypt hash")
+        config.users[str(user)] = hashed.encode()
+
+    tls = data.get("tls_server_config")
+    if tls:
+        config.ssl_context = _ssl_context(tls, where)
+    return config
+
+
+def _ssl_context(tls: Any, where: str) -> ssl.SSLContext:
+    if not isinstance(tls, dict):
+        raise SettingError(f"{where}: tls_server_config must be a mapping")
+    known = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version", "max_version",
+             "cipher_suites", "prefer_server_cipher_suites", "curve_preferences", "cert", "key"}
+    unknown = set(tls) - known
+    if unknown:
+        raise SettingError(f"{where}: unknown key tls_server_config.{sorted(unknown)[0]}")
+    for key in ("cert_file", "key_file"):
+        if not tls.get(key):
+            raise SettingError(f"{where}: tls_server_config.{key} is required")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(tls["cert_file"], tls["key_file"])
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingError(f"{where}: cannot load tls_server_config.cert_file/key_file: {_reason(exc)}") from None
+    for key, attr in (("min_version", "minimum_version"), ("max_version", "maximum_version")):
+        if key in tls:
+            if tls[key] not in _TLS_VERSIONS:
+                raise SettingError(f"{where}: tls_server_config.{key} must be one of {', '.join(_TLS_VERSIONS)}")
+            setattr(ctx, attr, _TLS_VERSIONS[tls[key]])
+    auth_type = tls.get("client_auth_type", "NoClientCert")
+    if auth_type not in _CLIENT_AUTH:
+        raise SettingError(f"{where}: tls_server_config.client_auth_type must be one of {', '.join(_CLIENT_AUTH)}")
+    ctx.verify_mode = _CLIENT_AUTH[auth_type]
+    if tls.get("client_ca_file"):
+        try:
+            ctx.load_verify_locations(tls["client_ca_file"])
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingError(f"{where}: cannot load tls_server_config.client_ca_file: {_reason(exc)}") from None
+    elif ctx.verify_mode != ssl.CERT_NONE and auth_type != "RequireAnyClientCert":
+        raise SettingError(f"{where}: client_auth_type {auth_type} needs tls_server_config.client_ca_file")
+    return ctx
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+
+
+class _Auth:
+    """bcrypt is deliberately slow; like exporter-toolkit, cache the outcome per credential."""
+
+    def __init__(self, users: dict[str, bytes]):
+        self.users = users
+        self._cache: dict[bytes, bool] = {}
+        self._lock = threading.Lock()
+
+    def check(self, header: str | None) -> bool:
+        if not self.users:
+            return True
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        hashed = self.users.get(user)
+        if hashed is None:
+            return False
+        key = hashlib.sha256(b"\0".join([user.encode(), password.encode(), hashed])).digest()
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is None:
+            cached = bcrypt.checkpw(password.encode(), hashed)
+            with self._lock:
+                self._cache[key] = cached
+        return cached
+
+
+LANDING = """<!DOCTYPE html>
+<html><head><title>MLScope {title}</title></head>
+<body><h1>MLScope {title}</h1><p>{version}</p>
+<ul><li><a href="metrics">Metrics</a></li><li><a href="-/healthy">Health</a></li></ul>
+</body></html>
+"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "MetricsServer"
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        srv = self.server
+        if not srv.auth.check(self.headers.get("Authorization")):
+            self._send(401, b"Unauthorized\n", "text/plain; charset=utf-8",
+                       {"WWW-Authenticate": 'Basic realm="MLScope"'})
+            return
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            body = encoder(srv.registry)
+            extra = {}
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                body = gzip.compress(body, compresslevel=1)
+                extra["Content-Encoding"] = "gzip"
+            self._send(200, body, content_type, extra)
+        elif path == "/-/healthy":
+            self._send(200, b"Healthy\n", "text/plain; charset=utf-8")
+        elif path == "/":
+            self._send(200, srv.landing, "text/html; charset=utf-8")
+        else:
+            self._send(404, b"Not Found\n", "text/plain; charset=utf-8")
+
+    def _send(self, code: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+
+class MetricsServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], registry: CollectorRegistry, web: WebConfig, title: str,
+                 version: str):
+        self.registry = registry
+        self.ssl_context = web.ssl_context
+        self.auth = _Auth(web.users)
+        self.landing = LANDING.format(title=title, version=version).encode()
+        host = address[0]
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            super().__init__(address, _Handler)
+        except OSError as exc:
+            raise SettingError(f"--listen: cannot listen on {host}:{address[1]}: {exc.strerror or exc}") from None
+
+    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+        # The TLS handshake runs in the request's own thread, so one slow client cannot stall accept().
+        if self.ssl_context is not None:
+            try:
+                request.settimeout(10)
+                if request.recv(1, socket.MSG_PEEK) != b"\x16":  # not a TLS handshake record
+                    request.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n"
+                                    b"Client sent an HTTP request to an HTTPS server.\n")
+                    return
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+                return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("error serving %s", client_address, exc_info=True)
