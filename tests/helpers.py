@@ -178,3 +178,48 @@ class Prometheus:
 def scrape_config(job: str, targets: list[str], interval: str = "1s", **extra) -> dict:
     return {"job_name": job, "scrape_interval": interval, "scrape_timeout": interval,
             "static_configs": [{"targets": targets}], **extra}
+
+
+class WebhookReceiver:
+    """A stand-in for on-call: an HTTP server on 127.0.0.1 that records every Alertmanager webhook POST."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received: list[dict] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append({"path": self.path, **json.loads(body or b"{}")})
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def alerts(self, path: str | None = None) -> list[dict]:
+        """Every alert received (optionally only on one path), newest notification last."""
+        return [alert for msg in list(self.received) if path is None or msg["path"] == path
+                for alert in msg.get("alerts", [])]
+
+    def wait_for(self, alertname: str, timeout: float = 60, path: str | None = None, status: str = "firing") -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for alert in self.alerts(path):
+                if alert["labels"].get("alertname") == alertname and alert.get("status") == status:
+                    return alert
+            time.sleep(0.2)
+        raise AssertionError(f"{alertname} ({status}) not received in {timeout}s; got {self.received}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
