@@ -1,0 +1,39 @@
+"""`mlscope demo`: a local AWS emulator and demo SageMaker traffic, so the stack works with no AWS account.
+
+    mlscope demo aws --listen 127.0.0.1:5000
+    mlscope demo traffic --aws-endpoint http://127.0.0.1:5000
+
+See docs/demo.md.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..cli import OneLineParser, fail
+from ..settings import SettingError
+
+COMMANDS = {
+    "aws": "local AWS emulator (moto, patched for SageMaker and CloudWatch)",
+    "traffic": "create demo SageMaker endpoints and write their CloudWatch metrics every minute",
+}
+
+
+def main(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        lines = ["usage: mlscope demo {aws,traffic} [options]", "", "commands:"]
+        lines += [f"  {name:<10} {help_}" for name, help_ in COMMANDS.items()]
+        print("\n".join(lines))
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        OneLineParser(prog="mlscope demo").error(
+            f"unknown command {argv[0]!r} (choose from {', '.join(COMMANDS)})")
+    if argv[0] == "aws":
+        from . import aws as command
+    else:
+        from . import traffic as command
+    try:
+        return command.main(argv[1:])
+    except SettingError as exc:
+        fail(f"mlscope demo {argv[0]}", str(exc))

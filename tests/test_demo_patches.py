@@ -1,0 +1,278 @@
+"""Each moto patch of the AWS emulator, checked through real boto3 over HTTP (start_emulator, in-process)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import datetime, timezone
+
+import boto3
+import pytest
+import requests
+from botocore.exceptions import ClientError
+
+from exporters.demo import patches
+from exporters.demo.aws import start_emulator
+
+DIMS = [{"Name": "EndpointName", "Value": "e1"}, {"Name": "VariantName", "Value": "AllTraffic"}]
+# a clock minute well inside CloudWatch's "less than 15 days old" rounding rule
+T0 = (int(time.time()) // 3600 - 2) * 3600
+
+
+def dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def url():
+    server, base = start_emulator()
+    yield base
+    server.stop()
+
+
+_REGIONS = itertools.cycle(["us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-west-2", "eu-west-3",
+                            "eu-central-1", "eu-north-1", "ap-south-1", "ap-northeast-1", "ap-northeast-2",
+                            "ap-southeast-1", "ap-southeast-2", "ca-central-1", "sa-east-1"])
+
+
+@pytest.fixture
+def region():
+    """A fresh region per test: moto keeps one backend per region, so tests do not see each other's data."""
+    return next(_REGIONS)
+
+
+def client(url: str, service: str, region: str = "us-east-1"):
+    return boto3.client(service, endpoint_url=url, region_name=region,
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def query(qid: str, stat: str, name: str = "ModelLatency", ns: str = "AWS/SageMaker", dims=DIMS, period: int = 60):
+    return {"Id": qid, "MetricStat": {"Metric": {"Namespace": ns, "MetricName": name, "Dimensions": dims},
+                                      "Period": period, "Stat": stat}}
+
+
+def series(cw, queries, start: float, end: float, **kwargs) -> dict[str, list[tuple[float, float]]]:
+    resp = cw.get_metric_data(MetricDataQueries=queries, StartTime=dt(start), EndTime=dt(end),
+                              ScanBy="TimestampAscending", **kwargs)
+    return {r["Id"]: [(t.timestamp(), v) for t, v in zip(r["Timestamps"], r["Values"])]
+            for r in resp["MetricDataResults"]}
+
+
+# ---------------------------------------------------------------- 1. instance types
+
+@pytest.mark.parametrize("instance_type", ["ml.g5.xlarge", "ml.g5.12xlarge", "ml.g6.2xlarge", "ml.g6e.xlarge",
+                                           "ml.p4d.24xlarge", "ml.p5.48xlarge", "ml.inf2.xlarge",
+                                           "ml.trn1.32xlarge", "ml.m7i.large", "ml.c5.xlarge"])
+def test_current_instance_types_are_accepted(url, instance_type):
+    sm = client(url, "sagemaker")
+    name = instance_type.replace(".", "-")
+    sm.create_model(ModelName=name, ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
+                    PrimaryContainer={"Image": "img"})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": instance_type, "InitialInstanceCount": 1}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    config = sm.describe_endpoint_config(EndpointConfigName=name)
+    assert config["ProductionVariants"][0]["InstanceType"] == instance_type
+    assert sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+
+
+@pytest.mark.parametrize("instance_type", ["g5.xlarge", "ml.g5", "ml.g5.huge", "ML.G5.XLARGE"])
+def test_malformed_instance_types_are_still_rejected(url, instance_type):
+    sm = client(url, "sagemaker")
+    with pytest.raises(ClientError) as info:
+        sm.create_endpoint_config(EndpointConfigName="bad", ProductionVariants=[
+            {"VariantName": "v", "ModelName": "m", "InstanceType": instance_type, "InitialInstanceCount": 1}])
+    assert "instanceType" in str(info.value)
+
+
+# ---------------------------------------------------------------- 2+3. Values+Counts and percentiles
+
+def test_percentiles_nearest_rank_in_get_metric_data(url, region):
+    cw = client(url, "cloudwatch", region)
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 5), "Unit": "Microseconds",
+         "Values": [float(v) for v in range(1, 101)], "Counts": [1.0] * 100}])
+    stats = {"p0": 1, "p50": 50, "p90": 90, "p99": 99, "p99.9": 100, "p100": 100,
+             "Sum": 5050, "SampleCount": 100, "Average": 50.5, "Minimum": 1, "Maximum": 100}
+    got = series(cw, [query(f"q{i}", s) for i, s in enumerate(stats)], T0, T0 + 60)
+    assert {s: got[f"q{i}"] for i, s in enumerate(stats)} == {s: [(T0, float(v))] for s, v in stats.items()}
+
+
+def test_counts_weight_the_percentiles(url, region):
+    """Values+Counts are weighted, not truncated or expanded: 50×10µs, 45×20µs, 5×30µs."""
+    cw = client(url, "cloudwatch", region)
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 1),
+         "Values": [30.0, 10.0, 20.0], "Counts": [5.0, 50.0, 45.0]}])
+    # a second datum in the same minute merges into the same distribution
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 30), "Values": [1000.0],
+         "Counts": [100.0]}])
+    got = series(cw, [query("a", "p25"), query("b", "p50"), query("c", "p75"), query("d", "p97.5"),
+                      query("n", "SampleCount"), query("s", "Sum")], T0, T0 + 60)
+    # 200 samples: 50×10, 45×20, 5×30, 100×1000 -> ranks 50, 100, 150, 195
+    assert [got[k][0][1] for k in "abcdns"] == [10.0, 30.0, 1000.0, 1000.0, 200.0, 500 + 900 + 150 + 100000.0]
+
+
+def test_percentiles_in_get_metric_statistics(url, region):
+    cw = client(url, "cloudwatch", region)
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 60 + 7),
+         "Values": [float(v) for v in range(1, 1001)]}])
+    resp = cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=DIMS,
+                                    StartTime=dt(T0), EndTime=dt(T0 + 180), Period=60,
+                                    ExtendedStatistics=["p50", "p90", "p99", "p99.9"])
+    [point] = resp["Datapoints"]
+    assert point["Timestamp"].timestamp() == T0 + 60
+    assert point["ExtendedStatistics"] == {"p50": 500.0, "p90": 900.0, "p99": 990.0, "p99.9": 999.0}
+    with pytest.raises(ClientError) as info:  # CloudWatch: one or the other, not both
+        cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=DIMS,
+                                 StartTime=dt(T0), EndTime=dt(T0 + 180), Period=60,
+                                 Statistics=["Sum"], ExtendedStatistics=["p50"])
+    assert info.value.response["Error"]["Code"] == "InvalidParameterCombination"
+
+
+def test_statistic_sets_have_no_percentiles(url, region):
+    cw = client(url, "cloudwatch", region)
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 1),
+         "StatisticValues": {"SampleCount": 10, "Sum": 550, "Minimum": 10, "Maximum": 100}}])
+    got = series(cw, [query("p", "p99"), query("s", "Sum"), query("n", "SampleCount")], T0, T0 + 60)
+    assert got == {"p": [], "s": [(T0, 550.0)], "n": [(T0, 10.0)]}
+    resp = cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=DIMS,
+                                    StartTime=dt(T0), EndTime=dt(T0 + 60), Period=60, ExtendedStatistics=["p99"])
+    assert [p.get("ExtendedStatistics") for p in resp["Datapoints"]] == [None]
+
+
+# ---------------------------------------------------------------- 4. namespace and exact dimensions
+
+def test_namespace_and_exact_dimensions_are_respected(url, region):
+    cw = client(url, "cloudwatch", region)
+    ts = dt(T0 + 2)
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "CPUUtilization", "Dimensions": DIMS, "Timestamp": ts, "Value": 1.0}])
+    cw.put_metric_data(Namespace="/aws/sagemaker/Endpoints", MetricData=[
+        {"MetricName": "CPUUtilization", "Dimensions": DIMS, "Timestamp": ts, "Value": 300.0},
+        {"MetricName": "CPUUtilization", "Dimensions": DIMS[:1], "Timestamp": ts, "Value": 7000.0}])
+    got = series(cw, [query("a", "Sum", "CPUUtilization", "AWS/SageMaker"),
+                      query("b", "Sum", "CPUUtilization", "/aws/sagemaker/Endpoints"),
+                      query("c", "Sum", "CPUUtilization", "/aws/sagemaker/Endpoints", DIMS[:1])], T0, T0 + 60)
+    assert got == {"a": [(T0, 1.0)], "b": [(T0, 300.0)], "c": [(T0, 7000.0)]}
+    resp = cw.get_metric_statistics(Namespace="/aws/sagemaker/Endpoints", MetricName="CPUUtilization",
+                                    Dimensions=DIMS, StartTime=dt(T0), EndTime=dt(T0 + 60), Period=60,
+                                    Statistics=["Sum"])
+    assert [p["Sum"] for p in resp["Datapoints"]] == [300.0]
+    listed = cw.list_metrics(Namespace="/aws/sagemaker/Endpoints")["Metrics"]
+    assert len(listed) == 2
+
+
+# ---------------------------------------------------------------- 5. period alignment
+
+def test_periods_are_aligned_to_the_clock(url, region):
+    cw = client(url, "cloudwatch", region)
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0 + off), "Value": val}
+        for off, val in ((10, 1.0), (50, 2.0), (70, 4.0), (310, 8.0))])
+    # StartTime 12:00:30 is rounded down to 12:00:00: buckets are clock minutes (moto: 12:00:30, 12:01:30...)
+    got = series(cw, [query("m", "Sum", "Invocations"), query("f", "Sum", "Invocations", period=300)],
+                 T0 + 30, T0 + 600)
+    assert got["m"] == [(T0, 3.0), (T0 + 60, 4.0), (T0 + 300, 8.0)]
+    assert got["f"] == [(T0, 7.0), (T0 + 300, 8.0)]
+    resp = cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="Invocations", Dimensions=DIMS,
+                                    StartTime=dt(T0 + 30), EndTime=dt(T0 + 120), Period=60, Statistics=["Sum"])
+    assert sorted((p["Timestamp"].timestamp(), p["Sum"]) for p in resp["Datapoints"]) == [(T0, 3.0), (T0 + 60, 4.0)]
+
+
+def test_round_start_follows_the_documented_rules():
+    now = 1_700_000_000
+    assert patches.round_start(now - 3600 + 34, 300, now) == now - 3600 + 34 - (now + 34) % 60
+    assert patches.round_start(now - 20 * 86400, 60, now) % 300 == 0
+    assert patches.round_start(now - 70 * 86400, 60, now) % 3600 == 0
+    assert patches.round_start(1_000_000_023, 10, now) == 1_000_000_020
+
+
+# ---------------------------------------------------------------- 6. GetMetricData limits
+
+def test_500_queries_per_call(url, region):
+    cw = client(url, "cloudwatch", region)
+    queries = [query(f"q{i}", "Sum", "Invocations", dims=[{"Name": "EndpointName", "Value": f"e{i}"}])
+               for i in range(501)]
+    assert len(cw.get_metric_data(MetricDataQueries=queries[:500], StartTime=dt(T0),
+                                  EndTime=dt(T0 + 60))["MetricDataResults"]) == 500
+    with pytest.raises(ClientError) as info:
+        cw.get_metric_data(MetricDataQueries=queries, StartTime=dt(T0), EndTime=dt(T0 + 60))
+    assert info.value.response["Error"]["Code"] == "ValidationError"
+    assert "500" in info.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize("bad", [
+    [query("a", "Sum"), query("a", "p50")],          # duplicate Id
+    [query("A1", "Sum")],                            # Id must start lower-case
+    [query("a", "tm99")],                            # a statistic the emulator does not compute
+    [query("a", "Sum", period=45)],                  # period not 1/5/10/20/30/60n
+])
+def test_bad_queries_are_validation_errors(url, region, bad):
+    cw = client(url, "cloudwatch", region)
+    with pytest.raises(ClientError) as info:
+        cw.get_metric_data(MetricDataQueries=bad, StartTime=dt(T0), EndTime=dt(T0 + 60))
+    assert info.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_max_datapoints_and_next_token(url, region):
+    cw = client(url, "cloudwatch", region)
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0 + 60 * i), "Value": float(i)}
+        for i in range(5)])
+    queries = [query("a", "Sum", "Invocations"), query("b", "SampleCount", "Invocations")]
+    seen: dict[str, list] = {"a": [], "b": []}
+    token, calls = None, 0
+    while True:
+        kwargs = {"NextToken": token} if token else {}
+        resp = cw.get_metric_data(MetricDataQueries=queries, StartTime=dt(T0), EndTime=dt(T0 + 300),
+                                  ScanBy="TimestampAscending", MaxDatapoints=3, **kwargs)
+        calls += 1
+        assert sum(len(r["Values"]) for r in resp["MetricDataResults"]) <= 3
+        for r in resp["MetricDataResults"]:
+            seen[r["Id"]] += r["Values"]
+        token = resp.get("NextToken")
+        if not token:
+            break
+    assert calls == 4
+    assert seen == {"a": [0.0, 1.0, 2.0, 3.0, 4.0], "b": [1.0] * 5}
+
+
+def test_metric_stat_results_default_label_and_descending_order(url, region):
+    cw = client(url, "cloudwatch", region)
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0 + 60 * i), "Value": 1.0}
+        for i in range(3)])
+    resp = cw.get_metric_data(MetricDataQueries=[query("a", "Sum", "Invocations")], StartTime=dt(T0),
+                              EndTime=dt(T0 + 180))
+    [result] = resp["MetricDataResults"]
+    assert result["Label"] == "Invocations" and result["StatusCode"] == "Complete"
+    assert [t.timestamp() for t in result["Timestamps"]] == [T0 + 120, T0 + 60, T0]
+    assert resp["Messages"] == []
+
+
+def test_retention_drops_old_data(url, region):
+    cw = client(url, "cloudwatch", region)
+    now = int(time.time()) // 60 * 60
+    patches.set_retention(3600)
+    try:
+        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+            {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(ts), "Value": 1.0}
+            for ts in (now - 7200, now - 600)])
+    finally:
+        patches.set_retention(patches.DEFAULT_RETENTION_SECONDS)
+    got = series(cw, [query("a", "Sum", "Invocations")], now - 7200, now)
+    assert got == {"a": [(now - 600, 1.0)]}
+
+
+def test_moto_reset_empties_the_patched_store(url):
+    cw = client(url, "cloudwatch", "me-south-1")
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0), "Value": 1.0}])
+    assert series(cw, [query("a", "Sum", "Invocations")], T0, T0 + 60) == {"a": [(T0, 1.0)]}
+    assert requests.post(url + "/moto-api/reset", timeout=10).status_code == 200
+    assert series(cw, [query("a", "Sum", "Invocations")], T0, T0 + 60) == {"a": []}
+    assert cw.list_metrics(Namespace="AWS/SageMaker")["Metrics"] == []
