@@ -52,6 +52,7 @@ class Options:
     evaluation_interval: str | None = None
     webhook_url: str | None = None           # every Alertmanager webhook goes here (the e2e receiver)
     sagemaker_poll: str | None = None        # e.g. "5s" for tests
+    sagemaker_delay: str | None = None       # e.g. "90s" for tests
     backfill: str = "30m"
     quiet: bool = False
 
@@ -159,6 +160,8 @@ class LocalStack:
         sm_env = {**DEMO_ENV, "MLSCOPE_ENDPOINT_URL": aws}
         if self.o.sagemaker_poll:
             sm_env["MLSCOPE_POLL_INTERVAL"] = self.o.sagemaker_poll
+        if self.o.sagemaker_delay:
+            sm_env["MLSCOPE_DELAY"] = self.o.sagemaker_delay
         self._start("sagemaker-exporter", self.mlscope(
             "sagemaker-exporter", "--config", str(PROVISIONING / "mlscope" / "sagemaker.yml"),
             "--listen", f"127.0.0.1:{p['sagemaker-exporter']}"), sm_env)

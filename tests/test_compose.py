@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import re
@@ -97,9 +98,14 @@ def test_every_mounted_file_exists(config):
 def test_grafana_is_safe_by_default(config):
     env = config["services"]["grafana"]["environment"]
     assert env["GF_SECURITY_ADMIN_PASSWORD"] == ENV["GRAFANA_ADMIN_PASSWORD"]
-    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
-    home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     mounts = {m["target"]: m["source"] for m in config["services"]["grafana"]["volumes"]}
+    ini = configparser.ConfigParser()
+    ini.read(mounts["/etc/grafana/grafana.ini"])
+    assert ini["auth.anonymous"]["enabled"] == "true" and ini["auth.anonymous"]["org_role"] == "Viewer"
+    assert ini["users"]["default_theme"] == "dark"
+    if ini.has_section("security"):
+        assert "admin_password" not in ini["security"]  # never a default password in git
+    home = ini["dashboards"]["default_home_dashboard_path"]
     source_dir = mounts[str(Path(home).parent)]
     wall = json.loads((Path(source_dir) / Path(home).name).read_text())
     assert wall["uid"] == "mlscope-wall"

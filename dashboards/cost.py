@@ -1,0 +1,118 @@
+"""mlscope-cost: what the fleet costs, what it costs per 1k requests, what is wasted, and what
+the monitoring itself costs in CloudWatch API calls. No variables: everything is shown.
+"""
+
+from __future__ import annotations
+
+from .panels import (Q, Section, bargauge_panel, build_dashboard, high_bad, neutral, stat_panel, steps,
+                     table_panel, timeseries_panel, BLUE, GREEN, ORANGE, RED)
+from grafana_foundation_sdk.models import dashboard
+
+UID = "mlscope-cost"
+TITLE = "MLScope / Cost"
+
+HOURS_PER_MONTH = 730
+CLOUDWATCH_DOLLARS_PER_METRIC = "0.01 / 1000"   # GetMetricData: $0.01 per 1,000 metrics requested
+VARIANT = "region, endpoint, variant"
+BUSIEST = f'max by ({VARIANT}) (variant:sagemaker_instance_utilization:max_ratio{{resource!="disk"}})'
+OVER, UNDER = 0.2, 0.8
+PROVISIONING = steps(BLUE, (OVER, GREEN), (UNDER, RED))
+
+
+def _provisioning_verdict() -> str:
+    on = f" or on ({VARIANT}) "
+    return on.join([
+        f'label_replace({BUSIEST} < {OVER}, "verdict", "over-provisioned", "", "")',
+        f'label_replace({BUSIEST} > {UNDER}, "verdict", "under-provisioned", "", "")',
+        f'label_replace({BUSIEST}, "verdict", "ok", "", "")',
+    ])
+
+
+def _colour_column(p, column: str, thresholds: list[tuple[float | None, str]]):
+    return p.override_by_name(column, [
+        dashboard.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background", "mode": "basic"}),
+        dashboard.DynamicConfigValue(id_val="thresholds", value={
+            "mode": "absolute", "steps": [{"value": v, "color": c} for v, c in thresholds]}),
+    ])
+
+
+def build():
+    summary = Section(None, [
+        stat_panel("Spend $/hour", ["fleet:mlscope_cost_dollars_per_hour:sum"], "currencyUSD", neutral(), decimals=2,
+                   description="SageMaker endpoints + hosts."),
+        stat_panel("Projected $/month", ["fleet:mlscope_cost_dollars_per_month:projected"], "currencyUSD", neutral(),
+                   decimals=0, description=f"Current hourly spend × {HOURS_PER_MONTH} h."),
+        stat_panel("SageMaker $/hour", ["fleet:sagemaker_cost_dollars_per_hour:sum"], "currencyUSD", neutral(),
+                   decimals=2),
+        stat_panel("Hosts $/hour", ["fleet:node_cost_dollars_per_hour:sum"], "currencyUSD", neutral(), decimals=2),
+        stat_panel("Idle GPU $/hour", ["fleet:gpu_idle_cost_dollars_per_hour:sum or vector(0)"], "currencyUSD",
+                   steps(GREEN, (0.01, ORANGE)), decimals=2,
+                   description="Host cost shared over its GPUs, summed over GPUs under 10 % busy (10 m)."),
+        stat_panel("Cost per 1k requests", ["fleet:sagemaker_cost_per_1k_requests_dollars:1h"], "currencyUSD",
+                   neutral(), decimals=4, description="SageMaker hourly cost / requests per hour × 1000."),
+    ])
+    spend = Section("Spend", [
+        timeseries_panel("$/hour by endpoint", [
+            Q("endpoint:sagemaker_cost_dollars_per_hour:sum", "{{endpoint}}")], "currencyUSD", neutral(),
+            stack=True, min_val=0, legend_table=True),
+        timeseries_panel("$/hour by host", [
+            Q("mlscope_host_hourly_cost_dollars", "{{instance}} ({{instance_type}})")], "currencyUSD", neutral(),
+            stack=True, min_val=0, legend_table=True),
+        bargauge_panel("Projected $/month by endpoint", [
+            Q("sort_desc(endpoint:sagemaker_cost_dollars_per_month:projected)", "{{endpoint}}", instant=True)],
+            "currencyUSD", neutral(), min_val=0, decimals=0),
+        bargauge_panel("Projected $/month by host", [
+            Q(f"sort_desc(mlscope_host_hourly_cost_dollars * {HOURS_PER_MONTH})", "{{instance}}", instant=True)],
+            "currencyUSD", neutral(), min_val=0, decimals=0),
+    ])
+    efficiency = Section("Efficiency", [
+        timeseries_panel("Cost per 1k requests trend", [
+            Q("endpoint:sagemaker_cost_per_1k_requests_dollars:1h", "{{endpoint}}"),
+            Q("fleet:sagemaker_cost_per_1k_requests_dollars:1h", "fleet"),
+        ], "currencyUSD", neutral(), min_val=0, decimals=4, fill=0, legend_table=True,
+            description="A rising line with flat traffic means capacity grew faster than demand."),
+        timeseries_panel("Idle GPU cost", [
+            Q("fleet:gpu_idle_cost_dollars_per_hour:sum or vector(0)", "idle GPUs $/hour"),
+            Q("fleet:node_cost_dollars_per_hour:sum", "all hosts $/hour"),
+        ], "currencyUSD", neutral(), min_val=0, fill=0),
+        _colour_column(table_panel(
+            "Over / under-provisioned variants",
+            [Q(_provisioning_verdict()), Q(f"sum by ({VARIANT}) (sagemaker_variant_instances)"),
+             Q(f"sum by ({VARIANT}) (sagemaker_variant_hourly_cost_dollars)")],
+            "none", neutral(), w=14, h=9, merge=True, hide=("Time",),
+            rename={"Value #A": "busiest resource", "Value #B": "instances", "Value #C": "$/hour"},
+            column_units={"busiest resource": "percentunit", "$/hour": "currencyUSD"},
+            sort_by="busiest resource", sort_desc=False,
+            description=f"Busiest of CPU, GPU, memory and GPU memory utilization per instance. Under {OVER:.0%}: over-provisioned "
+                        f"(fewer or smaller instances would do). Over {UNDER:.0%}: under-provisioned."),
+            "busiest resource", [(None, BLUE), (OVER, GREEN), (UNDER, RED)]),
+        _colour_column(table_panel(
+            "GPU cost vs use",
+            [Q("instance_gpu:gpu_cost_dollars_per_hour:share"), Q("instance_gpu:gpu_utilization:avg_ratio_10m")],
+            "none", neutral(), w=10, h=9, merge=True, hide=("Time", "uuid"),
+            rename={"Value #A": "$/hour", "Value #B": "busy (10m)"},
+            column_units={"$/hour": "currencyUSD", "busy (10m)": "percentunit"},
+            sort_by="busy (10m)", sort_desc=False,
+            description="Each GPU's share of its host's hourly cost next to how busy it was."),
+            "busy (10m)", [(None, ORANGE), (0.1, GREEN)]),
+    ])
+    monitoring = Section("What monitoring costs (CloudWatch API)", [
+        stat_panel("CloudWatch $/month (projected)", ["fleet:mlscope_cloudwatch_cost_dollars_per_month:projected"],
+                   "currencyUSD", high_bad(10, 100), w=6, h=8, decimals=2,
+                   description="Metrics requested per second × 30 days × $0.01 / 1000."),
+        stat_panel("CloudWatch $ in time range", [
+            f"sum(increase(mlscope_cloudwatch_metrics_requested_total[$__range])) * {CLOUDWATCH_DOLLARS_PER_METRIC}"],
+            "currencyUSD", neutral(), w=6, h=8, decimals=4, graph=False,
+            description="GetMetricData bills $0.01 per 1,000 metrics requested."),
+        timeseries_panel("CloudWatch $/hour by region", [
+            Q(f"sum by (region) (rate(mlscope_cloudwatch_metrics_requested_total[5m])) * 3600 "
+              f"* {CLOUDWATCH_DOLLARS_PER_METRIC}", "{{region}}")],
+            "currencyUSD", neutral(), w=12, min_val=0, decimals=4, stack=True),
+    ])
+    return build_dashboard(
+        UID, TITLE, "Spend by endpoint and host, cost per 1k requests, idle and over-provisioned capacity, "
+                    "and the CloudWatch bill of monitoring itself.",
+        [summary, spend, efficiency, monitoring], extra_tags=["cost"])
+
+
+__all__ = ["UID", "TITLE", "build"]

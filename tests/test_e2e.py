@@ -1,0 +1,134 @@
+"""End to end: the whole stack natively on loopback, as `make local` runs it, with on-call played by a webhook.
+
+Short scrape/evaluation intervals for the test only; the shipped configs keep production values.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from helpers import ROOT, WebhookReceiver, require_binary
+
+from exporters.local import LocalStack, Options
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+JOBS = ("host", "gpu", "sagemaker", "prometheus", "alertmanager")
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    r = WebhookReceiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, receiver):
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager")
+    options = Options.ephemeral(tmp_path_factory.mktemp("stack"), scrape_interval="2s", evaluation_interval="2s",
+                                webhook_url=receiver.url, sagemaker_poll="5s", sagemaker_delay="70s",
+                                backfill="30m")
+    s = LocalStack(options).start()
+    yield s
+    s.stop()
+
+
+def query(stack: LocalStack, expr: str) -> list[dict]:
+    body = requests.get(stack.url("prometheus") + "/api/v1/query", params={"query": expr}, timeout=30).json()
+    assert body["status"] == "success", (expr, body)
+    return body["data"]["result"]
+
+
+def wait_query(stack: LocalStack, expr: str, timeout: float = 120, check=lambda r: bool(r)) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    result: list[dict] = []
+    while time.monotonic() < deadline:
+        result = query(stack, expr)
+        if check(result):
+            return result
+        time.sleep(1)
+    raise AssertionError(f"{expr!r} -> {result} after {timeout}s")
+
+
+def recording_rules() -> list[str]:
+    names = []
+    for path in sorted((ROOT / "alerts").glob("*.rules.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            names += [rule["record"] for rule in group["rules"] if "record" in rule]
+    return names
+
+
+def test_all_targets_up(stack):
+    for job in JOBS:
+        result = wait_query(stack, f'up{{job="{job}"}} == 1', timeout=90)
+        assert result, job
+    assert not query(stack, "up == 0"), query(stack, "up == 0")
+
+
+def test_sagemaker_demo_data_flows(stack):
+    result = wait_query(stack, "sagemaker_endpoint_info", timeout=120)
+    assert len({r["metric"]["endpoint"] for r in result}) >= 4
+    wait_query(stack, 'sagemaker_model_latency_seconds{quantile="0.99"} > 0')
+    wait_query(stack, "sagemaker_variant_hourly_cost_dollars > 0")
+
+
+def test_every_recording_rule_has_data(stack):
+    # give counters time to see a settled CloudWatch period and the rules a few evaluations
+    wait_query(stack, "increase(sagemaker_invocations_total[5m]) > 0", timeout=180)
+    missing = []
+    for name in recording_rules():
+        deadline = time.monotonic() + 30
+        while not query(stack, name):
+            if time.monotonic() > deadline:
+                missing.append(name)
+                break
+            time.sleep(1)
+    assert not missing, f"recording rules without data: {missing}"
+
+
+def test_every_dashboard_query_returns_data(stack):
+    from dashboards.queries import all_queries
+
+    endpoint = wait_query(stack, "sagemaker_variant_info")[0]["metric"]
+    gpu = wait_query(stack, "gpu_info")[0]["metric"]
+    host = wait_query(stack, 'up{job="host"}')[0]["metric"]
+    variables = {"endpoint": endpoint["endpoint"], "variant": endpoint["variant"], "region": endpoint["region"],
+                 "instance": host["instance"], "gpu_instance": gpu["instance"], "gpu": gpu["gpu"]}
+    wait_query(stack, "increase(sagemaker_invocations_total[5m]) > 0", timeout=180)
+    empty = []
+    for uid, title, expr in all_queries(variables):
+        deadline = time.monotonic() + 20
+        while not query(stack, expr):
+            if time.monotonic() > deadline:
+                empty.append((uid, title, expr))
+                break
+            time.sleep(1)
+    assert not empty, "panels without data:\n" + "\n".join(map(str, empty))
+
+
+def test_watchdog_reaches_on_call_through_alertmanager(stack, receiver):
+    alert = receiver.wait_for("Watchdog", timeout=90)
+    assert alert["labels"]["alertname"] == "Watchdog"
+
+
+def test_stopped_exporter_makes_target_down_pending(stack):
+    stack.stop_service("host-exporter")
+    wait_query(stack, 'up{job="host"} == 0', timeout=30)
+    result = wait_query(stack, 'ALERTS{alertname="TargetDown", job="host"}', timeout=60)
+    assert result[0]["metric"]["alertstate"] in ("pending", "firing")
+
+
+def test_prometheus_keeps_its_data_across_restart(stack):
+    expr = 'count_over_time(up{job="sagemaker"}[1h])'
+    before = float(wait_query(stack, expr)[0]["value"][1])
+    stack.stop_service("prometheus")
+    stack.start_prometheus()
+    after = float(wait_query(stack, expr)[0]["value"][1])
+    assert after >= before > 0
