@@ -1,0 +1,214 @@
+"""Background sampling of what needs time between two readings, so a scrape never waits for it:
+
+- Hopper+ GPM metrics (SM active, SM occupancy, tensor active, DRAM active): one
+  nvmlGpmSampleGet per GPU every `interval`; nvmlGpmMetricsGet on the last two samples.
+  Where nvmlGpmQueryDeviceSupport says no (pre-Hopper, or MIG), the metrics are absent.
+- PCIe TX/RX throughput: nvmlDeviceGetPcieThroughput blocks ~20 ms per call while NVML counts
+  bytes, i.e. 40 ms per GPU; done here rather than at scrape time.
+
+Results are kept per GPU UUID with the time they were taken; the collector exports only fresh ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from ..health import Health
+from .nvml import DEVICE, UNSUPPORTED, Device, Session, classify, describe
+
+log = logging.getLogger("mlscope.gpu")
+
+# exported name -> pynvml metric id name; NVML gives percent (0-100)
+GPM_METRICS = [
+    ("gpu_sm_active_ratio", "NVML_GPM_METRIC_SM_UTIL"),
+    ("gpu_sm_occupancy_ratio", "NVML_GPM_METRIC_SM_OCCUPANCY"),
+    ("gpu_tensor_active_ratio", "NVML_GPM_METRIC_ANY_TENSOR_UTIL"),
+    ("gpu_dram_active_ratio", "NVML_GPM_METRIC_DRAM_BW_UTIL"),
+]
+KIB = 1024  # NVML's PCIe throughput is in KB/s, i.e. 1024-byte units
+
+
+class _GpmState:
+    def __init__(self, prev: Any, cur: Any) -> None:
+        self.prev, self.cur = prev, cur
+        self.have_prev = False
+
+
+class Sampler:
+    """Service; its health shows as collector "gpm" (only where some GPU supports GPM)."""
+
+    def __init__(self, session: Session, health: Health | None = None, interval: float = 5.0,
+                 pcie: bool = True) -> None:
+        self.session = session
+        self.nvml = session.nvml
+        self.health = health
+        self.interval = interval
+        self.pcie = pcie
+        self._values: dict[str, tuple[float, list[tuple[str, float]]]] = {}  # uuid -> (time, samples)
+        self._gpm: dict[int, _GpmState | None] = {}  # device index -> state (None: unsupported)
+        self._generation = -1
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gpu-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._free_all()
+
+    def max_age(self) -> float:
+        return max(3 * self.interval, 2.0)
+
+    def snapshot(self) -> dict[str, list[tuple[str, float]]]:
+        """Fresh samples per GPU UUID: {uuid: [(metric name, value), ...]}."""
+        now = self.session.clock()
+        limit = self.max_age()
+        with self._lock:
+            return {uuid: samples for uuid, (t, samples) in self._values.items() if now - t <= limit}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sample_once()
+            except Exception as exc:
+                log.warning("GPU sampler: %s", describe(exc))
+                log.debug("GPU sampler", exc_info=True)
+            self._stop.wait(self.interval)
+
+    def sample_once(self) -> None:
+        """One round over every device (public for tests and the benchmark)."""
+        session = self.session
+        if not session.ensure():
+            return
+        if session.generation != self._generation:
+            self._free_all()
+            self._generation = session.generation
+        start = time.perf_counter()
+        gpm_devices = gpm_ok = 0
+        for dev in list(session.devices):
+            if not dev.up or dev.handle is None:
+                with self._lock:
+                    self._values.pop(dev.uuid, None)
+                continue
+            samples: list[tuple[str, float]] = []
+            try:
+                state = self._gpm_state(dev)
+                if state is not None:
+                    gpm_devices += 1
+                    gpm_ok += self._sample_gpm(dev, state, samples)
+                if self.pcie:
+                    self._sample_pcie(dev, samples)
+            except Exception as exc:
+                if classify(self.nvml, exc) == DEVICE:
+                    log.debug("GPU %d: sampler: %s", dev.index, describe(exc))
+                    with self._lock:
+                        self._values.pop(dev.uuid, None)
+                    self._drop_gpm(dev.index)
+                    continue
+                raise
+            with self._lock:
+                self._values[dev.uuid] = (session.clock(), samples)
+        if gpm_devices and self.health is not None:
+            self.health.observe("gpm", gpm_ok == gpm_devices, time.perf_counter() - start,
+                                errors=gpm_devices - gpm_ok)
+
+    # -- GPM --
+    def _gpm_state(self, dev: Device) -> _GpmState | None:
+        if dev.index in self._gpm:
+            return self._gpm[dev.index]
+        nvml = self.nvml
+        state = None
+        if "gpm" not in dev.unsupported and hasattr(nvml, "nvmlGpmQueryDeviceSupport"):
+            try:
+                supported = nvml.nvmlGpmQueryDeviceSupport(dev.handle).isSupportedDevice
+            except nvml.NVMLError as exc:
+                if classify(nvml, exc) == DEVICE:
+                    raise
+                supported = False
+            if supported:
+                state = _GpmState(nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc())
+                log.debug("GPU %d: GPM supported", dev.index)
+            else:
+                dev.unsupported.add("gpm")
+        self._gpm[dev.index] = state
+        return state
+
+    def _sample_gpm(self, dev: Device, state: _GpmState, out: list) -> int:
+        nvml = self.nvml
+        try:
+            nvml.nvmlGpmSampleGet(dev.handle, state.cur)
+        except nvml.NVMLError as exc:
+            if classify(nvml, exc) == UNSUPPORTED:
+                dev.unsupported.add("gpm")
+                self._drop_gpm(dev.index)
+                self._gpm[dev.index] = None
+                return 0
+            raise
+        ok = 1
+        if state.have_prev:
+            ok = self._metrics(dev, state.prev, state.cur, out)
+        state.prev, state.cur = state.cur, state.prev
+        state.have_prev = True
+        return ok
+
+    def _metrics(self, dev: Device, sample1: Any, sample2: Any, out: list) -> int:
+        nvml = self.nvml
+        wanted = [(name, getattr(nvml, const)) for name, const in GPM_METRICS if hasattr(nvml, const)]
+        mg = nvml.c_nvmlGpmMetricsGet_t()
+        mg.version = nvml.NVML_GPM_METRICS_GET_VERSION
+        mg.numMetrics = len(wanted)
+        mg.sample1 = sample1
+        mg.sample2 = sample2
+        for i, (_name, metric_id) in enumerate(wanted):
+            mg.metrics[i].metricId = metric_id
+        try:
+            nvml.nvmlGpmMetricsGet(mg)
+        except nvml.NVMLError as exc:
+            if classify(nvml, exc) == DEVICE:
+                raise
+            log.debug("GPU %d: nvmlGpmMetricsGet: %s", dev.index, describe(exc))
+            return 0
+        for i, (name, _metric_id) in enumerate(wanted):
+            metric = mg.metrics[i]
+            if metric.nvmlReturn == nvml.NVML_SUCCESS:
+                out.append((name, min(1.0, max(0.0, metric.value / 100.0))))
+        return 1
+
+    def _drop_gpm(self, index: int) -> None:
+        state = self._gpm.pop(index, None)
+        if state is not None:
+            for sample in (state.prev, state.cur):
+                try:
+                    self.nvml.nvmlGpmSampleFree(sample)
+                except Exception:
+                    pass
+
+    def _free_all(self) -> None:
+        for index in list(self._gpm):
+            self._drop_gpm(index)
+
+    # -- PCIe --
+    def _sample_pcie(self, dev: Device, out: list) -> None:
+        nvml = self.nvml
+        for key, name, counter in (("pcie_tx", "gpu_pcie_transmit_bytes_per_second", "NVML_PCIE_UTIL_TX_BYTES"),
+                                   ("pcie_rx", "gpu_pcie_receive_bytes_per_second", "NVML_PCIE_UTIL_RX_BYTES")):
+            if key in dev.unsupported:
+                continue
+            try:
+                value = nvml.nvmlDeviceGetPcieThroughput(dev.handle, getattr(nvml, counter))
+            except nvml.NVMLError as exc:
+                kind = classify(nvml, exc)
+                if kind == DEVICE:
+                    raise
+                if kind == UNSUPPORTED:
+                    dev.unsupported.add(key)
+                continue
+            out.append((name, float(value) * KIB))
