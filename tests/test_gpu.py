@@ -427,6 +427,10 @@ def test_xid_errors_counted_by_the_event_thread(rig, fake):
     parsed = rig.scrape()
     assert value(parsed, "gpu_xid_errors_total", gpu="0", xid="79") == 3
     assert value(parsed, "gpu_xid_errors_total", gpu="0", xid="13") == 1
+    # critical Xids are 0 from registration on, so increase() and alerts catch the very first one
+    assert value(parsed, "gpu_xid_errors_total", gpu="1", xid="79") == 0
+    assert value(parsed, "gpu_xid_errors_total", gpu="2", xid="119") == 0
+    assert not [lbls for lbls, _ in parsed["gpu_xid_errors_total"] if lbls["gpu"] == "1" and lbls["xid"] == "13"]
 
 
 @needs_fake
@@ -437,7 +441,9 @@ def test_xid_unsupported_device_is_skipped(rig, fake):
     fake.emit_xid(1, 79)  # not registered: never delivered
     fake.emit_xid(2, 31)
     wait_until(lambda: sum(rig.xid.counts().values()) == 1)
-    assert value(rig.scrape(), "gpu_xid_errors_total", gpu="2", xid="31") == 1
+    parsed = rig.scrape()
+    assert value(parsed, "gpu_xid_errors_total", gpu="2", xid="31") == 1
+    assert not [lbls for lbls, _ in parsed["gpu_xid_errors_total"] if lbls["gpu"] == "1"]  # unsupported: left out
 
 
 def wait_until(predicate, timeout: float = 10.0) -> None:

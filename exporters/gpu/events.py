@@ -12,6 +12,10 @@ from .nvml import DEVICE, Session, classify, describe
 
 log = logging.getLogger("mlscope.gpu")
 
+# Xids that mean a broken GPU or driver (NVIDIA's Xid catalogue; the GPUCriticalXid alert matches them).
+# Their counters start at 0 once a GPU is registered, so increase() sees the very first one.
+CRITICAL_XIDS = (48, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120)
+
 WAIT_MS = 500  # how long one nvmlEventSetWait blocks; also bounds how long stop() takes
 
 
@@ -81,6 +85,9 @@ class XidWatcher:
                 nvml.nvmlDeviceRegisterEvents(dev.handle, xid_type, event_set)
                 registered.add(dev.index)
                 self._settled.add(dev.index)
+                with self._lock:
+                    for xid in CRITICAL_XIDS:
+                        self._counts.setdefault((dev.index, dev.uuid, xid), 0)
             except nvml.NVMLError as exc:
                 if classify(nvml, exc) != DEVICE:
                     self._settled.add(dev.index)
