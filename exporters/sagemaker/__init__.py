@@ -1,0 +1,39 @@
+"""`mlscope sagemaker-exporter`: SageMaker endpoints from the SageMaker and CloudWatch APIs, with cost.
+
+Background pollers (one per account and region) fill a cache; scrapes only read it.
+"""
+
+from __future__ import annotations
+
+from ..health import Health
+from ..settings import Config, SettingError
+from ..spec import ExporterSpec, Parts
+from .aws import Aws, Stats
+from .collector import SageMakerCollector
+from .config import SETTINGS, targets
+from .cost import PriceBook, PriceTableError
+from .inventory import Inventory
+from .poller import Poller
+
+
+def build(cfg: Config, health: Health) -> Parts:
+    try:
+        prices = PriceBook.load(cfg.price_table, cfg.prices)
+    except PriceTableError as exc:
+        raise SettingError(f"--price-table: {exc}") from None
+    pollers = []
+    for target in targets(cfg):
+        aws = Aws(target, Stats(), max_attempts=cfg.aws_max_attempts, timeout=cfg.aws_timeout)
+        inventory = Inventory(aws, cfg.endpoint_name_regex, cfg.endpoint_tags, cfg.inventory_interval)
+        pollers.append(Poller(aws, inventory, prices, health, poll_interval=cfg.poll_interval, period=cfg.period,
+                              delay=cfg.delay, statistics=cfg.statistics))
+    return Parts(direct=[SageMakerCollector(pollers)], services=pollers)
+
+
+SPEC = ExporterSpec(
+    command="sagemaker-exporter",
+    title="SageMaker exporter",
+    default_port=9858,
+    settings=SETTINGS,
+    build=build,
+)

@@ -1,0 +1,227 @@
+"""Settings of `mlscope sagemaker-exporter` and the per-(account, region) targets they describe."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..settings import (Config, Setting, SettingError, duration, mapping, positive_int, regex, string,
+                        string_list)
+
+_REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
+_STAT_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
+_ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
+
+
+def _region(raw: Any) -> str:
+    text = str(raw).strip()
+    if not _REGION_RE.match(text):
+        raise ValueError(f"{text!r} is not an AWS region name like us-east-1")
+    return text
+
+
+def regions(raw: Any) -> list[dict]:
+    """A list of region names, or of mappings {region, endpoint_url} (file only); comma-separated from flags."""
+    if isinstance(raw, str):
+        raw = string_list(raw)
+    if not isinstance(raw, list):
+        raise ValueError("must be a list of AWS regions")
+    out = []
+    for item in raw:
+        if isinstance(item, dict):
+            unknown = set(item) - {"region", "endpoint_url"}
+            if unknown or "region" not in item:
+                raise ValueError("entries must be region names or mappings with keys region and endpoint_url")
+            out.append({"region": _region(item["region"]), "endpoint_url": item.get("endpoint_url")})
+        else:
+            out.append({"region": _region(item), "endpoint_url": None})
+    names = [r["region"] for r in out]
+    if len(set(names)) != len(names):
+        raise ValueError("lists a region twice")
+    return out
+
+
+def role_arn(raw: Any) -> str | None:
+    if raw is None or raw == "":
+        return None
+    text = string(raw).strip()
+    if not _ROLE_RE.match(text):
+        raise ValueError(f"must be an IAM role ARN like arn:aws:iam::123456789012:role/NAME, got {text!r}")
+    return text
+
+
+def accounts(raw: Any) -> list[dict]:
+    """File only: [{role_arn, external_id?, regions?}] — one poller per account and region."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError("must be a list of mappings with role_arn (and optional external_id, regions)")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or "role_arn" not in item:
+            raise ValueError(f"entry {i} must be a mapping with role_arn")
+        unknown = set(item) - {"role_arn", "external_id", "regions"}
+        if unknown:
+            raise ValueError(f"entry {i}: unknown key {sorted(unknown)[0]!r}")
+        try:
+            out.append({"role_arn": role_arn(item["role_arn"]),
+                        "external_id": None if item.get("external_id") is None else str(item["external_id"]),
+                        "regions": regions(item["regions"]) if item.get("regions") is not None else None})
+        except ValueError as exc:
+            raise ValueError(f"entry {i}: {exc}") from None
+    return out
+
+
+def tag_filter(raw: Any) -> dict[str, re.Pattern]:
+    """{tag key: value regex}; from a flag/env: key=regex,key2=regex2. Every key must match (AND)."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        pairs = {}
+        for part in string_list(raw):
+            key, sep, value = part.partition("=")
+            if not sep or not key:
+                raise ValueError(f"must be KEY=REGEX pairs separated by commas, got {part!r}")
+            pairs[key] = value
+        raw = pairs
+    out = {}
+    for key, value in mapping(raw).items():
+        try:
+            out[str(key)] = re.compile(".*" if value is None else str(value))
+        except re.error as exc:
+            raise ValueError(f"tag {key!r}: not a valid regular expression: {exc}") from None
+    return out
+
+
+def positive_duration(raw: Any) -> float:
+    value = duration(raw)
+    if value <= 0:
+        raise ValueError(f"must be more than zero, got {raw!r}")
+    return value
+
+
+def period(raw: Any) -> float:
+    value = duration(raw)
+    if value < 60 or value % 60:
+        raise ValueError(f"must be a multiple of 60 seconds (SageMaker publishes 1-minute metrics), got {raw!r}")
+    return value
+
+
+def statistics(raw: Any) -> list[str]:
+    """Percentile statistics for the latency quantile gauges, e.g. p50,p90,p99 (empty: none)."""
+    items = string_list(raw)
+    for item in items:
+        if not _STAT_RE.match(item) or not 0 < float(item[1:]) < 100:
+            raise ValueError(f"must be percentiles like p50, p90, p99 or p99.9, got {item!r}")
+    if len(set(items)) != len(items):
+        raise ValueError("lists a statistic twice")
+    return items
+
+
+def quantile_label(stat: str) -> str:
+    """p99 -> '0.99', p99.9 -> '0.999', p50 -> '0.5'."""
+    return f"{float(stat[1:]) / 100:g}"
+
+
+def prices(raw: Any) -> dict[str, Any]:
+    """File only: {instance_type: $/hour} or {instance_type: {region: $/hour}}."""
+    out: dict[str, Any] = {}
+    for key, value in mapping(raw).items():
+        if isinstance(value, dict):
+            inner = {}
+            for region_name, price in value.items():
+                inner[_region(region_name)] = _price(key, price)
+            out[str(key)] = inner
+        else:
+            out[str(key)] = _price(key, value)
+    return out
+
+
+def _price(key: Any, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{key}: must be a number of dollars per hour")
+    try:
+        price = float(value)
+    except ValueError:
+        raise ValueError(f"{key}: must be a number of dollars per hour, got {value!r}") from None
+    if price < 0 or math.isnan(price):
+        raise ValueError(f"{key}: must be zero or more, got {value!r}")
+    return price
+
+
+def optional_string(raw: Any) -> str | None:
+    return None if raw is None or raw == "" else string(raw)
+
+
+SETTINGS = [
+    Setting("regions", regions, [], "AWS regions to poll, comma-separated (default: AWS_REGION)"),
+    Setting("role_arn", role_arn, None, "IAM role to assume with STS (default: use the credentials as they are)"),
+    Setting("external_id", optional_string, None, "external ID for the role assumption"),
+    Setting("accounts", accounts, [], "several accounts: list of {role_arn, external_id, regions}", file_only=True),
+    Setting("endpoint_name_regex", regex, None, "only endpoints whose name matches this regex (re.search)"),
+    Setting("endpoint_tags", tag_filter, {}, "only endpoints whose tags match, KEY=REGEX[,KEY=REGEX]"),
+    Setting("poll_interval", positive_duration, 60.0, "how often to poll AWS, seconds or 1m"),
+    Setting("period", period, 60.0, "CloudWatch period, a multiple of 60 s"),
+    Setting("delay", duration, 180.0, "only periods that ended longer ago than this are settled and exported"),
+    Setting("statistics", statistics, ["p50", "p90", "p99"], "latency percentiles, comma-separated"),
+    Setting("endpoint_url", optional_string, None, "AWS endpoint override for every service (emulator)"),
+    Setting("inventory_interval", duration, 300.0, "re-describe unchanged endpoints at least this often"),
+    Setting("price_table", optional_string, None, "instance price table CSV (default: the shipped one)"),
+    Setting("prices", prices, {}, "price overrides {instance_type: $/h or {region: $/h}}", file_only=True),
+    Setting("aws_max_attempts", positive_int, 5, "attempts per AWS call (adaptive retries with backoff)"),
+    Setting("aws_timeout", positive_duration, 10.0, "connect and read timeout per AWS request"),
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One poller: an account (role or ambient credentials) in one region."""
+    region: str
+    endpoint_url: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+
+    @property
+    def account(self) -> str | None:
+        match = _ROLE_RE.match(self.role_arn or "")
+        return match.group(1) if match else None
+
+    @property
+    def name(self) -> str:
+        return f"sagemaker/{self.account}/{self.region}" if self.account else f"sagemaker/{self.region}"
+
+
+def targets(cfg: Config, environ: dict[str, str] | None = None) -> list[Target]:
+    environ = os.environ if environ is None else environ
+    top = list(cfg.regions or [])
+    if not top:
+        default = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+        if default:
+            top = regions(default)
+    if not top and not any(a.get("regions") for a in cfg.accounts or []):
+        raise SettingError("--regions: no region given (set regions in the config, --regions, MLSCOPE_REGIONS "
+                           "or AWS_REGION)")
+    if cfg.external_id and not cfg.role_arn:
+        raise SettingError("--external-id: needs --role-arn")
+
+    def url(entry: dict) -> str | None:
+        return entry.get("endpoint_url") or cfg.endpoint_url
+
+    out: list[Target] = []
+    if cfg.accounts:
+        for acc in cfg.accounts:
+            entries = acc["regions"] or top
+            if not entries:
+                raise SettingError("accounts: an account has no regions and no top-level regions are set")
+            out += [Target(e["region"], url(e), acc["role_arn"], acc["external_id"]) for e in entries]
+        if cfg.role_arn:
+            out += [Target(e["region"], url(e), cfg.role_arn, cfg.external_id) for e in top]
+    else:
+        out = [Target(e["region"], url(e), cfg.role_arn, cfg.external_id) for e in top]
+    names = [t.name for t in out]
+    if len(set(names)) != len(names):
+        raise SettingError("accounts: the same account and region is listed twice")
+    return out

@@ -1,0 +1,129 @@
+"""`mlscope sagemaker-exporter` as a real process, pointed at a moto server by its config file."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+import yaml
+
+from helpers import Prometheus, promtool_check_metrics, run_cli, samples, scrape, scrape_config, start_exporter, value
+from test_sagemaker_support import CREDS, Moto, create_endpoint, put
+
+INSTANCE_NS = "/aws/sagemaker/Endpoints"
+
+
+def wait_metric(base: str, name: str, timeout: float = 30, **labels) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = scrape(base)
+        if any(all(l.get(k) == str(v) for k, v in labels.items()) for l, _ in samples(text).get(name, [])):
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"{name}{labels} not exported after {timeout}s:\n{text[-2000:]}")
+
+
+def write_config(tmp_path, url: str, **extra) -> str:
+    cfg = {"regions": ["us-east-1"], "endpoint_url": url, "poll_interval": "1s", "period": "1m", "delay": "1m",
+           "statistics": [], "aws_max_attempts": 1, "aws_timeout": "2s", **extra}
+    path = tmp_path / "sagemaker.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+@pytest.fixture
+def moto():
+    server = Moto()
+    yield server
+    server.stop()
+
+
+def seed(url: str) -> None:
+    create_endpoint(url, "web", [("AllTraffic", "ml.m5.xlarge", 3)], tags={"mlscope:slo": "0.995"})
+    now = int(time.time()) // 60 * 60
+    for minute in range(2, 12):  # the newest settled period has data whenever the exporter looks
+        put(url, "web", "CPUUtilization", now - minute * 60 + 1, 300, namespace=INSTANCE_NS)  # 4 vCPUs -> 0.75
+
+
+def test_exporter_process_serves_moto_data_passes_promtool_and_is_scraped_by_prometheus(moto, tmp_path):
+    seed(moto.url)
+    proc, base = start_exporter("sagemaker-exporter", "--config", write_config(tmp_path, moto.url), env=CREDS)
+    try:
+        text = wait_metric(base, "sagemaker_instance_cpu_utilization_ratio", endpoint="web")
+        assert value(text, "sagemaker_instance_cpu_utilization_ratio", endpoint="web") == pytest.approx(0.75)
+        assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="web",
+                     instance_type="ml.m5.xlarge") == pytest.approx(0.69)
+        assert value(text, "sagemaker_endpoint_info", endpoint="web", tag_mlscope_slo="0.995") == 1
+        assert value(text, "sagemaker_invocations_total", endpoint="web", region="us-east-1") == 0
+        assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 1
+        check = promtool_check_metrics(text)
+        assert check.returncode == 0, check.stdout + check.stderr
+        openmetrics = requests.get(base + "/metrics", headers={"Accept": "application/openmetrics-text"}, timeout=5)
+        assert "# EOF" in openmetrics.text
+
+        prom = Prometheus({"global": {"scrape_interval": "1s"},
+                           "scrape_configs": [scrape_config("sagemaker", [base.split("//")[1]])]}, tmp_path)
+        try:
+            result = prom.wait_for('sagemaker_variant_hourly_cost_dollars{job="sagemaker",endpoint="web"}')
+            assert float(result[0]["value"][1]) == pytest.approx(0.69)
+            prom.wait_for('sagemaker_endpoint_info{tag_mlscope_slo="0.995"}')
+        finally:
+            prom.stop()
+
+        # AWS gone: scrapes still answer from the cache, the poller reports itself down.
+        moto.stop()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = scrape(base)
+            if value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 0:
+                break
+            time.sleep(0.2)
+        assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 0
+        assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="web") == pytest.approx(0.69)
+        assert any(lbls["api"] == "ListEndpoints" for lbls, _ in samples(text)["mlscope_cloudwatch_errors_total"])
+        started = time.perf_counter()
+        scrape(base)
+        assert time.perf_counter() - started < 2  # generous: the point is it never waits on AWS timeouts
+    finally:
+        output = proc.stop()
+    assert "Traceback" not in output
+
+
+def test_missing_credentials_log_one_line_per_cycle_without_traceback(moto, tmp_path):
+    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    proc, base = start_exporter("sagemaker-exporter", "--config", write_config(tmp_path, moto.url), env=env)
+    try:
+        text = wait_metric(base, "mlscope_cloudwatch_errors_total", code="NoCredentials")
+        assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 0
+        deadline = time.monotonic() + 20
+        while value(scrape(base), "mlscope_collector_errors_total", collector="sagemaker/us-east-1") < 2 \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        errors = value(scrape(base), "mlscope_collector_errors_total", collector="sagemaker/us-east-1")
+    finally:
+        output = proc.stop()
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if "credentials" in line]
+    assert lines and all("level=error" in line and "AWS credentials missing or rejected" in line for line in lines)
+    assert errors >= 2 and abs(len(lines) - errors) <= 1  # one line per failed cycle
+    assert "testing" not in output
+
+
+def test_bad_settings_exit_2_with_one_line(tmp_path):
+    bad = tmp_path / "bad.yml"
+    for content, needle in [("regions: [moon-1]\n", "regions"), ("regions: [us-east-1]\ndelay: soon\n", "delay"),
+                            ("regions: [us-east-1]\nprices: {ml.m5.xlarge: cheap}\n", "prices"),
+                            ("regions: [us-east-1]\nstatistics: [p100]\n", "statistics"),
+                            ("regions: [us-east-1]\nrole_arn: nope\n", "role_arn")]:
+        bad.write_text(content)
+        result = run_cli("sagemaker-exporter", "--config", str(bad))
+        assert result.returncode == 2, (content, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+

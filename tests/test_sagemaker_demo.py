@@ -1,0 +1,81 @@
+"""The SageMaker exporter against the demo AWS emulator (exporters/demo/aws.py: moto patched with
+percentiles, current instance types and CloudWatch's limits)."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import promtool_check_metrics, value
+from test_sagemaker_support import CREDS, Clock, base_time, create_endpoint, demo_start, exposition, make_poller, put
+
+INSTANCE_NS = "/aws/sagemaker/Endpoints"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch):
+    for key, val in CREDS.items():
+        monkeypatch.setenv(key, val)
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    start = demo_start()
+    if start is None:
+        pytest.skip("exporters/demo/aws.py is not in this checkout")
+    server, url = start()
+    yield url
+    server.stop()
+
+
+def test_percentiles_in_seconds_and_g5_utilization_and_cost(emulator):
+    url = emulator
+    create_endpoint(url, "llm", [("AllTraffic", "ml.g5.12xlarge", 2)])   # 48 vCPUs, 4 GPUs
+    base = base_time()
+    clock = Clock(base + 600)
+    poller = make_poller(url, clock, statistics=["p50", "p90", "p99"])
+    poller.run_cycle()
+    p0 = base + 480
+    # 100 requests: 50 at 10 ms, 40 at 20 ms, 9 at 50 ms, 1 at 900 ms (microseconds, as SageMaker reports)
+    from test_sagemaker_support import client
+    import datetime as dt
+    client(url, "cloudwatch").put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+        "MetricName": "ModelLatency", "Timestamp": dt.datetime.fromtimestamp(p0 + 5, dt.timezone.utc),
+        "Dimensions": [{"Name": "EndpointName", "Value": "llm"}, {"Name": "VariantName", "Value": "AllTraffic"}],
+        "Values": [10_000, 20_000, 50_000, 900_000], "Counts": [50, 40, 9, 1]}])
+    put(url, "llm", "Invocations", p0 + 5, 100)
+    put(url, "llm", "GPUUtilization", p0 + 5, 200, namespace=INSTANCE_NS)        # 4 GPUs -> 0.5
+    put(url, "llm", "CPUUtilization", p0 + 5, 1200, namespace=INSTANCE_NS)       # 48 vCPUs -> 0.25
+    clock.now = base + 660
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_model_latency_seconds", endpoint="llm", quantile="0.5") == pytest.approx(0.01)
+    assert value(text, "sagemaker_model_latency_seconds", endpoint="llm", quantile="0.9") == pytest.approx(0.02)
+    assert value(text, "sagemaker_model_latency_seconds", endpoint="llm", quantile="0.99") == pytest.approx(0.05)
+    assert value(text, "sagemaker_model_latency_seconds_count", endpoint="llm") == 100
+    assert value(text, "sagemaker_model_latency_seconds_sum", endpoint="llm") == pytest.approx(
+        (50 * 10_000 + 40 * 20_000 + 9 * 50_000 + 900_000) / 1e6)
+    assert value(text, "sagemaker_invocations_total", endpoint="llm") == 100
+    assert value(text, "sagemaker_instance_gpu_utilization_ratio", endpoint="llm") == pytest.approx(0.5)
+    assert value(text, "sagemaker_instance_cpu_utilization_ratio", endpoint="llm") == pytest.approx(0.25)
+    assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="llm",
+                 instance_type="ml.g5.12xlarge") == pytest.approx(2 * 7.09)
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_batches_respect_the_emulators_500_query_limit(emulator):
+    url = emulator
+    variants = [(f"v{i}", "ml.g5.xlarge", 1) for i in range(10)]    # 8 counters + 5 utilization + 6 latency
+    for e in range(3):
+        create_endpoint(url, f"big{e}", variants)                     # 30 variants x 19 = 570 queries
+    base = base_time()
+    clock = Clock(base + 600)
+    poller = make_poller(url, clock, statistics=["p50", "p90", "p99"], name_regex=__import__("re").compile("^big"))
+    poller.run_cycle()
+    put(url, "big2", "Invocations", base + 481, 4, variant="v9")
+    before = value(exposition(poller), "mlscope_cloudwatch_requests_total", api="GetMetricData")
+    clock.now = base + 660
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "mlscope_cloudwatch_requests_total", api="GetMetricData") - before == 2
+    assert value(text, "sagemaker_invocations_total", endpoint="big2", variant="v9") == 4

@@ -1,0 +1,351 @@
+"""SageMaker exporter against a real moto server over HTTP (real boto3, real retries), with a test clock.
+
+Known traffic in, exact numbers out. The clock is injected so no test waits for wall-clock minutes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from helpers import promtool_check_metrics, samples, value
+from test_sagemaker_support import (CREDS, BlackHole, Clock, FaultProxy, Moto, base_time, create_endpoint,
+                                    exposition, load_policy, make_poller, put)
+
+from exporters.health import Health
+
+INSTANCE_NS = "/aws/sagemaker/Endpoints"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch):
+    for key, val in CREDS.items():
+        monkeypatch.setenv(key, val)
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server = Moto()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto):
+    moto.reset()
+    return moto.url
+
+
+def names(text: str, metric: str, label: str = "endpoint") -> set:
+    return {lbls[label] for lbls, _ in samples(text).get(metric, [])}
+
+
+def test_known_traffic_gives_exact_counters_latency_utilization_and_cost(aws):
+    create_endpoint(aws, "ep-cpu", [("AllTraffic", "ml.m5.xlarge", 2)],
+                    tags={"mlscope:slo": "0.99", "mlscope:latency-objective-seconds": "0.5", "team": "search"})
+    create_endpoint(aws, "ep-gpu", [("AllTraffic", "ml.g4dn.12xlarge", 1)])
+    base = base_time()
+    clock = Clock(base + 600)
+    health = Health()
+    poller = make_poller(aws, clock, delay=120, health=health)
+    assert poller.run_cycle()                       # end = base+480: only sets the watermarks
+    text = exposition(poller, health=health)
+    assert value(text, "sagemaker_invocations_total", endpoint="ep-cpu") == 0
+    p0, p1 = base + 480, base + 540
+    put(aws, "ep-cpu", "Invocations", p0 + 5, 4)
+    put(aws, "ep-cpu", "Invocations", p0 + 30, 6)
+    put(aws, "ep-cpu", "Invocations", p1 + 10, 5)
+    put(aws, "ep-cpu", "Invocation4XXErrors", p0 + 1, 1)
+    put(aws, "ep-cpu", "Invocation5XXErrors", p1 + 1, 2)
+    put(aws, "ep-cpu", "InvocationModelErrors", p1 + 2, 1)
+    put(aws, "ep-cpu", "ModelLatency", p0 + 3, stats={"SampleCount": 10, "Sum": 1_500_000, "Minimum": 1e4,
+                                                       "Maximum": 4e5})
+    put(aws, "ep-cpu", "OverheadLatency", p0 + 3, stats={"SampleCount": 10, "Sum": 20_000, "Minimum": 1e3,
+                                                          "Maximum": 3e3})
+    put(aws, "ep-cpu", "CPUUtilization", p1 + 5, 200, namespace=INSTANCE_NS)          # 4 vCPUs -> 0.5
+    put(aws, "ep-cpu", "MemoryUtilization", p1 + 5, 40, namespace=INSTANCE_NS)
+    put(aws, "ep-cpu", "DiskUtilization", p1 + 5, 10, namespace=INSTANCE_NS)
+    put(aws, "ep-gpu", "GPUUtilization", p1 + 5, 300, namespace=INSTANCE_NS)           # 4 GPUs -> 0.75
+    put(aws, "ep-gpu", "GPUMemoryUtilization", p1 + 5, 100, namespace=INSTANCE_NS)     # 4 GPUs -> 0.25
+    put(aws, "ep-gpu", "CPUUtilization", p1 + 5, 2400, namespace=INSTANCE_NS)          # 48 vCPUs -> 0.5
+
+    clock.now = base + 660                          # end = p1: p0 settled, p1 not yet
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_invocations_total", endpoint="ep-cpu") == 10
+    assert value(text, "sagemaker_invocation_4xx_errors_total", endpoint="ep-cpu") == 1
+    assert value(text, "sagemaker_invocation_5xx_errors_total", endpoint="ep-cpu") == 0
+    assert value(text, "sagemaker_model_latency_seconds_sum", endpoint="ep-cpu") == pytest.approx(1.5)
+    assert value(text, "sagemaker_model_latency_seconds_count", endpoint="ep-cpu") == 10
+    assert value(text, "sagemaker_overhead_latency_seconds_sum", endpoint="ep-cpu") == pytest.approx(0.02)
+    assert value(text, "sagemaker_data_timestamp_seconds", endpoint="ep-cpu") == p1
+
+    put(aws, "ep-cpu", "Invocations", p1 + 50, 3)   # late, but inside the delay window: counted once
+    clock.now = base + 720                          # end = base+600: p1 settled
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_invocations_total", endpoint="ep-cpu") == 18
+    assert value(text, "sagemaker_invocation_5xx_errors_total", endpoint="ep-cpu") == 2
+    assert value(text, "sagemaker_invocation_model_errors_total", endpoint="ep-cpu") == 1
+    assert value(text, "sagemaker_instance_cpu_utilization_ratio", endpoint="ep-cpu") == pytest.approx(0.5)
+    assert value(text, "sagemaker_instance_memory_utilization_ratio", endpoint="ep-cpu") == pytest.approx(0.4)
+    assert value(text, "sagemaker_instance_disk_utilization_ratio", endpoint="ep-cpu") == pytest.approx(0.1)
+    assert value(text, "sagemaker_instance_gpu_utilization_ratio", endpoint="ep-gpu") == pytest.approx(0.75)
+    assert value(text, "sagemaker_instance_gpu_memory_utilization_ratio", endpoint="ep-gpu") == pytest.approx(0.25)
+    assert value(text, "sagemaker_instance_cpu_utilization_ratio", endpoint="ep-gpu") == pytest.approx(0.5)
+    assert "sagemaker_instance_gpu_utilization_ratio" not in {n for n, s in samples(text).items()
+                                                              if any(l.get("endpoint") == "ep-cpu" for l, _ in s)}
+    # cost = list price x current instances (us-east-1: m5.xlarge $0.23, g4dn.12xlarge $4.89)
+    assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="ep-cpu",
+                 instance_type="ml.m5.xlarge") == pytest.approx(0.46)
+    assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="ep-gpu") == pytest.approx(4.89)
+    assert value(text, "sagemaker_variant_instances", endpoint="ep-cpu") == 2
+    assert value(text, "sagemaker_variant_desired_instances", endpoint="ep-cpu") == 2
+    info = value(text, "sagemaker_endpoint_info", endpoint="ep-cpu", status="InService", tag_mlscope_slo="0.99",
+                 tag_mlscope_latency_objective_seconds="0.5", tag_team="search")
+    assert info == 1
+    assert value(text, "sagemaker_variant_info", endpoint="ep-gpu", instance_type="ml.g4dn.12xlarge") == 1
+    # tags only on sagemaker_endpoint_info
+    for name, series in samples(text).items():
+        if name != "sagemaker_endpoint_info":
+            assert not any(k.startswith("tag_") for lbls, _ in series for k in lbls), name
+
+    put(aws, "ep-cpu", "Invocations", p0 + 40, 100)  # too late: p0 settled two cycles ago
+    clock.now = base + 780
+    assert poller.run_cycle()
+    clock.now = base + 790                           # same settled end: nothing added twice
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_invocations_total", endpoint="ep-cpu") == 18
+    # no traffic in the newest settled period: the gauges for it go away, counters stay
+    assert "sagemaker_instance_cpu_utilization_ratio" not in samples(text)
+    assert promtool_check_metrics(text).returncode == 0, promtool_check_metrics(text).stderr
+
+
+def test_restart_does_not_double_count(aws):
+    create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])
+    base = base_time()
+    clock = Clock(base + 600)
+    first = make_poller(aws, clock)
+    first.run_cycle()                                # end = base+480
+    for minute in range(8, 12):
+        put(aws, "ep", "Invocations", base + minute * 60 + 1, 10)
+    clock.now = base + 840                           # end = base+720: periods 8..11 settled
+    first.run_cycle()
+    assert value(exposition(first), "sagemaker_invocations_total", endpoint="ep") == 40
+
+    restarted = make_poller(aws, clock)              # a new process: same data in CloudWatch
+    restarted.run_cycle()
+    assert value(exposition(restarted), "sagemaker_invocations_total", endpoint="ep") == 0
+    put(aws, "ep", "Invocations", base + 720 + 1, 7)
+    clock.now = base + 900
+    restarted.run_cycle()
+    clock.now = base + 960
+    restarted.run_cycle()
+    assert value(exposition(restarted), "sagemaker_invocations_total", endpoint="ep") == 7
+
+
+def test_missing_periods_add_nothing_and_new_endpoints_start_at_zero(aws):
+    create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])
+    base = base_time()
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock)
+    poller.run_cycle()
+    clock.now = base + 900
+    poller.run_cycle()                               # five settled periods, no datapoints
+    assert value(exposition(poller), "sagemaker_invocations_total", endpoint="ep") == 0
+    create_endpoint(aws, "ep-new", [("AllTraffic", "ml.m5.xlarge", 1)])
+    put(aws, "ep-new", "Invocations", base + 780 + 1, 3)   # after the previous cycle's end (base+780)
+    clock.now = base + 960
+    poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_invocations_total", endpoint="ep-new") == 3
+
+
+def test_endpoint_deletion_removes_its_series_and_mid_cycle_deletion_is_harmless(aws):
+    create_endpoint(aws, "keep", [("AllTraffic", "ml.m5.xlarge", 1)])
+    create_endpoint(aws, "gone", [("AllTraffic", "ml.m5.xlarge", 1)])
+    create_endpoint(aws, "vanishing", [("AllTraffic", "ml.m5.xlarge", 1)])
+    base = base_time()
+    clock = Clock(base + 600)
+    health = Health()
+    poller = make_poller(aws, clock, health=health)
+    admin = poller.aws.client("sagemaker")
+    from test_sagemaker_support import client
+    deleter = client(aws, "sagemaker")
+
+    def delete_during_cycle(params, **_):
+        if params.get("EndpointName") == "vanishing":
+            deleter.delete_endpoint(EndpointName="vanishing")
+
+    admin.meta.events.register("provide-client-params.sagemaker.DescribeEndpoint", delete_during_cycle)
+    assert poller.run_cycle()
+    text = exposition(poller, health=health)
+    assert names(text, "sagemaker_endpoint_info") == {"keep", "gone"}
+    assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 1
+
+    deleter.delete_endpoint(EndpointName="gone")
+    clock.now += 60
+    assert poller.run_cycle()
+    text = exposition(poller)
+    for name, series in samples(text).items():
+        assert all(lbls.get("endpoint") != "gone" for lbls, _ in series), name
+    assert names(text, "sagemaker_invocations_total") == {"keep"}
+
+
+def test_serverless_variants_and_unknown_prices(aws):
+    create_endpoint(aws, "sls", [("AllTraffic", "", 0)], serverless=["AllTraffic"])
+    create_endpoint(aws, "old", [("AllTraffic", "ml.m4.xlarge", 3)])   # not in the price table
+    create_endpoint(aws, "priced", [("AllTraffic", "ml.t2.medium", 2)])  # priced by a config override
+    base = base_time()
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock, prices={"ml.t2.medium": {"us-east-1": 0.056}})
+    poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_variant_info", endpoint="sls", instance_type="serverless") == 1
+    assert names(text, "sagemaker_variant_instances") == {"old", "priced"}
+    assert names(text, "sagemaker_variant_hourly_cost_dollars") == {"priced"}
+    assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="priced") == pytest.approx(0.112)
+    assert value(text, "mlscope_sagemaker_price_missing_total", instance_type="ml.m4.xlarge") == 1
+    assert value(text, "sagemaker_invocations_total", endpoint="sls") == 0   # serverless still has traffic
+
+
+def test_more_than_500_queries_take_several_requests(aws):
+    variants = [(f"v{i}", "ml.m5.xlarge", 1) for i in range(10)]
+    for e in range(5):
+        create_endpoint(aws, f"ep{e}", variants)          # 50 variants x 11 queries = 550 per cycle
+    base = base_time()
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock)
+    poller.run_cycle()                                     # gauges only: 50 x 3 = 150 queries, 1 request
+    put(aws, "ep4", "Invocations", base + 480 + 1, 9, variant="v9")   # last query of the last batch
+    text = exposition(poller)
+    before = value(text, "mlscope_cloudwatch_requests_total", api="GetMetricData")
+    metrics_before = value(text, "mlscope_cloudwatch_metrics_requested_total", region="us-east-1")
+    assert (before, metrics_before) == (1, 150)
+    clock.now = base + 660
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "mlscope_cloudwatch_requests_total", api="GetMetricData") - before == 2
+    assert value(text, "mlscope_cloudwatch_metrics_requested_total", region="us-east-1") - metrics_before == 550
+    assert value(text, "sagemaker_invocations_total", endpoint="ep4", variant="v9") == 9
+
+
+def test_throttling_keeps_serving_last_values_and_catches_up(aws):
+    create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])
+    proxy = FaultProxy(aws)
+    try:
+        base = base_time()
+        clock = Clock(base + 600)
+        health = Health()
+        poller = make_poller(proxy.url, clock, health=health, max_attempts=2)
+        poller.run_cycle()
+        put(aws, "ep", "Invocations", base + 481, 5)
+        put(aws, "ep", "CPUUtilization", base + 481, 100, namespace=INSTANCE_NS)
+        clock.now = base + 660
+        assert poller.run_cycle()
+        text = exposition(poller, health=health)
+        assert value(text, "sagemaker_invocations_total", endpoint="ep") == 5
+        stamp = value(text, "sagemaker_data_timestamp_seconds", endpoint="ep")
+
+        proxy.faults["GetMetricData"] = "throttle"
+        put(aws, "ep", "Invocations", base + 541, 7)
+        clock.now = base + 720
+        assert not poller.run_cycle()
+        assert proxy.hits["GetMetricData"] == 2              # botocore retried once (max_attempts 2)
+        text = exposition(poller, health=health)
+        assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 0
+        assert value(text, "mlscope_cloudwatch_errors_total", api="GetMetricData", code="Throttling") == 1
+        assert value(text, "sagemaker_invocations_total", endpoint="ep") == 5          # last good values
+        assert value(text, "sagemaker_instance_cpu_utilization_ratio", endpoint="ep") == pytest.approx(0.25)
+        assert value(text, "sagemaker_data_timestamp_seconds", endpoint="ep") == stamp
+
+        proxy.faults["GetMetricData"] = "503"
+        clock.now = base + 780
+        assert not poller.run_cycle()
+        text = exposition(poller, health=health)
+        assert value(text, "mlscope_cloudwatch_errors_total", api="GetMetricData", code="503") == 1
+
+        proxy.faults.clear()
+        put(aws, "ep", "Invocations", base + 601, 1)
+        clock.now = base + 840                                # end = base+720: periods 9, 10 and 11 fetched now
+        assert poller.run_cycle()
+        text = exposition(poller, health=health)
+        assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 1
+        assert value(text, "sagemaker_invocations_total", endpoint="ep") == 13
+        assert value(text, "sagemaker_data_timestamp_seconds", endpoint="ep") == base + 720
+    finally:
+        proxy.stop()
+
+
+def test_unreachable_region_does_not_block_another(aws):
+    create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])
+    hole = BlackHole()
+    health = Health()
+    good = make_poller(aws, time.time, health=health, poll_interval=3600)
+    bad = make_poller(hole.url, time.time, region="eu-west-1", health=health, timeout=2, max_attempts=1,
+                      poll_interval=3600)
+    try:
+        bad.start()
+        good.start()
+        deadline = time.monotonic() + 30
+        while not health.is_up("sagemaker/us-east-1") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = exposition(good, bad, health=health)
+        assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 1
+        assert value(text, "sagemaker_variant_instances", endpoint="ep", region="us-east-1") == 1
+        while "ReadTimeoutError" not in text and time.monotonic() < deadline:
+            time.sleep(0.1)
+            text = exposition(good, bad, health=health)
+        assert value(text, "mlscope_collector_up", collector="sagemaker/eu-west-1") == 0
+        assert value(text, "mlscope_cloudwatch_errors_total", region="eu-west-1", api="ListEndpoints",
+                     code="ReadTimeoutError") == 1
+    finally:
+        good.stop()
+        bad.stop()
+        hole.stop()
+
+
+def test_every_aws_operation_is_allowed_by_the_shipped_iam_policy(aws):
+    create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)], tags={"team": "a"})
+    create_endpoint(aws, "sls", [("AllTraffic", "", 0)], serverless=["AllTraffic"])
+    base = base_time()
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock, statistics=())
+    performed: set[str] = set()
+    prefixes = {"SageMaker": "sagemaker", "CloudWatch": "cloudwatch", "STS": "sts"}
+
+    def record(model, **_):
+        performed.add(f"{prefixes[model.service_model.service_id]}:{model.name}")
+
+    for service in ("sagemaker", "cloudwatch"):
+        poller.aws.client(service).meta.events.register("before-call", record)
+    put(aws, "ep", "Invocations", base + 481, 1)
+    for now in (base + 600, base + 660, base + 720):
+        clock.now = now
+        assert poller.run_cycle()
+    policy = load_policy()
+    assert performed, "no AWS operation recorded"
+    assert performed <= policy, performed - policy
+    assert performed == policy, f"policy grants more than the exporter uses: {policy - performed}"
+
+
+def test_role_assumption_through_sts(aws, monkeypatch):
+    from exporters.sagemaker.aws import Aws, Stats
+    from exporters.sagemaker.config import Target
+    create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])
+    poller = make_poller(aws, time.time)
+    poller.aws = Aws(Target("us-east-1", aws, role_arn="arn:aws:iam::123456789012:role/mlscope",
+                            external_id="xyz"), poller.aws.stats)
+    poller.inventory.aws = poller.aws
+    assert poller.aws.target.name == "sagemaker/123456789012/us-east-1"
+    seen = []
+    poller.aws.client("sts")  # created with the session
+    poller.aws._clients["sts"].meta.events.register(
+        "provide-client-params.sts.AssumeRole", lambda params, **_: seen.append(dict(params)))
+    assert poller.run_cycle()
+    assert seen and seen[0]["RoleArn"].endswith("role/mlscope") and seen[0]["ExternalId"] == "xyz"
+    text = exposition(poller)
+    assert value(text, "mlscope_cloudwatch_requests_total", api="AssumeRole") == 1
+    assert value(text, "sagemaker_variant_instances", endpoint="ep") == 1

@@ -1,0 +1,226 @@
+"""Shared pieces of the SageMaker exporter tests: a moto server, endpoints, datapoints, a fault proxy.
+
+(Named test_* so it lives with the tests it serves; it holds no tests itself.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import importlib
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
+
+import boto3
+import requests
+from prometheus_client import generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from exporters.health import Health
+from exporters.sagemaker.aws import Aws, Stats
+from exporters.sagemaker.collector import SageMakerCollector
+from exporters.sagemaker.config import Target
+from exporters.sagemaker.cost import PriceBook
+from exporters.sagemaker.inventory import Inventory
+from exporters.sagemaker.poller import Poller
+
+ROLE = "arn:aws:iam::123456789012:role/sagemaker-test"
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+         "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+def demo_start():
+    """exporters.demo.aws.start, when the demo emulator exists (percentiles, g5 types); else None."""
+    try:
+        module = importlib.import_module("exporters.demo.aws")
+    except ImportError:
+        return None
+    return getattr(module, "start", None)
+
+
+class Moto:
+    """moto's server in this process (real HTTP; boto3 talks to it like to AWS)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+
+    def reset(self) -> None:
+        requests.post(self.url + "/moto-api/reset", timeout=10)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def client(url: str, service: str, region: str = "us-east-1"):
+    return boto3.client(service, region_name=region, endpoint_url=url, aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | None = None,
+                    tags: dict | None = None, region: str = "us-east-1", serverless: list[str] = ()) -> None:
+    """variants: [(variant, instance type, count)]; `serverless`: variant names with a ServerlessConfig."""
+    sm = client(url, "sagemaker", region)
+    try:
+        sm.create_model(ModelName="model", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img"})
+    except sm.exceptions.ClientError:
+        pass
+    pvs = []
+    for vname, itype, count in variants or [("AllTraffic", "ml.m5.xlarge", 1)]:
+        pv = {"VariantName": vname, "ModelName": "model"}
+        if vname in serverless:
+            pv["ServerlessConfig"] = {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
+        else:
+            pv.update(InitialInstanceCount=count, InstanceType=itype)
+        pvs.append(pv)
+    sm.create_endpoint_config(EndpointConfigName=f"{name}-config", ProductionVariants=pvs)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config",
+                       Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()])
+
+
+def put(url: str, endpoint: str, metric: str, ts: float, value: float | None = None, variant: str = "AllTraffic",
+        namespace: str = "AWS/SageMaker", stats: dict | None = None, region: str = "us-east-1") -> None:
+    datum = {"MetricName": metric, "Timestamp": dt.datetime.fromtimestamp(ts, dt.timezone.utc),
+             "Dimensions": [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]}
+    if stats is not None:
+        datum["StatisticValues"] = stats
+    else:
+        datum["Value"] = value
+    client(url, "cloudwatch", region).put_metric_data(Namespace=namespace, MetricData=[datum])
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def base_time() -> float:
+    """A period boundary two hours ago: datapoints after it are within CloudWatch's (and moto's) range."""
+    return (int(time.time()) // 60) * 60 - 7200
+
+
+def make_poller(url: str, clock, region: str = "us-east-1", statistics=(), delay: float = 120, period: float = 60,
+                poll_interval: float = 60, health: Health | None = None, timeout: float = 5, max_attempts: int = 2,
+                prices: dict | None = None, **inventory_kw) -> Poller:
+    aws = Aws(Target(region, url), Stats(), max_attempts=max_attempts, timeout=timeout)
+    inventory = Inventory(aws, clock=clock, **inventory_kw)
+    return Poller(aws, inventory, PriceBook.load(overrides=prices), health or Health(), poll_interval=poll_interval,
+                  period=period, delay=delay, statistics=list(statistics), clock=clock)
+
+
+def exposition(*pollers: Poller, health: Health | None = None) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SageMakerCollector(pollers))
+    if health is not None:
+        registry.register(health)
+    return generate_latest(registry).decode()
+
+
+# ---- a proxy in front of moto that injects faults (throttling, 5xx) like AWS would answer them ----
+
+def _cbor_text(s: str) -> bytes:
+    b = s.encode()
+    return (bytes([0x60 + len(b)]) if len(b) < 24 else bytes([0x78, len(b)])) + b
+
+
+class FaultProxy:
+    """Forwards to `upstream`; while `faults[operation]` is set, answers that operation with the fault.
+
+    Faults: "throttle" (400 Throttling, in the request's protocol: JSON or rpc-v2-cbor), "503".
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlparse(upstream)
+        self.faults: dict[str, str] = {}
+        self.hits: dict[str, int] = {}
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                op = self.path.rsplit("/", 1)[-1] if "/operation/" in self.path else \
+                    (self.headers.get("X-Amz-Target") or "").rsplit(".", 1)[-1]
+                fault = proxy.faults.get(op)
+                if fault:
+                    proxy.hits[op] = proxy.hits.get(op, 0) + 1
+                    cbor = "cbor" in (self.headers.get("Content-Type") or "")
+                    if fault == "throttle":
+                        if cbor:
+                            payload = b"\xa2" + _cbor_text("__type") + _cbor_text("Throttling") + \
+                                _cbor_text("message") + _cbor_text("Rate exceeded")
+                            kind = {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}
+                        else:
+                            payload = json.dumps({"__type": "Throttling", "message": "Rate exceeded"}).encode()
+                            kind = {"Content-Type": self.headers.get("Content-Type") or "application/x-amz-json-1.0"}
+                        self._reply(400, payload, {**kind, "x-amzn-query-error": "Throttling;Sender"})
+                    else:
+                        self._reply(503, b"", {"Content-Type": self.headers.get("Content-Type") or "text/plain"})
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request("POST", self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self._reply(resp.status, data, {k: v for k, v in resp.getheaders()
+                                                if k.lower() not in ("content-length", "connection",
+                                                                     "transfer-encoding")})
+                conn.close()
+
+            def _reply(self, status: int, body: bytes, headers: dict) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class BlackHole:
+    """A TCP port that accepts connections and never answers: an unreachable (hanging) AWS region."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+def load_policy() -> set[str]:
+    from pathlib import Path
+    doc = json.loads((Path(__file__).resolve().parent.parent / "exporters/sagemaker/iam-policy.json").read_text())
+    actions: set[str] = set()
+    for statement in doc["Statement"]:
+        assert statement["Effect"] == "Allow"
+        acts = statement["Action"]
+        actions |= set([acts] if isinstance(acts, str) else acts)
+    return actions

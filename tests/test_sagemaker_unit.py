@@ -1,0 +1,148 @@
+"""Pure logic of the SageMaker exporter: config, alignment, batching, CloudWatch answers, prices."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from botocore.stub import ANY, Stubber
+
+from exporters.health import Health
+from exporters.sagemaker import config as sc
+from exporters.sagemaker.aws import Aws, Stats, describe_error
+from exporters.sagemaker.cloudwatch import Query, align_down, batches, fetch, settled_end
+from exporters.sagemaker.config import Target
+from exporters.sagemaker.cost import PriceBook
+from exporters.sagemaker.inventory import tag_label
+from exporters.settings import Config, SettingError, resolve
+
+
+def cfg(**values) -> Config:
+    return resolve([sc.Setting("config", str)] + sc.SETTINGS, {}, environ={
+        **{f"MLSCOPE_{k.upper()}": str(v) for k, v in values.items()}})
+
+
+def test_alignment_and_settling():
+    assert align_down(125, 60) == 120
+    assert settled_end(now=1000, delay=180, period=60) == 780
+    assert settled_end(now=1020, delay=180, period=300) == 600
+    assert [len(b) for b in batches(list(range(1001)))] == [500, 500, 1]
+
+
+def test_settings_parse_and_reject():
+    c = cfg(regions="us-east-1,eu-west-1", delay="3m", poll_interval="1m", statistics="p50,p99.9",
+            endpoint_tags="team=ml.*,env=prod")
+    assert [r["region"] for r in c.regions] == ["us-east-1", "eu-west-1"]
+    assert (c.delay, c.poll_interval, c.period) == (180, 60, 60.0)
+    assert [sc.quantile_label(s) for s in c.statistics] == ["0.5", "0.999"]
+    assert c.endpoint_tags["team"].fullmatch("ml-infra") and not c.endpoint_tags["env"].fullmatch("dev")
+    for bad in [{"regions": "us east"}, {"period": "90"}, {"statistics": "avg"}, {"delay": "soon"},
+                {"role_arn": "arn:aws:iam::1:user/x"}, {"endpoint_tags": "novalue"}, {"poll_interval": "0"}]:
+        with pytest.raises(SettingError) as err:
+            cfg(**bad)
+        assert list(bad)[0].upper() in str(err.value)
+
+
+def test_targets_regions_accounts_and_names():
+    c = Config({"regions": sc.regions(["us-east-1", {"region": "eu-west-1", "endpoint_url": "http://x"}]),
+                "role_arn": None, "external_id": None, "endpoint_url": "http://default",
+                "accounts": sc.accounts([{"role_arn": "arn:aws:iam::111122223333:role/r", "external_id": "e",
+                                          "regions": ["us-west-2"]}])})
+    ts = sc.targets(c, environ={})
+    assert [(t.name, t.endpoint_url) for t in ts] == [("sagemaker/111122223333/us-west-2", "http://default")]
+    c.accounts = []
+    assert [(t.name, t.endpoint_url) for t in sc.targets(c, environ={})] == [
+        ("sagemaker/us-east-1", "http://default"), ("sagemaker/eu-west-1", "http://x")]
+    c.regions = []
+    assert [t.region for t in sc.targets(c, environ={"AWS_REGION": "ap-south-1"})] == ["ap-south-1"]
+    with pytest.raises(SettingError, match="regions"):
+        sc.targets(c, environ={})
+
+
+def test_prices_overrides_and_specs():
+    book = PriceBook.load(overrides=sc.prices({"ml.m5.xlarge": 0.5, "ml.g5.xlarge": {"us-east-1": 1.0}}))
+    assert book.hourly_price("ml.m5.xlarge", "eu-west-1") == 0.5
+    assert book.hourly_price("ml.g5.xlarge", "us-east-1") == 1.0
+    assert book.hourly_price("ml.g5.xlarge", "us-west-2") == 1.408
+    assert book.hourly_price("ml.x9.huge", "us-east-1") is None
+    assert book.spec("ml.g5.48xlarge").gpu == 8 and book.spec(None) is None
+    with pytest.raises(ValueError):
+        sc.prices({"ml.m5.xlarge": "cheap"})
+
+
+def test_tag_labels_are_sanitised():
+    assert tag_label("mlscope:slo") == "tag_mlscope_slo"
+    assert tag_label("mlscope:latency-objective-seconds") == "tag_mlscope_latency_objective_seconds"
+    assert tag_label("aws:cloudformation:stack-name") == "tag_aws_cloudformation_stack_name"
+
+
+def _aws() -> tuple[Aws, Stubber]:
+    aws = Aws(Target("us-east-1"), Stats(), max_attempts=1)
+    import boto3
+    client = boto3.client("cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    aws._clients["cloudwatch"] = client
+    aws._session = object()
+    return aws, Stubber(client)
+
+
+def _q(i: int) -> Query:
+    return Query(("ep", f"v{i}", "invocations"), "AWS/SageMaker", "Invocations", "Sum",
+                 (("EndpointName", "ep"), ("VariantName", f"v{i}")))
+
+
+def _ts(t: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc)
+
+
+def test_fetch_follows_next_token_and_counts_partial_data_and_messages():
+    aws, stub = _aws()
+    queries = [_q(i) for i in range(3)]
+    stub.add_response("get_metric_data", {
+        "MetricDataResults": [
+            {"Id": "q0", "StatusCode": "PartialData", "Timestamps": [_ts(0)], "Values": [1.0]},
+            {"Id": "q1", "StatusCode": "Complete", "Timestamps": [_ts(0)], "Values": [2.0],
+             "Messages": [{"Code": "ArithmeticError", "Value": "odd"}]},
+            {"Id": "q2", "StatusCode": "InternalError", "Timestamps": [], "Values": []}],
+        "NextToken": "more"}, {"MetricDataQueries": ANY, "StartTime": ANY, "EndTime": ANY, "ScanBy": ANY})
+    stub.add_response("get_metric_data", {
+        "MetricDataResults": [{"Id": "q0", "StatusCode": "Complete", "Timestamps": [_ts(60)], "Values": [3.0]}],
+        "Messages": [{"Code": "Note", "Value": "top-level"}]},
+        {"MetricDataQueries": ANY, "StartTime": ANY, "EndTime": ANY, "ScanBy": ANY, "NextToken": "more"})
+    with stub:
+        result = fetch(aws, queries, 0, 120, 60)
+    assert result.values[queries[0].key] == [(0.0, 1.0), (60.0, 3.0)]
+    assert result.values[queries[1].key] == [(0.0, 2.0)]
+    assert result.failed == {queries[2].key}             # not silently dropped: retried next cycle
+    _, metrics, errors, _ = aws.stats.snapshot()
+    assert metrics == 6
+    assert errors == {("GetMetricData", "ArithmeticError"): 1, ("GetMetricData", "Note"): 1,
+                      ("GetMetricData", "InternalError"): 1}
+
+
+def test_fetch_splits_at_500_and_a_failed_call_fails_the_rest():
+    aws, stub = _aws()
+    queries = [_q(i) for i in range(1200)]
+    ok = {"MetricDataResults": [{"Id": f"q{i}", "StatusCode": "Complete", "Timestamps": [], "Values": []}
+                                for i in range(500)]}
+    stub.add_response("get_metric_data", ok)
+    stub.add_client_error("get_metric_data", "Throttling", "Rate exceeded", http_status_code=400)
+    with stub:
+        result = fetch(aws, queries, 0, 60, 60)
+    assert len(result.values) == 500 and len(result.failed) == 700
+    reqs, metrics, errors, _ = aws.stats.snapshot()
+    assert reqs == {"GetMetricData": 2} and metrics == 1000 and errors == {("GetMetricData", "Throttling"): 1}
+
+
+def test_error_lines_never_show_credentials():
+    from botocore.exceptions import ClientError, NoCredentialsError
+    text = describe_error(ClientError({"Error": {"Code": "ExpiredToken", "Message": "The token is expired"}}, "X"))
+    assert text.startswith("AWS credentials missing or rejected") and "\n" not in text
+    assert "NoCredentials" in describe_error(NoCredentialsError())
+
+
+def test_scrape_never_calls_aws():
+    from test_sagemaker_support import exposition, make_poller
+    poller = make_poller("http://127.0.0.1:9", lambda: 0.0, health=Health())
+    text = exposition(poller)                     # nothing polled yet: self-metrics only, no AWS call made
+    assert "mlscope_cloudwatch_metrics_requested_total" in text
+    assert poller.aws.stats.snapshot()[0] == {}
