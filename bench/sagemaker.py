@@ -18,7 +18,6 @@ import threading
 import time
 
 import requests
-from prometheus_client.registry import CollectorRegistry
 
 from exporters.health import Health
 from exporters.sagemaker.aws import Aws, Stats
@@ -132,10 +131,8 @@ def other_exporters(n: int) -> dict:
 
 
 def scrape_latency(poller: Poller, health: Health, scrapes: int = 50) -> tuple[float, float, int]:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SageMakerCollector([poller]))
-    registry.register(health)
-    server = MetricsServer(("127.0.0.1", 0), registry, WebConfig(), "SageMaker exporter", "bench")
+    server = MetricsServer(("127.0.0.1", 0), [SageMakerCollector([poller]), health], WebConfig(),
+                           "SageMaker exporter", "bench")
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/metrics"

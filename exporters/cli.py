@@ -10,8 +10,6 @@ import sys
 import threading
 from typing import NoReturn, Sequence
 
-from prometheus_client.registry import CollectorRegistry
-
 from . import __version__, logs
 from .health import Health, ScrapeCollector
 from .settings import COMMON_SETTINGS, Setting, SettingError, boolean, listen_address, resolve
@@ -67,13 +65,10 @@ def run_exporter(spec: ExporterSpec, argv: Sequence[str]) -> int:
         web = load_web_config(cfg.web_config)
         health = Health()
         parts = spec.build(cfg, health)
-        registry = CollectorRegistry(auto_describe=False)
-        for name, collector in parts.scrape.items():
-            registry.register(ScrapeCollector(name, collector, health))
-        for collector in parts.direct:
-            registry.register(collector)
-        registry.register(health)  # last, so it reports the runs of this very scrape
-        server = MetricsServer(cfg.listen, registry, web, spec.title, f"mlscope {__version__}")
+        collectors = [ScrapeCollector(name, collector, health) for name, collector in parts.scrape.items()]
+        collectors += parts.direct
+        collectors.append(health)  # last, so it reports the runs of this very scrape
+        server = MetricsServer(cfg.listen, collectors, web, spec.title, f"mlscope {__version__}")
     except SettingError as exc:
         fail(prog, str(exc))
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import bcrypt
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.registry import Collector
 
 from .settings import SettingError, read_yaml_file
 
@@ -150,6 +150,67 @@ LANDING = """<!DOCTYPE html>
 """
 
 
+class _One:
+    """A single collector in the shape prometheus_client's encoders expect of a registry."""
+
+    def __init__(self, collector: Collector):
+        self.collector = collector
+
+    def collect(self):
+        return self.collector.collect()
+
+
+class Exposition:
+    """Encodes the collectors' output, reusing the bytes of collectors whose data has not changed.
+
+    A collector that serves a cache (e.g. the SageMaker pollers' snapshot) defines `cache_key()`;
+    its encoded text, and its gzip member, are rebuilt only when that key changes. Everything else
+    is encoded on every scrape. Gzip members may be concatenated (RFC 1952), so the cached member
+    and a fresh one for the rest form one valid body.
+    """
+
+    def __init__(self, collectors: list[Collector]):
+        self.collectors = collectors
+        self._cache: dict[tuple[int, str], tuple[object, bytes, bytes | None]] = {}
+        self._lock = threading.Lock()
+
+    def render(self, accept: str, compress: bool) -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        eof = b"# EOF\n" if content_type.startswith("application/openmetrics-text") else b""
+        members: list[bytes] = []
+        fresh: list[bytes] = []
+        for collector in self.collectors:
+            cache_key = getattr(collector, "cache_key", None)
+            if cache_key is None:
+                fresh.append(self._encode(encoder, collector, eof))
+                continue
+            key, version = (id(collector), content_type), cache_key()
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is None or hit[0] != version or (compress and hit[2] is None):
+                text = self._encode(encoder, collector, eof)
+                hit = (version, text, gzip.compress(text, compresslevel=1) if compress else None)
+                with self._lock:
+                    self._cache[key] = hit
+            if compress:
+                if fresh:
+                    members.append(gzip.compress(b"".join(fresh), compresslevel=1))
+                    fresh = []
+                members.append(hit[2])
+            else:
+                fresh.append(hit[1])
+        fresh.append(eof)
+        if not compress:
+            return b"".join(fresh), content_type
+        members.append(gzip.compress(b"".join(fresh), compresslevel=1))
+        return b"".join(members), content_type
+
+    @staticmethod
+    def _encode(encoder, collector: Collector, eof: bytes) -> bytes:
+        text = encoder(_One(collector))
+        return text[: -len(eof)] if eof and text.endswith(eof) else text
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: "MetricsServer"
     protocol_version = "HTTP/1.1"
@@ -164,13 +225,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            body = encoder(srv.registry)
-            extra = {}
-            if "gzip" in self.headers.get("Accept-Encoding", ""):
-                body = gzip.compress(body, compresslevel=1)
-                extra["Content-Encoding"] = "gzip"
-            self._send(200, body, content_type, extra)
+            compress = "gzip" in self.headers.get("Accept-Encoding", "")
+            body, content_type = srv.exposition.render(self.headers.get("Accept", ""), compress)
+            self._send(200, body, content_type, {"Content-Encoding": "gzip"} if compress else None)
         elif path == "/-/healthy":
             self._send(200, b"Healthy\n", "text/plain; charset=utf-8")
         elif path == "/":
@@ -196,9 +253,9 @@ class MetricsServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], registry: CollectorRegistry, web: WebConfig, title: str,
+    def __init__(self, address: tuple[str, int], collectors: list[Collector], web: WebConfig, title: str,
                  version: str):
-        self.registry = registry
+        self.exposition = Exposition(collectors)
         self.ssl_context = web.ssl_context
         self.auth = _Auth(web.users)
         self.landing = LANDING.format(title=title, version=version).encode()

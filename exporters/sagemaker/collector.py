@@ -45,6 +45,11 @@ class SageMakerCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         return []
 
+    def cache_key(self) -> tuple:
+        """Changes when a poll cycle publishes a snapshot or counts an AWS call; the HTTP layer
+        reuses the encoded text until then, so a scrape of 1,000 endpoints costs no formatting."""
+        return tuple((id(p.snapshot), repr(p.aws.stats.snapshot())) for p in self.pollers)
+
     def collect(self) -> Iterable[Metric]:
         """Endpoint families are built once per set of snapshots (once per poll cycle), then reused."""
         key = tuple(id(p.snapshot) for p in self.pollers)
