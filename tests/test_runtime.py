@@ -259,3 +259,42 @@ def test_tls_client_certificates_required(pki):
             requests.get(base + "/metrics", verify=str(pki["ca"]), timeout=5)
     finally:
         proc.stop()
+
+
+# ---- encoded-output cache for collectors that serve a cache (e.g. SageMaker) ----
+
+class _Cached:
+    def __init__(self):
+        self.version, self.calls = 1, 0
+
+    def cache_key(self):
+        return self.version
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+        self.calls += 1
+        family = GaugeMetricFamily("cached_version", "Version of the cache.")
+        family.add_metric([], self.version)
+        yield family
+
+
+def test_exposition_reuses_cached_collector_output_until_its_key_changes():
+    from exporters.health import Health
+    from exporters.web import Exposition
+
+    cached, health = _Cached(), Health()
+    health.register("toy")
+    exposition = Exposition([cached, health])
+    plain, ctype = exposition.render("", compress=False)
+    zipped, _ = exposition.render("", compress=True)
+    assert gzip.decompress(zipped) == plain  # concatenated gzip members form one valid body
+    assert ctype.startswith("text/plain") and b"cached_version 1.0" in plain and b"mlscope_collector_up" in plain
+    exposition.render("", compress=True)
+    assert cached.calls == 1  # the gzip variant was built on first use
+    cached.version = 2
+    assert b"cached_version 2.0" in gzip.decompress(exposition.render("", compress=True)[0])
+    assert cached.calls == 2
+    om, om_type = exposition.render("application/openmetrics-text; version=1.0.0", compress=False)
+    assert om_type.startswith("application/openmetrics-text")
+    assert om.count(b"# EOF") == 1 and om.endswith(b"# EOF\n")
+    assert promtool_check_metrics(plain.decode()).returncode == 0
