@@ -187,11 +187,12 @@ class Exposition:
             key, version = (id(collector), content_type), cache_key()
             with self._lock:
                 hit = self._cache.get(key)
-            if hit is None or hit[0] != version or (compress and hit[2] is None):
-                text = self._encode(encoder, collector, eof)
-                hit = (version, text, gzip.compress(text, compresslevel=1) if compress else None)
-                with self._lock:
-                    self._cache[key] = hit
+            if hit is None or hit[0] != version:
+                hit = (version, self._encode(encoder, collector, eof), None)
+            if compress and hit[2] is None:
+                hit = (version, hit[1], gzip.compress(hit[1], compresslevel=1))
+            with self._lock:
+                self._cache[key] = hit
             if compress:
                 if fresh:
                     members.append(gzip.compress(b"".join(fresh), compresslevel=1))
