@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,10 @@ SERVICES = {
     "gpu-exporter-sim": (9859, 9857),
     "sagemaker-exporter": (9858, 9858),
     "aws-emulator": (5000, 5000),
+    "oncall-webhook": (9095, 9095),
 }
+# Prometheus scrapes itself as localhost:9090 in compose.
+ALIASES = {"localhost": "prometheus"}
 
 
 def free_port() -> int:
@@ -74,6 +78,7 @@ class LocalStack:
 
     def _address(self, target: str) -> str | None:
         host, _, port = target.rpartition(":")
+        host = ALIASES.get(host, host)
         for service, (_, inner) in SERVICES.items():
             if host == service and int(port) == inner:
                 return f"127.0.0.1:{self.o.ports[service]}"
@@ -92,6 +97,10 @@ class LocalStack:
             for static in am.get("static_configs", []):
                 static["targets"] = [a for a in map(self._address, static["targets"]) if a]
         for job in cfg.get("scrape_configs", []):
+            # DNS discovery of compose services becomes static loopback targets
+            for dns in job.pop("dns_sd_configs", []):
+                targets = [f"{name}:{dns['port']}" for name in dns["names"]]
+                job.setdefault("static_configs", []).append({"targets": targets})
             if self.o.scrape_interval:
                 job["scrape_interval"] = self.o.scrape_interval
                 job.pop("scrape_timeout", None)
@@ -105,7 +114,7 @@ class LocalStack:
             route = cfg.setdefault("route", {})
             route["group_wait"] = "1s"
             route["group_interval"] = "2s"
-        rewrite_receivers(cfg, secrets, self.o.webhook_url)
+        rewrite_receivers(cfg, secrets, self.o.webhook_url or self.url("oncall-webhook"))
         return cfg
 
     # ---- processes ----
@@ -149,6 +158,9 @@ class LocalStack:
 
     def _start_all(self, d: Path, p: dict[str, int]) -> None:
         aws = self.url("aws-emulator")
+        if not self.o.webhook_url:
+            self._start("oncall-webhook", self.mlscope("demo", "oncall",
+                                                        "--listen", f"127.0.0.1:{p['oncall-webhook']}"))
         self._start("aws-emulator", self.mlscope("demo", "aws", "--listen", f"127.0.0.1:{p['aws-emulator']}"))
         self._start("host-exporter", self.mlscope("host-exporter", "--listen", f"127.0.0.1:{p['host-exporter']}"),
                     {"MLSCOPE_INSTANCE_TYPE": os.environ.get("MLSCOPE_INSTANCE_TYPE", "g5.12xlarge")})
@@ -205,23 +217,27 @@ class LocalStack:
 
 
 def rewrite_receivers(cfg: dict, secrets: Path, webhook_url: str | None) -> None:
-    """Point *_file secrets at a local directory of placeholders and, if given, every webhook at one URL."""
+    """Point *_file secrets at local placeholders and every webhook at the local on-call stand-in."""
     secrets.mkdir(parents=True, exist_ok=True)
+
+    def localise(conf: dict) -> None:
+        for key, val in list(conf.items()):
+            if key.endswith("_file") and isinstance(val, str):
+                local = secrets / Path(val).name
+                if not local.exists():
+                    local.write_text("http://127.0.0.1:9/unset" if "url" in key else "local-placeholder")
+                conf[key] = str(local)
+
+    localise(cfg.get("global", {}))
     for receiver in cfg.get("receivers", []):
         for key, configs in receiver.items():
             if not isinstance(configs, list):
                 continue
             for conf in configs:
-                for field_name, val in list(conf.items()):
-                    if field_name.endswith("_file") and isinstance(val, str):
-                        local = secrets / Path(val).name
-                        if not local.exists():
-                            placeholder = (webhook_url or "http://127.0.0.1:9/unset") if "url" in field_name else "local-placeholder"
-                            local.write_text(placeholder)
-                        conf[field_name] = str(local)
+                localise(conf)
                 if key == "webhook_configs" and webhook_url:
-                    conf.pop("url_file", None)
-                    conf["url"] = webhook_url
+                    conf["url"] = webhook_url.rstrip("/") + urllib.parse.urlsplit(conf["url"]).path
+    cfg["templates"] = [str(PROVISIONING / "alertmanager" / "templates" / "*.tmpl")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("MLScope is running natively on 127.0.0.1 (Ctrl-C stops everything):")
     for name in ("prometheus", "alertmanager", "host-exporter", "gpu-exporter-sim", "sagemaker-exporter",
-                 "aws-emulator"):
+                 "aws-emulator", "oncall-webhook"):
         print(f"  {name:<20} {stack.url(name)}")
+    print(f"  pages and heartbeats are logged in {stack.logs / 'oncall-webhook.log'}")
     print(f"  logs                 {stack.logs}")
     print("Grafana is not part of the native stack: import dashboards/json/*.json into any Grafana 11.")
     stopped = False

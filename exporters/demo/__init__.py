@@ -2,6 +2,7 @@
 
     mlscope demo aws --listen 127.0.0.1:5000
     mlscope demo traffic --aws-endpoint http://127.0.0.1:5000
+    mlscope demo oncall --listen 127.0.0.1:9095
 
 See docs/demo.md.
 """
@@ -16,13 +17,14 @@ from ..settings import SettingError
 COMMANDS = {
     "aws": "local AWS emulator (moto, patched for SageMaker and CloudWatch)",
     "traffic": "create demo SageMaker endpoints and write their CloudWatch metrics every minute",
+    "oncall": "a stand-in on-call webhook that logs every alert Alertmanager sends",
 }
 
 
 def main(argv: Sequence[str]) -> int:
     argv = list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        lines = ["usage: mlscope demo {aws,traffic} [options]", "", "commands:"]
+        lines = ["usage: mlscope demo {aws,traffic,oncall} [options]", "", "commands:"]
         lines += [f"  {name:<10} {help_}" for name, help_ in COMMANDS.items()]
         print("\n".join(lines))
         return 0 if argv else 2
@@ -31,6 +33,8 @@ def main(argv: Sequence[str]) -> int:
             f"unknown command {argv[0]!r} (choose from {', '.join(COMMANDS)})")
     if argv[0] == "aws":
         from . import aws as command
+    elif argv[0] == "oncall":
+        from . import oncall as command
     else:
         from . import traffic as command
     try:
