@@ -119,7 +119,7 @@ def test_fault_injection_end_to_end(tmp_path):
         # GPU 1 falls off the bus; an Xid arrives on GPU 0; GPU 2 loses its power reading
         write_control(control, faults=["1:*=GpuIsLost", "2:nvmlDeviceGetPowerUsage=NotSupported"], xid=[[0, 79]])
         parsed = scrape_until(base, lambda p: gpu_values(p, "gpu_up").get("1") == 0
-                              and p.get("gpu_xid_errors_total"))
+                              and any(lbls["xid"] == "79" and v > 0 for lbls, v in p.get("gpu_xid_errors_total", [])))
         assert gpu_values(parsed, "gpu_up") == {"0": 1, "1": 0, "2": 1}
         assert set(gpu_values(parsed, "gpu_utilization_ratio")) == {"0", "2"}
         assert value(parsed, "gpu_xid_errors_total", gpu="0", xid="79") == 1
