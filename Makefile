@@ -11,7 +11,7 @@ help:
 	@echo "make bench       print speed/footprint/cost tables against baselines"
 	@echo "make dashboards  regenerate dashboards/*.json from the Python sources"
 	@echo "make local       run the whole stack natively on 127.0.0.1 (no Docker)"
-	@echo "make lint        promtool/amtool/compose checks of the shipped configs"
+	@echo "make lint        promtool/amtool/compose/dashboard checks of the shipped configs"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ dashboards: $(STAMP)
 	$(PY) -m dashboards
 
 lint: $(STAMP)
-	$(PY) -m pytest tests/test_configs.py
+	$(PY) -m pytest tests/test_rules.py tests/test_alertmanager.py tests/test_prometheus_config.py tests/test_compose.py tests/test_dashboards.py
 
 local: $(STAMP)
 	$(PY) -m exporters.local
