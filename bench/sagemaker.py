@@ -161,7 +161,6 @@ def main() -> None:
               f"{'metrics':>8} {'$/month':>9} | {'CPU ms/cycle':>12}")
     print(header)
     print("-" * len(header))
-    last = None
     scrape_rows = []
     for n in SIZES:
         ours = steady_cycle(n)

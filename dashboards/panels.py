@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from grafana_foundation_sdk.builders import bargauge, common as common_b, dashboard as dash_b
 from grafana_foundation_sdk.builders import prometheus as prom_b, stat, statetimeline, table, timeseries
-from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common, dashboard
 from grafana_foundation_sdk.models import prometheus as prom_m

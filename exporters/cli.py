@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from typing import NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from . import __version__, logs
 from .health import Health, ScrapeCollector
@@ -34,6 +34,22 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def stop_on_signals(logger: logging.Logger, then: Callable[[], None] | None = None) -> threading.Event:
+    """SIGTERM and SIGINT log one line and set the returned event; `then` (e.g. a server's shutdown) runs
+    in its own thread, since it may block on the very loop the signal interrupted."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        logger.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+        if then is not None:
+            threading.Thread(target=then, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
 
 
 def fail(prog: str, message: str, status: int = 2) -> NoReturn:
@@ -74,15 +90,7 @@ def run_exporter(spec: ExporterSpec, argv: Sequence[str]) -> int:
 
     for service in parts.services:
         service.start()
-    stop = threading.Event()
-
-    def shutdown(signum: int, _frame: object) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
+    stop_on_signals(log, server.shutdown)
     host, port = server.server_address[:2]
     scheme = "https" if web.ssl_context else "http"
     log.info("%s %s listening on %s://%s:%s/metrics", prog, __version__, scheme, host or "0.0.0.0", port)

@@ -211,6 +211,20 @@ class WebhookReceiver:
         return [alert for msg in list(self.received) if path is None or msg["path"] == path
                 for alert in msg.get("alerts", [])]
 
+    def at(self, path: str) -> list[dict]:
+        """The labels of every alert that reached `path`."""
+        return [alert["labels"] for alert in self.alerts(path)]
+
+    def wait(self, path: str, timeout: float = 20, **labels: str) -> dict:
+        """The labels of the first alert at `path` that carries `labels`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for got in self.at(path):
+                if all(got.get(k) == v for k, v in labels.items()):
+                    return got
+            time.sleep(0.1)
+        raise AssertionError(f"{labels} never reached {path}; got {self.received}")
+
     def wait_for(self, alertname: str, timeout: float = 60, path: str | None = None, status: str = "firing") -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -3,18 +3,15 @@ Alertmanager delivering to a local webhook receiver (routing and inhibition end 
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from helpers import ROOT, Process, free_port, require_binary
+from helpers import ROOT, Process, WebhookReceiver, free_port, require_binary
 
 AM_DIR = ROOT / "provisioning" / "alertmanager"
 CONFIG = AM_DIR / "alertmanager.yml"
@@ -71,41 +68,6 @@ def test_amtool_routes(tmp_path, labels, receiver):
 
 # -- a real Alertmanager --------------------------------------------------------------------
 
-class Receiver:
-    """A tiny webhook receiver: records (path, alertnames/labels) of every notification."""
-
-    def __init__(self):
-        self.received: list[tuple[str, dict]] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                for alert in body["alerts"]:
-                    received.append((self.path, alert["labels"]))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def at(self, path: str) -> list[dict]:
-        return [labels for p, labels in self.received if p == path]
-
-    def wait(self, path: str, **labels) -> dict:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            for got in self.at(path):
-                if all(got.get(k) == v for k, v in labels.items()):
-                    return got
-            time.sleep(0.1)
-        raise AssertionError(f"{labels} never reached {path}; got {self.received}")
-
-
 def process_config(tmp_path: Path, receiver_url: str) -> Path:
     """Shipped routes and inhibitions; every integration swapped for the local webhook (one path
     per receiver), short timers for the test only."""
@@ -132,7 +94,7 @@ def post(base: str, *alerts: dict) -> None:
 @pytest.mark.timeout(120)
 def test_real_alertmanager_routes_and_inhibits(tmp_path):
     binary = require_binary("prometheus-alertmanager")
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     am = Process([binary, f"--config.file={process_config(tmp_path, receiver.url)}",
@@ -167,5 +129,5 @@ def test_real_alertmanager_routes_and_inhibits(tmp_path):
         assert {a["alertname"] for a in receiver.at("/heartbeat")} == {"Watchdog"}
     finally:
         output = am.stop()
-        receiver.server.shutdown()
+        receiver.close()
     assert "level=error" not in output or "notify" not in output, output[-3000:]

@@ -6,7 +6,6 @@ Short scrape/evaluation intervals for the test only; the shipped configs keep pr
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import requests

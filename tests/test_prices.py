@@ -7,7 +7,7 @@ import json
 
 import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 
 from helpers import run_cli
 from exporters import prices

@@ -7,7 +7,6 @@ import ipaddress
 import gzip
 import os
 import socket
-import ssl
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor

@@ -9,7 +9,7 @@ import requests
 import yaml
 
 from helpers import Prometheus, promtool_check_metrics, run_cli, samples, scrape, scrape_config, start_exporter, value
-from test_sagemaker_support import CREDS, Moto, create_endpoint, put
+from sagemaker_fixtures import CREDS, Moto, create_endpoint, put
 
 INSTANCE_NS = "/aws/sagemaker/Endpoints"
 

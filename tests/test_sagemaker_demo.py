@@ -6,23 +6,15 @@ from __future__ import annotations
 import pytest
 
 from helpers import promtool_check_metrics, value
-from test_sagemaker_support import CREDS, Clock, base_time, create_endpoint, demo_start, exposition, make_poller, put
+from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
+from sagemaker_fixtures import INSTANCE_NS, Clock, base_time, create_endpoint, exposition, make_poller, put
 
-INSTANCE_NS = "/aws/sagemaker/Endpoints"
-
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch):
-    for key, val in CREDS.items():
-        monkeypatch.setenv(key, val)
+from exporters.demo.aws import start_emulator
 
 
 @pytest.fixture(scope="module")
 def emulator():
-    start = demo_start()
-    if start is None:
-        pytest.skip("exporters/demo/aws.py is not in this checkout")
-    server, url = start()
+    server, url = start_emulator()
     yield url
     server.stop()
 
@@ -36,7 +28,7 @@ def test_percentiles_in_seconds_and_g5_utilization_and_cost(emulator):
     poller.run_cycle()
     p0 = base + 480
     # 100 requests: 50 at 10 ms, 40 at 20 ms, 9 at 50 ms, 1 at 900 ms (microseconds, as SageMaker reports)
-    from test_sagemaker_support import client
+    from sagemaker_fixtures import client
     import datetime as dt
     client(url, "cloudwatch").put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
         "MetricName": "ModelLatency", "Timestamp": dt.datetime.fromtimestamp(p0 + 5, dt.timezone.utc),

@@ -10,19 +10,11 @@ import time
 import pytest
 
 from helpers import promtool_check_metrics, samples, value
-from test_sagemaker_support import (CREDS, BlackHole, Clock, FaultProxy, Moto, base_time, create_endpoint,
-                                    exposition, load_policy, make_poller, put)
+from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
+from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, Moto, base_time, create_endpoint,
+                                exposition, load_policy, make_poller, put)
 
 from exporters.health import Health
-
-INSTANCE_NS = "/aws/sagemaker/Endpoints"
-
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch):
-    for key, val in CREDS.items():
-        monkeypatch.setenv(key, val)
-
 
 @pytest.fixture(scope="module")
 def moto():
@@ -172,7 +164,7 @@ def test_endpoint_deletion_removes_its_series_and_mid_cycle_deletion_is_harmless
     health = Health()
     poller = make_poller(aws, clock, health=health)
     admin = poller.aws.client("sagemaker")
-    from test_sagemaker_support import client
+    from sagemaker_fixtures import client
     deleter = client(aws, "sagemaker")
 
     def delete_during_cycle(params, **_):
@@ -332,7 +324,7 @@ def test_every_aws_operation_is_allowed_by_the_shipped_iam_policy(aws):
 
 
 def test_role_assumption_through_sts(aws, monkeypatch):
-    from exporters.sagemaker.aws import Aws, Stats
+    from exporters.sagemaker.aws import Aws
     from exporters.sagemaker.config import Target
     create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])
     poller = make_poller(aws, time.time)

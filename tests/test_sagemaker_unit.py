@@ -141,7 +141,7 @@ def test_error_lines_never_show_credentials():
 
 
 def test_scrape_never_calls_aws():
-    from test_sagemaker_support import exposition, make_poller
+    from sagemaker_fixtures import exposition, make_poller
     poller = make_poller("http://127.0.0.1:9", lambda: 0.0, health=Health())
     text = exposition(poller)                     # nothing polled yet: self-metrics only, no AWS call made
     assert "mlscope_cloudwatch_metrics_requested_total" in text

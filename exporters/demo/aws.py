@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 from typing import Any, Callable, Sequence
@@ -21,7 +20,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from ..cli import OneLineParser
+from ..cli import OneLineParser, stop_on_signals
 from .. import logs
 from ..settings import Setting, SettingError, choice, duration, listen_address, resolve
 from . import patches
@@ -137,14 +136,7 @@ def main(argv: Sequence[str]) -> int:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise SettingError(f"--listen: cannot listen on {host or '0.0.0.0'}:{port}: {reason}") from None
 
-    stop = threading.Event()
-
-    def shutdown(signum: int, _frame: object) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
+    stop = stop_on_signals(log)
     bound_host, bound_port = server.get_host_and_port()
     log.info("AWS emulator (moto, patched) listening on http://%s:%s (health: %s)",
              bound_host or "0.0.0.0", bound_port, HEALTH_PATH)

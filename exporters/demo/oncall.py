@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Sequence
 
 from .. import logs
-from ..cli import OneLineParser, add_setting_flags
+from ..cli import OneLineParser, add_setting_flags, stop_on_signals
 from ..settings import Setting, SettingError, choice, listen_address, resolve
 
 log = logging.getLogger("mlscope.demo.oncall")
@@ -89,12 +87,7 @@ def main(argv: Sequence[str]) -> int:
     except OSError as exc:
         raise SettingError(f"--listen: cannot listen on {host or '0.0.0.0'}:{port}: {exc.strerror or exc}") from None
 
-    def shutdown(signum: int, _frame: object) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
+    stop_on_signals(log, server.shutdown)
     log.info("on-call stand-in listening on http://%s:%s (POST /page, /heartbeat; GET /alerts)",
              host or "0.0.0.0", server.server_address[1])
     server.serve_forever(poll_interval=0.2)

@@ -31,8 +31,6 @@ import logging
 import math
 import os
 import random
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,7 +42,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import logs
-from ..cli import OneLineParser
+from ..cli import OneLineParser, stop_on_signals
 from ..settings import Setting, SettingError, boolean, choice, duration, integer, positive_int, resolve, string
 
 log = logging.getLogger("mlscope.demo.traffic")
@@ -384,14 +382,7 @@ def _settings(argv: Sequence[str]) -> Any:
 def main(argv: Sequence[str]) -> int:
     cfg = _settings(argv)
     logs.setup(cfg.log_level)
-    stop = threading.Event()
-
-    def shutdown(signum: int, _frame: object) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
+    stop = stop_on_signals(log)
     clients = make_clients(cfg.aws_endpoint, cfg.region)
     endpoints = demo_endpoints(cfg.endpoints)
     names = {ep.name for ep in endpoints}

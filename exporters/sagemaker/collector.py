@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .config import quantile_label
-from .poller import COUNTERS, LATENCIES, UTILIZATION, Poller
+from .poller import LATENCIES, UTILIZATION, Poller
 
 log = logging.getLogger(__name__)
 

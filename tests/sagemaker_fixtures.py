@@ -1,13 +1,9 @@
-"""Shared pieces of the SageMaker exporter tests: a moto server, endpoints, datapoints, a fault proxy.
-
-(Named test_* so it lives with the tests it serves; it holds no tests itself.)
-"""
+"""Shared pieces of the SageMaker exporter tests: a moto server, endpoints, datapoints, a fault proxy."""
 
 from __future__ import annotations
 
 import datetime as dt
 import http.client
-import importlib
 import json
 import logging
 import socket
@@ -17,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
 import boto3
+import pytest
 import requests
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
@@ -36,13 +33,14 @@ CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AW
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
-def demo_start():
-    """exporters.demo.aws.start, when the demo emulator exists (percentiles, g5 types); else None."""
-    try:
-        module = importlib.import_module("exporters.demo.aws")
-    except ImportError:
-        return None
-    return getattr(module, "start", None)
+INSTANCE_NS = "/aws/sagemaker/Endpoints"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch):
+    """Test credentials for boto3's chain; modules that import this fixture get it automatically."""
+    for key, val in CREDS.items():
+        monkeypatch.setenv(key, val)
 
 
 class Moto:
