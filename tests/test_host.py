@@ -17,7 +17,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 import helpers
-from exporters import host
+from exporters.host import cost, cpu, diskstats, filesystem, loadavg, meminfo, netdev, procfs
 
 CONTRACT_FAMILIES = {
     # name: (type, label names) -- ARCHITECTURE.md's host section, node_exporter's names
@@ -158,7 +158,7 @@ def collect(collector) -> dict[str, list[tuple[dict, float]]]:
 # ---------------------------------------------------------------- unit: parsing
 
 def test_cpu_seconds_use_node_exporter_modes_and_user_hz(tmp_path):
-    collector = host.CPUCollector(host.Paths(procfs=str(fake_procfs(tmp_path))))
+    collector = cpu.CPUCollector(procfs.Paths(procfs=str(fake_procfs(tmp_path))))
     got = collect(collector)
     cpu0 = {lbl["mode"]: v for lbl, v in got["node_cpu_seconds_total"] if lbl["cpu"] == "0"}
     # /proc/stat counts USER_HZ ticks; user keeps the guest time the kernel folds into it, like node_exporter.
@@ -175,7 +175,7 @@ def test_cpu_seconds_use_node_exporter_modes_and_user_hz(tmp_path):
 
 def test_cpu_counters_never_go_backwards_unless_a_cpu_was_replugged(tmp_path):
     proc = fake_procfs(tmp_path)
-    collector = host.CPUCollector(host.Paths(procfs=str(proc)))
+    collector = cpu.CPUCollector(procfs.Paths(procfs=str(proc)))
     collect(collector)
     (proc / "stat").write_text(STAT.replace("cpu0 150 10 50 2500 25", "cpu0 160 10 50 2510 20"))  # iowait dips
     got = collect(collector)
@@ -188,7 +188,7 @@ def test_cpu_counters_never_go_backwards_unless_a_cpu_was_replugged(tmp_path):
 
 
 def test_meminfo_is_read_verbatim_with_node_exporter_names(tmp_path):
-    got = collect(host.MeminfoCollector(host.Paths(procfs=str(fake_procfs(tmp_path)))))
+    got = collect(meminfo.MeminfoCollector(procfs.Paths(procfs=str(fake_procfs(tmp_path)))))
     assert helpers.value(got, "node_memory_MemTotal_bytes") == 16384000 * 1024
     # psutil's "cached" adds SReclaimable; node_exporter's Cached is the /proc/meminfo line alone.
     assert helpers.value(got, "node_memory_Cached_bytes") == 3000000 * 1024
@@ -198,7 +198,7 @@ def test_meminfo_is_read_verbatim_with_node_exporter_names(tmp_path):
 
 
 def test_loadavg(tmp_path):
-    got = collect(host.LoadavgCollector(host.Paths(procfs=str(fake_procfs(tmp_path)))))
+    got = collect(loadavg.LoadavgCollector(procfs.Paths(procfs=str(fake_procfs(tmp_path)))))
     assert [helpers.value(got, f"node_load{m}") for m in (1, 5, 15)] == [7.5, 6.25, 5.0]
 
 
@@ -206,9 +206,9 @@ def test_filesystem_exclusions_dedup_and_rootfs_prefix(tmp_path):
     rootfs = tmp_path / "host"
     for sub in ("data", "run", "mnt/with space"):
         (rootfs / sub).mkdir(parents=True)
-    paths = host.Paths(procfs=str(fake_procfs(tmp_path, rootfs)), rootfs=str(rootfs))
-    collector = host.FilesystemCollector(paths, re.compile(host.DEFAULT_MOUNT_POINTS_EXCLUDE),
-                                         re.compile(host.DEFAULT_FS_TYPES_EXCLUDE))
+    paths = procfs.Paths(procfs=str(fake_procfs(tmp_path, rootfs)), rootfs=str(rootfs))
+    collector = filesystem.FilesystemCollector(paths, re.compile(filesystem.DEFAULT_MOUNT_POINTS_EXCLUDE),
+                                         re.compile(filesystem.DEFAULT_FS_TYPES_EXCLUDE))
     got = collect(collector)
     sizes = {(lbl["device"], lbl["fstype"], lbl["mountpoint"]): v for lbl, v in got["node_filesystem_size_bytes"]}
     # /proc (path and type), overlay and squashfs are excluded; /run stays (node_exporter 1.5 upstream default);
@@ -228,7 +228,7 @@ def test_filesystem_a_failing_statfs_is_a_device_error_not_a_failed_scrape(tmp_p
     (tmp_path / "proc" / "1").mkdir(parents=True)
     (tmp_path / "proc" / "1" / "mounts").write_text("/dev/sdz1 /definitely/not/here ext4 rw 0 0\n"
                                                     "/dev/vda / ext4 rw 0 0\n")
-    collector = host.FilesystemCollector(host.Paths(procfs=str(tmp_path / "proc")), None, None)
+    collector = filesystem.FilesystemCollector(procfs.Paths(procfs=str(tmp_path / "proc")), None, None)
     got = collect(collector)
     assert helpers.value(got, "node_filesystem_device_error", mountpoint="/definitely/not/here") == 1
     assert [lbl["mountpoint"] for lbl, _ in got["node_filesystem_size_bytes"]] == ["/"]
@@ -247,8 +247,8 @@ def test_filesystem_a_hung_mount_is_skipped_until_it_returns(tmp_path, monkeypat
             return real_statvfs("/")
         return real_statvfs(path)
 
-    monkeypatch.setattr(host.os, "statvfs", statvfs)
-    collector = host.FilesystemCollector(host.Paths(procfs=str(tmp_path / "proc")), None, None, mount_timeout=0.3)
+    monkeypatch.setattr(filesystem.os, "statvfs", statvfs)
+    collector = filesystem.FilesystemCollector(procfs.Paths(procfs=str(tmp_path / "proc")), None, None, mount_timeout=0.3)
     try:
         got = collect(collector)
         assert entered.is_set()
@@ -280,12 +280,12 @@ def test_filesystem_a_hung_mount_is_skipped_until_it_returns(tmp_path, monkeypat
     ("loop0", False), ("ram0", False), ("fd0", False), ("sr0", True), ("zram0", True),
 ])
 def test_disk_device_exclusion_is_node_exporters_default(device, kept):
-    assert host.DeviceFilter(re.compile(host.DEFAULT_DISK_DEVICE_EXCLUDE))(device) is kept
+    assert procfs.DeviceFilter(re.compile(diskstats.DEFAULT_DISK_DEVICE_EXCLUDE))(device) is kept
 
 
 def test_diskstats_bytes_and_seconds(tmp_path):
-    paths = host.Paths(procfs=str(fake_procfs(tmp_path)))
-    got = collect(host.DiskstatsCollector(paths, re.compile(host.DEFAULT_DISK_DEVICE_EXCLUDE)))
+    paths = procfs.Paths(procfs=str(fake_procfs(tmp_path)))
+    got = collect(diskstats.DiskstatsCollector(paths, re.compile(diskstats.DEFAULT_DISK_DEVICE_EXCLUDE)))
     assert {lbl["device"] for lbl, _ in got["node_disk_read_bytes_total"]} == {"nvme0n1", "sda", "dm-0"}
     assert helpers.value(got, "node_disk_reads_completed_total", device="nvme0n1") == 1000
     assert helpers.value(got, "node_disk_read_bytes_total", device="nvme0n1") == 20480 * 512
@@ -296,25 +296,25 @@ def test_diskstats_bytes_and_seconds(tmp_path):
 
 
 def test_netdev_counters_and_exclusion(tmp_path):
-    paths = host.Paths(procfs=str(fake_procfs(tmp_path)))
-    got = collect(host.NetdevCollector(paths, None))
+    paths = procfs.Paths(procfs=str(fake_procfs(tmp_path)))
+    got = collect(netdev.NetdevCollector(paths, None))
     assert helpers.value(got, "node_network_receive_bytes_total", device="eth0") == 12345678901234
     assert helpers.value(got, "node_network_receive_errs_total", device="eth0") == 3
     assert helpers.value(got, "node_network_receive_multicast_total", device="eth0") == 5
     assert helpers.value(got, "node_network_transmit_bytes_total", device="eth0") == 98765
     assert helpers.value(got, "node_network_transmit_errs_total", device="eth0") == 6
     assert helpers.value(got, "node_network_receive_bytes_total", device="lo") == 1000
-    got = collect(host.NetdevCollector(paths, re.compile("^lo$")))
+    got = collect(netdev.NetdevCollector(paths, re.compile("^lo$")))
     assert {lbl["device"] for lbl, _ in got["node_network_receive_bytes_total"]} == {"eth0"}
 
 
 # ---------------------------------------------------------------- unit: cost
 
 def test_price_table_covers_the_ml_families_with_source_and_date():
-    text = Path(host.PRICE_TABLE).read_text()
+    text = Path(cost.PRICE_TABLE).read_text()
     header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
     assert "aws.amazon.com/ec2/pricing" in header and re.search(r"20\d\d", header)
-    prices = host.load_price_table()
+    prices = cost.load_price_table()
     assert all(p > 0 for p in prices.values())
     families = {t.split(".")[0] for _, t in prices}
     for family in ("g4dn", "g5", "g6", "g6e", "p3", "p4d", "p5", "m5", "m6i", "m7i", "c5", "c6i", "c7i", "r5", "t3",
@@ -328,20 +328,20 @@ def test_price_table_covers_the_ml_families_with_source_and_date():
 
 
 def test_cost_from_instance_type_and_region():
-    prices = host.load_price_table()
+    prices = cost.load_price_table()
     for itype, region in (("g5.xlarge", "us-east-1"), ("m5.large", "eu-west-1"), ("G5.XLARGE", "us-east-1")):
-        assert host.resolve_hourly_cost(None, itype, region, prices) == (itype, prices[(region, itype.lower())])
+        assert cost.resolve_hourly_cost(None, itype, region, prices) == (itype, prices[(region, itype.lower())])
     assert prices[("eu-west-1", "m5.large")] != prices[("us-east-1", "m5.large")]
 
 
 def test_configured_hourly_cost_wins_over_the_table():
-    assert host.resolve_hourly_cost(2.5, "g5.xlarge", "us-east-1", None) == ("g5.xlarge", 2.5)
-    assert host.resolve_hourly_cost(0.75, None, "us-east-1", None) == ("", 0.75)
+    assert cost.resolve_hourly_cost(2.5, "g5.xlarge", "us-east-1", None) == ("g5.xlarge", 2.5)
+    assert cost.resolve_hourly_cost(0.75, None, "us-east-1", None) == ("", 0.75)
 
 
 def test_no_cost_when_nothing_is_known(caplog):
     with caplog.at_level(logging.INFO, logger="exporters.host"):
-        assert host.resolve_hourly_cost(None, None, "us-east-1", None) is None
+        assert cost.resolve_hourly_cost(None, None, "us-east-1", None) is None
     assert not caplog.records
 
 
@@ -352,7 +352,7 @@ def test_no_cost_when_nothing_is_known(caplog):
 ])
 def test_unknown_instance_type_gives_one_clear_log_line(caplog, itype, region, expected):
     with caplog.at_level(logging.INFO, logger="exporters.host"):
-        assert host.resolve_hourly_cost(None, itype, region, None) is None
+        assert cost.resolve_hourly_cost(None, itype, region, None) is None
     assert len(caplog.records) == 1 and expected in caplog.records[0].getMessage()
     assert "hourly_cost_dollars" in caplog.records[0].getMessage()
 
@@ -362,10 +362,10 @@ def test_instance_type_detected_from_dmi_on_ec2(tmp_path):
     dmi.mkdir(parents=True)
     (dmi / "sys_vendor").write_text("Amazon EC2\n")
     (dmi / "product_name").write_text("g6e.12xlarge\n")
-    assert host.detect_ec2_instance_type(host.Paths(sysfs=str(tmp_path / "sys"))) == "g6e.12xlarge"
+    assert cost.detect_ec2_instance_type(procfs.Paths(sysfs=str(tmp_path / "sys"))) == "g6e.12xlarge"
     (dmi / "sys_vendor").write_text("QEMU\n")
-    assert host.detect_ec2_instance_type(host.Paths(sysfs=str(tmp_path / "sys"))) is None
-    assert host.detect_ec2_instance_type(host.Paths(sysfs=str(tmp_path / "nothing"))) is None
+    assert cost.detect_ec2_instance_type(procfs.Paths(sysfs=str(tmp_path / "sys"))) is None
+    assert cost.detect_ec2_instance_type(procfs.Paths(sysfs=str(tmp_path / "nothing"))) is None
 
 
 # ---------------------------------------------------------------- component: the real process over HTTP
@@ -448,7 +448,7 @@ def test_price_table_lookup_in_the_running_exporter(tmp_path):
         parsed = helpers.samples(helpers.scrape(base))
     finally:
         proc.stop()
-    expected = host.load_price_table()[("us-west-2", "p4d.24xlarge")]
+    expected = cost.load_price_table()[("us-west-2", "p4d.24xlarge")]
     assert helpers.value(parsed, "mlscope_host_hourly_cost_dollars", instance_type="p4d.24xlarge") == expected
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import helpers
-from exporters import host
+from exporters.host import diskstats, filesystem
 
 pytestmark = pytest.mark.integration
 
@@ -19,9 +19,9 @@ NODE_EXPORTER_ARGS = [
     "--collector.disable-defaults",
     *(f"--collector.{c}" for c in ("cpu", "stat", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "time",
                                    "uname")),
-    f"--collector.filesystem.mount-points-exclude={host.DEFAULT_MOUNT_POINTS_EXCLUDE}",
-    f"--collector.filesystem.fs-types-exclude={host.DEFAULT_FS_TYPES_EXCLUDE}",
-    f"--collector.diskstats.device-exclude={host.DEFAULT_DISK_DEVICE_EXCLUDE}",
+    f"--collector.filesystem.mount-points-exclude={filesystem.DEFAULT_MOUNT_POINTS_EXCLUDE}",
+    f"--collector.filesystem.fs-types-exclude={filesystem.DEFAULT_FS_TYPES_EXCLUDE}",
+    f"--collector.diskstats.device-exclude={diskstats.DEFAULT_DISK_DEVICE_EXCLUDE}",
     "--collector.netdev.device-exclude=",
 ]
 

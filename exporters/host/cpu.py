@@ -1,0 +1,96 @@
+"""/proc/stat: per-CPU mode seconds, boot time, context switches, forks, interrupts, process counts."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
+
+from .procfs import Paths, family, read_text
+
+CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+GUEST_MODES = ("user", "nice")  # /proc/stat's guest and guest_nice columns
+JUMP_BACK_SECONDS = 3.0  # node_exporter: an idle counter this far backwards means a CPU was hot-plugged
+
+STAT_KEYS = ("btime", "ctxt", "intr", "processes", "procs_running", "procs_blocked")
+
+
+def parse_stat(text: str) -> tuple[list[tuple[str, list[int]]], dict[str, int]]:
+    """/proc/stat -> ([(cpu index, [user nice system idle iowait irq softirq steal guest guest_nice] ticks)],
+    {btime, ctxt, intr, processes, procs_running, procs_blocked})."""
+    cpus: list[tuple[str, list[int]]] = []
+    info: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(" ")
+        if key.startswith("cpu"):
+            if key == "cpu":
+                continue  # the all-CPU total line; node_exporter exports per CPU only
+            ticks = [int(x) for x in rest.split()]
+            if len(ticks) < 10:
+                ticks += [0] * (10 - len(ticks))
+            cpus.append((key[3:], ticks))
+        elif key in STAT_KEYS:
+            info[key] = int(rest.split(None, 1)[0])  # intr: only the total, not the per-IRQ list
+    return cpus, info
+
+
+class CPUCollector:
+    """/proc/stat: node_cpu_seconds_total{cpu,mode}, node_cpu_guest_seconds_total, boot time, context
+    switches, forks, interrupts and process counts (node_exporter's cpu and stat collectors)."""
+
+    STAT_FAMILIES = (
+        ("btime", "node_boot_time_seconds", "Node boot time, in unixtime.", "gauge"),
+        ("ctxt", "node_context_switches_total", "Total number of context switches.", "counter"),
+        ("processes", "node_forks_total", "Total number of forks.", "counter"),
+        ("intr", "node_intr_total", "Total number of interrupts serviced.", "counter"),
+        ("procs_running", "node_procs_running", "Number of processes in runnable state.", "gauge"),
+        ("procs_blocked", "node_procs_blocked", "Number of processes blocked waiting for I/O to complete.", "gauge"),
+    )
+
+    def __init__(self, paths: Paths):
+        self.path = paths.proc("stat")
+        self.hz = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+        self._last: dict[str, list[float]] = {}
+        self._labels: dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]] = {}
+
+    def _monotonic(self, cpu: str, seconds: list[float]) -> list[float]:
+        """node_exporter 1.5's updateCPUStats: counters never go backwards, except after a CPU hot-plug."""
+        last = self._last.get(cpu)
+        if last is None or last[3] - seconds[3] >= JUMP_BACK_SECONDS:
+            self._last[cpu] = seconds
+            return seconds
+        merged = [new if new >= old else old for new, old in zip(seconds, last)]
+        self._last[cpu] = merged
+        return merged
+
+    def _cpu_labels(self, cpu: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        labels = self._labels.get(cpu)
+        if labels is None:
+            labels = ([{"cpu": cpu, "mode": mode} for mode in CPU_MODES],
+                      [{"cpu": cpu, "mode": mode} for mode in GUEST_MODES])
+            self._labels[cpu] = labels
+        return labels
+
+    def collect(self) -> Iterator[Metric]:
+        cpus, info = parse_stat(read_text(self.path))
+        hz = self.hz
+        if len(cpus) != len(self._last):  # CPUs went offline or came online
+            online = {cpu for cpu, _ in cpus}
+            self._last = {cpu: v for cpu, v in self._last.items() if cpu in online}
+        busy: list[Sample] = []
+        guest: list[Sample] = []
+        for cpu, ticks in cpus:
+            seconds = self._monotonic(cpu, [t / hz for t in ticks[:10]])
+            mode_labels, guest_labels = self._cpu_labels(cpu)
+            busy += [Sample("node_cpu_seconds_total", lbl, v, None, None, None)
+                     for lbl, v in zip(mode_labels, seconds)]
+            guest += [Sample("node_cpu_guest_seconds_total", lbl, v, None, None, None)
+                      for lbl, v in zip(guest_labels, seconds[8:10])]
+        yield family("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", "counter", busy)
+        yield family("node_cpu_guest_seconds_total", "Seconds the CPUs spent in guests (VMs) for each mode.",
+                     "counter", guest)
+        for key, name, help_, typ in self.STAT_FAMILIES:
+            if key in info:
+                yield family(name, help_, typ, [Sample(name, {}, info[key], None, None, None)])

@@ -1,0 +1,84 @@
+"""Where the host's /proc, /sys and / are, reading their files, and the metric helpers the collectors share."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the host's /proc, /sys and / are, as node_exporter's --path.procfs/sysfs/rootfs."""
+
+    procfs: str = "/proc"
+    sysfs: str = "/sys"
+    rootfs: str = "/"
+
+    def proc(self, *parts: str) -> str:
+        return os.path.join(self.procfs, *parts)
+
+    def sys(self, *parts: str) -> str:
+        return os.path.join(self.sysfs, *parts)
+
+    def in_rootfs(self, host_path: str) -> str:
+        """The path where this process sees the host's `host_path`."""
+        root = self.rootfs.rstrip("/")
+        return root + host_path if root else host_path
+
+    def strip_rootfs(self, path: str) -> str:
+        """A mount point as the host sees it: without the rootfs prefix (node_exporter's rootfsStripPrefix)."""
+        root = self.rootfs.rstrip("/")
+        if not root:
+            return path
+        if path == root:
+            return "/"
+        if path.startswith(root + "/"):
+            return path[len(root):]
+        return path
+
+
+def read_text(path: str) -> str:
+    """A whole (proc) file; unbuffered binary read, which loops until EOF for seq files."""
+    with open(path, "rb", buffering=0) as fh:
+        return fh.read().decode("utf-8", "replace")
+
+
+_new_metric = Metric.__new__
+
+
+def family(name: str, documentation: str, typ: str, samples: list[Sample]) -> Metric:
+    """A metric family from ready samples. Like GaugeMetricFamily/CounterMetricFamily without their per-call
+    name validation and label zipping, which cost more than reading the proc files (names here are constants;
+    tests check them). A counter's family name has no _total; its samples do."""
+    metric = _new_metric(Metric)
+    metric.name = name[:-6] if typ == "counter" and name.endswith("_total") else name
+    metric.documentation = documentation
+    metric.type = typ
+    metric.unit = ""
+    metric.samples = samples
+    return metric
+
+
+def gauge(name: str, documentation: str, value: float) -> Metric:
+    return family(name, documentation, "gauge", [Sample(name, {}, value, None, None, None)])
+
+
+class DeviceFilter:
+    """A device-exclude regexp, with its answers remembered (device names rarely change)."""
+
+    def __init__(self, exclude: re.Pattern | None):
+        self.exclude = exclude
+        self._keep: dict[str, bool] = {}
+
+    def __call__(self, device: str) -> bool:
+        keep = self._keep.get(device)
+        if keep is None:
+            keep = self.exclude is None or not self.exclude.search(device)
+            if len(self._keep) > 4096:
+                self._keep.clear()
+            self._keep[device] = keep
+        return keep
