@@ -71,9 +71,10 @@ class Rig:
         self.xid = XidWatcher(self.session, self.health)
         self.collector = GpuCollector(self.session, self.health, xid=self.xid, sampler=self.sampler,
                                       simulated=getattr(module, "SIMULATED", False))
+        self.collectors = [ScrapeCollector("gpu", self.collector, self.health), self.health]
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ScrapeCollector("gpu", self.collector, self.health))
-        self.registry.register(self.health)
+        for collector in self.collectors:
+            self.registry.register(collector)
 
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
@@ -124,8 +125,8 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
         print(line.format(*row))
 
 
-def http_scrape_times(registry: CollectorRegistry, n: int) -> list[float]:
-    server = MetricsServer(("127.0.0.1", 0), registry, WebConfig(), "bench", "bench")
+def http_scrape_times(collectors: list, n: int) -> list[float]:
+    server = MetricsServer(("127.0.0.1", 0), collectors, WebConfig(), "bench", "bench")
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
@@ -154,7 +155,7 @@ def bench_module(module: ModuleType, label: str, n: int) -> dict:
     calls = rig.record_one_scrape()
     walls, cpu = timed(rig.scrape, n)
     raw_walls, raw_cpu = timed(lambda: replay(calls), n)
-    http = http_scrape_times(rig.registry, max(20, n // 5))
+    http = http_scrape_times(rig.collectors, max(20, n // 5))
     samples_count = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
     result = {"label": label, "walls": walls, "cpu": cpu, "raw": raw_walls, "raw_cpu": raw_cpu, "http": http,
               "calls": calls, "samples": samples_count, "bytes": len(body), "rig": rig}
