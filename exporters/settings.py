@@ -123,6 +123,13 @@ def duration(raw: Any) -> float:
     return seconds
 
 
+def positive_duration(raw: Any) -> float:
+    value = duration(raw)
+    if value <= 0:
+        raise ValueError(f"must be more than zero, got {raw!r}")
+    return value
+
+
 def string_list(raw: Any) -> list[str]:
     """A YAML list, or a comma-separated string from a flag or env var."""
     if raw is None:

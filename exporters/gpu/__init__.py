@@ -13,7 +13,7 @@ import logging
 from types import ModuleType
 
 from ..health import Health
-from ..settings import Config, Setting, SettingError, boolean, duration, non_negative_int, string
+from ..settings import Config, Setting, SettingError, boolean, non_negative_int, positive_duration, string
 from ..spec import ExporterSpec, Parts
 from .collector import GpuCollector
 from .events import XidWatcher
@@ -25,19 +25,12 @@ log = logging.getLogger("mlscope.gpu")
 FAKE_MODULE = "exporters.gpu.fakenvml"
 
 
-def _positive_duration(raw: object) -> float:
-    value = duration(raw)
-    if value <= 0:
-        raise ValueError(f"must be more than zero, got {raw!r}")
-    return value
-
-
 SETTINGS = [
     Setting("simulate", non_negative_int, 0,
             "simulate N GPUs with changing values (no NVIDIA driver needed); gpu_info gets simulated=\"true\""),
-    Setting("retry_interval", _positive_duration, 30.0,
+    Setting("retry_interval", positive_duration, 30.0,
             "how often to retry NVML initialisation and failed GPUs, seconds or a duration like 30s"),
-    Setting("sample_interval", _positive_duration, 5.0,
+    Setting("sample_interval", positive_duration, 5.0,
             "period of the background GPM (Hopper) and PCIe throughput sampler"),
     Setting("processes", boolean, True, "export per-process GPU memory (gpu_process_memory_used_bytes)"),
     Setting("procfs", string, "/proc",

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..settings import (Config, Setting, SettingError, duration, mapping, positive_int, regex, string,
-                        string_list)
+from ..settings import (Config, Setting, SettingError, duration, mapping, positive_duration, positive_int, regex,
+                        string, string_list)
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
 _STAT_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
@@ -94,13 +94,6 @@ def tag_filter(raw: Any) -> dict[str, re.Pattern]:
         except re.error as exc:
             raise ValueError(f"tag {key!r}: not a valid regular expression: {exc}") from None
     return out
-
-
-def positive_duration(raw: Any) -> float:
-    value = duration(raw)
-    if value <= 0:
-        raise ValueError(f"must be more than zero, got {raw!r}")
-    return value
 
 
 def period(raw: Any) -> float:
