@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from exporters.local import free_port  # noqa: F401 (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 APT_PACKAGE = {
@@ -39,12 +40,6 @@ def require_binary(name: str) -> str:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Process:

@@ -20,7 +20,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from ..cli import OneLineParser, stop_on_signals
+from ..cli import OneLineParser, add_setting_flags, stop_on_signals
 from .. import logs
 from ..settings import Setting, SettingError, choice, duration, listen_address, resolve
 from . import patches
@@ -118,9 +118,7 @@ SETTINGS = [
 def main(argv: Sequence[str]) -> int:
     prog = "mlscope demo aws"
     parser = OneLineParser(prog=prog, description="local AWS emulator: moto with MLScope's patches")
-    for s in SETTINGS:
-        parser.add_argument(s.flag, dest=s.name, default=None, metavar="VALUE",
-                            help=f"{s.help} (default: {s.default}); env {s.env}")
+    add_setting_flags(parser, SETTINGS)
     # no config file for the demo tools: an MLSCOPE_CONFIG meant for an exporter is ignored
     environ = {k: v for k, v in os.environ.items() if k != "MLSCOPE_CONFIG"}
     cfg = resolve(SETTINGS, vars(parser.parse_args(list(argv))), environ)

@@ -42,7 +42,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import logs
-from ..cli import OneLineParser, stop_on_signals
+from ..cli import OneLineParser, add_setting_flags, stop_on_signals
 from ..settings import Setting, SettingError, boolean, choice, duration, integer, positive_int, resolve, string
 
 log = logging.getLogger("mlscope.demo.traffic")
@@ -355,11 +355,7 @@ CONNECTION_ERRORS = (BotoCoreError, ConnectionError, OSError)
 def _settings(argv: Sequence[str]) -> Any:
     parser = OneLineParser(prog="mlscope demo traffic",
                            description="demo SageMaker endpoints with per-minute CloudWatch metrics")
-    for s in SETTINGS:
-        extra = {"nargs": "?", "const": "true"} if s.parse is boolean else {}
-        default = f" (default: {s.default})" if s.default not in (None, False) else ""
-        parser.add_argument(s.flag, dest=s.name, default=None, metavar="VALUE",
-                            help=f"{s.help}{default}; env {s.env}", **extra)
+    add_setting_flags(parser, SETTINGS)
     # no config file for the demo tools: an MLSCOPE_CONFIG meant for an exporter is ignored
     environ = {k: v for k, v in os.environ.items() if k != "MLSCOPE_CONFIG"}
     cfg = resolve(SETTINGS, vars(parser.parse_args(list(argv))), environ)

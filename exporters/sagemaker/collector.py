@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Iterable, Sequence
 
 from prometheus_client.metrics_core import Metric
@@ -39,8 +38,6 @@ BASE = ("region", "endpoint", "variant")
 class SageMakerCollector(Collector):
     def __init__(self, pollers: Sequence[Poller]):
         self.pollers = list(pollers)
-        self._cache: tuple[tuple, list[Metric]] | None = None  # endpoint families of the current snapshots
-        self._lock = threading.Lock()
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -51,24 +48,6 @@ class SageMakerCollector(Collector):
         return tuple((id(p.snapshot), repr(p.aws.stats.snapshot())) for p in self.pollers)
 
     def collect(self) -> Iterable[Metric]:
-        """Endpoint families are built once per set of snapshots (once per poll cycle), then reused."""
-        key = tuple(id(p.snapshot) for p in self.pollers)
-        with self._lock:
-            cached = self._cache
-        if cached is None or cached[0] != key:
-            families = list(self._build())
-            cached = (key, families[:-4])
-            with self._lock:
-                self._cache = cached
-            yield from families
-            return
-        yield from cached[1]
-        yield from self._self_metrics()
-
-    def _self_metrics(self) -> Iterable[Metric]:
-        return list(self._build(endpoints=False))
-
-    def _build(self, endpoints: bool = True) -> Iterable[Metric]:
         ep_info = Metric("sagemaker_endpoint_info", "SageMaker endpoint, its status and its tags (tag_<key>).",
                          "gauge")
         var_info = Metric("sagemaker_variant_info", "Production variant and its instance type "
@@ -108,8 +87,6 @@ class SageMakerCollector(Collector):
             for itype, n in miss.items():
                 miss_total[(region, itype)] = miss_total.get((region, itype), 0) + n
 
-            if not endpoints:
-                continue
             c, g = snap.counters, snap.gauges
             quantiles = [quantile_label(stat) for stat in poller.statistics]
             for ep in snap.endpoints:
@@ -161,8 +138,5 @@ class SageMakerCollector(Collector):
             errors.add_sample("mlscope_cloudwatch_errors_total", {"region": region, "api": api, "code": code}, n)
         for (region, itype), n in sorted(miss_total.items()):
             missing.add_sample("mlscope_sagemaker_price_missing_total", {"region": region, "instance_type": itype}, n)
-        if not endpoints:
-            yield from (requests, metrics, errors, missing)
-            return
         yield from (ep_info, var_info, instances, desired, *counters.values(), *latencies.values(),
                     *utilization.values(), cost, data_ts, requests, metrics, errors, missing)
