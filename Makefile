@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(PY) -m pytest tests/test_rules.py tests/test_alertmanager.py tests/test_prometheus_config.py tests/test_compose.py tests/test_dashboards.py
 
 local: $(STAMP)
-	$(PY) -m exporters.local
+	$(PY) -m mlscope.local
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

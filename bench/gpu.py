@@ -26,13 +26,13 @@ from typing import Any, Callable
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from exporters.gpu import fakenvml
-from exporters.gpu.collector import GpuCollector
-from exporters.gpu.events import XidWatcher
-from exporters.gpu.nvml import Session
-from exporters.gpu.sampler import Sampler
-from exporters.health import Health, ScrapeCollector
-from exporters.web import MetricsServer, WebConfig
+from mlscope.gpu import fakenvml
+from mlscope.gpu.collector import GpuCollector
+from mlscope.gpu.events import XidWatcher
+from mlscope.gpu.nvml import Session
+from mlscope.gpu.sampler import Sampler
+from mlscope.health import Health, ScrapeCollector
+from mlscope.web import MetricsServer, WebConfig
 
 SMI_CANDIDATES = [
     "index", "uuid", "name", "driver_version", "pci.bus_id", "utilization.gpu", "utilization.memory",

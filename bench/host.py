@@ -127,7 +127,7 @@ def main() -> None:
     targets = [
         Target("node_exporter", [node_exporter, f"--web.listen-address=127.0.0.1:{ne_port}"], ne_port,
                tmp / "node_exporter.log"),
-        Target("mlscope", [sys.executable, "-m", "exporters", "host-exporter", "--listen", f"127.0.0.1:{our_port}"],
+        Target("mlscope", [sys.executable, "-m", "mlscope", "host-exporter", "--listen", f"127.0.0.1:{our_port}"],
                our_port, tmp / "mlscope.log"),
     ]
     try:

@@ -19,14 +19,14 @@ import time
 
 import requests
 
-from exporters.health import Health
-from exporters.sagemaker.aws import Aws, Stats
-from exporters.sagemaker.collector import SageMakerCollector
-from exporters.sagemaker.config import Target
-from exporters.sagemaker.cost import PriceBook
-from exporters.sagemaker.inventory import Inventory
-from exporters.sagemaker.poller import Poller
-from exporters.web import MetricsServer, WebConfig
+from mlscope.health import Health
+from mlscope.sagemaker.aws import Aws, Stats
+from mlscope.sagemaker.collector import SageMakerCollector
+from mlscope.sagemaker.config import Target
+from mlscope.sagemaker.cost import PriceBook
+from mlscope.sagemaker.inventory import Inventory
+from mlscope.sagemaker.poller import Poller
+from mlscope.web import MetricsServer, WebConfig
 
 PRICE_PER_1000 = 0.01
 CYCLES_PER_MONTH_60S = 30 * 24 * 60

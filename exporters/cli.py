@@ -19,13 +19,13 @@ from .web import MetricsServer, load_web_config
 log = logging.getLogger("mlscope")
 
 EXPORTERS = {
-    "host-exporter": ("exporters.host", "host CPU, memory, disk and network (node_exporter names)"),
-    "gpu-exporter": ("exporters.gpu", "NVIDIA GPUs through NVML"),
-    "sagemaker-exporter": ("exporters.sagemaker", "SageMaker endpoints from CloudWatch, with cost"),
+    "host-exporter": ("mlscope.host", "host CPU, memory, disk and network (node_exporter names)"),
+    "gpu-exporter": ("mlscope.gpu", "NVIDIA GPUs through NVML"),
+    "sagemaker-exporter": ("mlscope.sagemaker", "SageMaker endpoints from CloudWatch, with cost"),
 }
 TOOLS = {
-    "demo": ("exporters.demo", "local AWS emulator and demo traffic (no AWS account needed)"),
-    "prices": ("exporters.prices", "rebuild the instance price table from the AWS Pricing API"),
+    "demo": ("mlscope.demo", "local AWS emulator and demo traffic (no AWS account needed)"),
+    "prices": ("mlscope.prices", "rebuild the instance price table from the AWS Pricing API"),
 }
 
 

@@ -156,7 +156,7 @@ class LocalStack:
         raise RuntimeError(f"{name} not ready at {url} after {timeout:.0f}s; see {self.logs / (name + '.log')}")
 
     def mlscope(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "exporters", *args]
+        return [sys.executable, "-m", "mlscope", *args]
 
     def start(self) -> "LocalStack":
         for binary in ("prometheus", "prometheus-alertmanager"):

@@ -20,7 +20,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporters.local import free_port  # noqa: F401 (re-exported for the tests)
+from mlscope.local import free_port  # noqa: F401 (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 APT_PACKAGE = {
@@ -82,7 +82,7 @@ class Process:
 
 
 def mlscope_args(*args: str) -> list[str]:
-    return [sys.executable, "-m", "exporters", *args]
+    return [sys.executable, "-m", "mlscope", *args]
 
 
 def start_exporter(command: str, *args: str, env: dict | None = None, port: int | None = None,

@@ -18,13 +18,13 @@ import requests
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from exporters.health import Health
-from exporters.sagemaker.aws import Aws, Stats
-from exporters.sagemaker.collector import SageMakerCollector
-from exporters.sagemaker.config import Target
-from exporters.sagemaker.cost import PriceBook
-from exporters.sagemaker.inventory import Inventory
-from exporters.sagemaker.poller import Poller
+from mlscope.health import Health
+from mlscope.sagemaker.aws import Aws, Stats
+from mlscope.sagemaker.collector import SageMakerCollector
+from mlscope.sagemaker.config import Target
+from mlscope.sagemaker.cost import PriceBook
+from mlscope.sagemaker.inventory import Inventory
+from mlscope.sagemaker.poller import Poller
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-test"
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",

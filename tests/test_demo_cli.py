@@ -10,7 +10,7 @@ import boto3
 import pytest
 import requests
 
-from exporters import cli
+from mlscope import cli
 from helpers import ROOT, Process, free_port, mlscope_args, run_cli
 
 

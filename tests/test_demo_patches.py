@@ -11,8 +11,8 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from exporters.demo import patches
-from exporters.demo.aws import start_emulator
+from mlscope.demo import patches
+from mlscope.demo.aws import start_emulator
 
 DIMS = [{"Name": "EndpointName", "Value": "e1"}, {"Name": "VariantName", "Value": "AllTraffic"}]
 # a clock minute well inside CloudWatch's "less than 15 days old" rounding rule

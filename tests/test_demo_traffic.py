@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
-from exporters.demo import traffic
-from exporters.demo.aws import start_emulator
+from mlscope.demo import traffic
+from mlscope.demo.aws import start_emulator
 
 MINUTE = (int(time.time()) // 60 - 90) * 60
 

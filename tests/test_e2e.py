@@ -13,7 +13,7 @@ import yaml
 
 from helpers import ROOT, WebhookReceiver, require_binary
 
-from exporters.local import LocalStack, Options
+from mlscope.local import LocalStack, Options
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

@@ -1,4 +1,4 @@
-"""GPU exporter unit tests, against the fake NVML (exporters.gpu.fakenvml).
+"""GPU exporter unit tests, against the fake NVML (mlscope.gpu.fakenvml).
 
 With MLSCOPE_TEST_REAL_NVML=1 the same file runs against the real `pynvml` on a GPU machine:
 tests that need the fake's error injection are skipped, and the invariant tests (names, labels,
@@ -16,13 +16,13 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from exporters.gpu import fakenvml
-from exporters.gpu.collector import FAMILIES, GpuCollector
-from exporters.gpu.events import XidWatcher
-from exporters.gpu.nvml import Session
-from exporters.gpu.processes import ProcessResolver, container_id
-from exporters.gpu.sampler import Sampler
-from exporters.health import Health, ScrapeCollector
+from mlscope.gpu import fakenvml
+from mlscope.gpu.collector import FAMILIES, GpuCollector
+from mlscope.gpu.events import XidWatcher
+from mlscope.gpu.nvml import Session
+from mlscope.gpu.processes import ProcessResolver, container_id
+from mlscope.gpu.sampler import Sampler
+from mlscope.health import Health, ScrapeCollector
 from helpers import promtool_check_metrics, run_cli, samples, value
 
 REAL = os.environ.get("MLSCOPE_TEST_REAL_NVML") == "1"

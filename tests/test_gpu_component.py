@@ -16,7 +16,7 @@ import requests
 from helpers import Prometheus, promtool_check_metrics, samples, scrape, scrape_config, start_exporter, value
 from test_gpu import REAL, check_invariants, gpu_values
 
-FAKE = "exporters.gpu.fakenvml"
+FAKE = "mlscope.gpu.fakenvml"
 
 
 def scrape_until(base: str, predicate, timeout: float = 15.0) -> dict:

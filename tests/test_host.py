@@ -17,7 +17,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 import helpers
-from exporters.host import cost, cpu, diskstats, filesystem, loadavg, meminfo, netdev, procfs
+from mlscope.host import cost, cpu, diskstats, filesystem, loadavg, meminfo, netdev, procfs
 
 CONTRACT_FAMILIES = {
     # name: (type, label names) -- ARCHITECTURE.md's host section, node_exporter's names
@@ -340,7 +340,7 @@ def test_configured_hourly_cost_wins_over_the_table():
 
 
 def test_no_cost_when_nothing_is_known(caplog):
-    with caplog.at_level(logging.INFO, logger="exporters.host"):
+    with caplog.at_level(logging.INFO, logger="mlscope.host"):
         assert cost.resolve_hourly_cost(None, None, "us-east-1", None) is None
     assert not caplog.records
 
@@ -351,7 +351,7 @@ def test_no_cost_when_nothing_is_known(caplog):
     ("ml.g5.xlarge", "us-east-1", "SageMaker type"),
 ])
 def test_unknown_instance_type_gives_one_clear_log_line(caplog, itype, region, expected):
-    with caplog.at_level(logging.INFO, logger="exporters.host"):
+    with caplog.at_level(logging.INFO, logger="mlscope.host"):
         assert cost.resolve_hourly_cost(None, itype, region, None) is None
     assert len(caplog.records) == 1 and expected in caplog.records[0].getMessage()
     assert "hourly_cost_dollars" in caplog.records[0].getMessage()
@@ -500,7 +500,7 @@ def test_help_lists_the_settings_with_env_names():
 
 
 def test_module_does_not_import_heavy_modules():
-    code = ("import sys, exporters.host; heavy = [m for m in ('psutil', 'boto3', 'botocore', 'pynvml', 'requests', "
+    code = ("import sys, mlscope.host; heavy = [m for m in ('psutil', 'boto3', 'botocore', 'pynvml', 'requests', "
             "'numpy') if m in sys.modules]; print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                     cwd=helpers.ROOT, timeout=30)

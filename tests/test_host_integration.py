@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import helpers
-from exporters.host import diskstats, filesystem
+from mlscope.host import diskstats, filesystem
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import pytest
 from botocore.stub import Stubber
 
 from helpers import run_cli
-from exporters import prices
-from exporters.sagemaker.cost import DEFAULT_TABLE, PriceBook, parse_table
+from mlscope import prices
+from mlscope.sagemaker.cost import DEFAULT_TABLE, PriceBook, parse_table
 
 
 def product(instance: str, usd: str, vcpu: str = "4", gpu: str | None = "0", memory: str = "16 GiB",

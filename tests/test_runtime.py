@@ -55,12 +55,12 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
 
 
 def test_version_is_printed():
-    out = subprocess.run([sys.executable, "-m", "exporters", "--version"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "mlscope", "--version"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "mlscope 0.1.0"
 
 
 def test_unknown_command_is_one_line_error():
-    out = subprocess.run([sys.executable, "-m", "exporters", "frobnicate"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "mlscope", "frobnicate"], capture_output=True, text=True, cwd=ROOT)
     assert_one_line_error(out, "unknown command 'frobnicate'")
 
 
@@ -278,8 +278,8 @@ class _Cached:
 
 
 def test_exposition_reuses_cached_collector_output_until_its_key_changes():
-    from exporters.health import Health
-    from exporters.web import Exposition
+    from mlscope.health import Health
+    from mlscope.web import Exposition
 
     cached, health = _Cached(), Health()
     health.register("toy")

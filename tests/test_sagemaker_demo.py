@@ -9,7 +9,7 @@ from helpers import promtool_check_metrics, value
 from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
 from sagemaker_fixtures import INSTANCE_NS, Clock, base_time, create_endpoint, exposition, make_poller, put
 
-from exporters.demo.aws import start_emulator
+from mlscope.demo.aws import start_emulator
 
 
 @pytest.fixture(scope="module")

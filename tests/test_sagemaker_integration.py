@@ -14,7 +14,7 @@ from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
 from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, Moto, base_time, create_endpoint,
                                 exposition, load_policy, make_poller, put)
 
-from exporters.health import Health
+from mlscope.health import Health
 
 @pytest.fixture(scope="module")
 def moto():
@@ -324,8 +324,8 @@ def test_every_aws_operation_is_allowed_by_the_shipped_iam_policy(aws):
 
 
 def test_role_assumption_through_sts(aws, monkeypatch):
-    from exporters.sagemaker.aws import Aws
-    from exporters.sagemaker.config import Target
+    from mlscope.sagemaker.aws import Aws
+    from mlscope.sagemaker.config import Target
     create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])
     poller = make_poller(aws, time.time)
     poller.aws = Aws(Target("us-east-1", aws, role_arn="arn:aws:iam::123456789012:role/mlscope",

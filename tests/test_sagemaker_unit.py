@@ -7,14 +7,14 @@ import datetime as dt
 import pytest
 from botocore.stub import ANY, Stubber
 
-from exporters.health import Health
-from exporters.sagemaker import config as sc
-from exporters.sagemaker.aws import Aws, Stats, describe_error
-from exporters.sagemaker.cloudwatch import Query, align_down, batches, fetch, settled_end
-from exporters.sagemaker.config import Target
-from exporters.sagemaker.cost import PriceBook
-from exporters.sagemaker.inventory import tag_label
-from exporters.settings import Config, SettingError, resolve
+from mlscope.health import Health
+from mlscope.sagemaker import config as sc
+from mlscope.sagemaker.aws import Aws, Stats, describe_error
+from mlscope.sagemaker.cloudwatch import Query, align_down, batches, fetch, settled_end
+from mlscope.sagemaker.config import Target
+from mlscope.sagemaker.cost import PriceBook
+from mlscope.sagemaker.inventory import tag_label
+from mlscope.settings import Config, SettingError, resolve
 
 
 def cfg(**values) -> Config:

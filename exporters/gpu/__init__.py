@@ -22,7 +22,7 @@ from .sampler import Sampler
 
 log = logging.getLogger("mlscope.gpu")
 
-FAKE_MODULE = "exporters.gpu.fakenvml"
+FAKE_MODULE = "mlscope.gpu.fakenvml"
 
 
 SETTINGS = [

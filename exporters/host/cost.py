@@ -12,7 +12,7 @@ from prometheus_client.samples import Sample
 
 from .procfs import Paths, family, read_text
 
-log = logging.getLogger(__package__)  # "exporters.host", the logger name the log lines have always had
+log = logging.getLogger(__package__)
 
 DEFAULT_REGION = "us-east-1"
 PRICE_TABLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "ec2_prices.csv")

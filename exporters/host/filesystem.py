@@ -15,7 +15,7 @@ from prometheus_client.samples import Sample
 
 from .procfs import Paths, family, read_text
 
-log = logging.getLogger(__package__)  # "exporters.host", the logger name the log lines have always had
+log = logging.getLogger(__package__)
 
 # node_exporter 1.5.0's upstream defaults (collector/filesystem_linux.go).
 # Debian's packaged node_exporter patches the first to also drop /run, /mnt and /media, and its netdev
