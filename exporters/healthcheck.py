@@ -2,7 +2,7 @@
 
 /-/healthy stays behind basic auth, as with Prometheus' exporter-toolkit, and it only says that the
 server answers. So an answer of 200, or 401 (serving, credentials required), is healthy. An exporter
-with TLS on is reached over https when plain http gets no HTTP answer; its certificate is not checked,
+with TLS on is reached over https when plain http gets a 400 or no HTTP answer; its certificate is not checked,
 as the healthcheck only talks to its own container. Exit status 0 when healthy, else 1 and one line.
 """
 
@@ -36,11 +36,13 @@ def check(url: str, timeout: float) -> str | None:
     try:
         try:
             code = status(url, timeout)
+            tls = code == 400  # a TLS listener answers plain HTTP with 400
         except (http.client.HTTPException, ConnectionResetError, urllib.error.URLError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if not url.startswith("http://") or isinstance(reason, ConnectionRefusedError):
+            tls = not isinstance(getattr(exc, "reason", exc), ConnectionRefusedError)  # or drops it
+            if not tls or not url.startswith("http://"):
                 raise
-            code = status("https://" + url[len("http://"):], timeout)  # a TLS server drops a plain request
+        if tls and url.startswith("http://"):
+            code = status("https://" + url[len("http://"):], timeout)
     except (OSError, http.client.HTTPException) as exc:
         return f"{url}: {getattr(exc, 'reason', exc) or type(exc).__name__}"
     return None if code in HEALTHY else f"{url}: HTTP {code}"
