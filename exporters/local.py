@@ -276,14 +276,18 @@ class LocalStack:
     def taken_port(self) -> str | None:
         return taken_port({f"{name}": port for name in self.services for port in self.ports[name].values()})
 
+    def prepare(self) -> None:
+        """Write every service's mounted files, localised, and its empty home."""
+        for name in self.services:
+            self._mirror(name, self.services[name].mounts)
+            (self.data / "home" / name).mkdir(parents=True, exist_ok=True)
+        for name in self.services:
+            self._adapt(name)
+
     def start(self) -> "LocalStack":
         """Start every service once the services it depends on are healthy; wait until all are ready."""
         try:
-            for name in self.services:
-                self._mirror(name, self.services[name].mounts)
-                (self.data / "home" / name).mkdir(parents=True, exist_ok=True)
-            for name in self.services:
-                self._adapt(name)
+            self.prepare()
             pending, deadline = list(self.services), time.monotonic() + 180
             while pending:
                 if time.monotonic() > deadline:

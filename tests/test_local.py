@@ -3,6 +3,7 @@ started from an installed wheel outside the checkout."""
 
 from __future__ import annotations
 
+import configparser
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from helpers import ROOT, free_port, require_binary
 
@@ -254,3 +256,33 @@ def test_the_stack_runs_from_an_installed_wheel_outside_the_checkout(tmp_path):
         assert local.proc.wait(60) == 0
     finally:
         local.close()
+
+
+def test_grafana_from_path_gets_compose_provisioning_pointed_at_the_local_stack(tmp_path, monkeypatch):
+    """No Grafana can run here: this checks the command line and files `mlscope local` would give one."""
+    from mlscope.local import LocalStack, Options, render
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "grafana").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "grafana").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    config = render({**os.environ, "GRAFANA_ADMIN_PASSWORD": "pw"}, env_file=os.devnull)
+    stack = LocalStack(config, Options(data_dir=tmp_path / "local", ports={"grafana": 3999, "prometheus": 9999}))
+    stack.prepare()
+    grafana = stack.services["grafana"]
+    mounts = tmp_path / "local" / "mounts" / "grafana"
+    assert grafana.argv[:3] == [str(bin_dir / "grafana"), "server", f"--config={mounts}/etc/grafana/grafana.ini"]
+    assert (grafana.env["GF_SERVER_HTTP_ADDR"], grafana.env["GF_SERVER_HTTP_PORT"]) == ("127.0.0.1", "3999")
+    assert grafana.env["GF_SECURITY_ADMIN_PASSWORD"] == "pw"
+    provisioning = Path(grafana.env["GF_PATHS_PROVISIONING"])
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert {d["name"]: d["url"] for d in datasources} == {
+        "Prometheus": "http://127.0.0.1:9999", "Alertmanager": f"http://127.0.0.1:{stack.ports['alertmanager'][9093]}"}
+    provider = yaml.safe_load((provisioning / "dashboards" / "mlscope.yml").read_text())["providers"][0]
+    assert sorted(p.name for p in Path(provider["options"]["path"]).glob("*.json")) == sorted(
+        p.name for p in (ROOT / "dashboards" / "json").glob("*.json"))
+    ini = configparser.ConfigParser()
+    ini.read(mounts / "etc/grafana/grafana.ini")
+    assert Path(ini["dashboards"]["default_home_dashboard_path"]).is_file()
+    assert stack.services["grafana"].ready_url == "http://127.0.0.1:3999/api/health"
