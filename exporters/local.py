@@ -23,14 +23,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from . import healthcheck
 from .supervisor import StackFailed, Supervisor, taken_port
 
 PACKAGE = Path(__file__).resolve().parent
@@ -319,13 +318,7 @@ class LocalStack:
         url = self.services[name].ready_url
         if url is None:
             return name in self.supervisor.children
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return True
-        except urllib.error.HTTPError as exc:
-            return exc.code == 401  # serving, behind basic auth
-        except OSError:
-            return False
+        return healthcheck.check(url, timeout=2) is None  # as its compose healthcheck judges it
 
     def wait_ready(self, name: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

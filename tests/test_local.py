@@ -19,6 +19,7 @@ import yaml
 
 from helpers import ROOT, free_port, require_binary
 
+from mlscope import healthcheck
 from mlscope.supervisor import StackFailed, Supervisor, taken_port
 
 
@@ -189,13 +190,9 @@ def test_restart_lifecycle_off_and_a_killed_supervisor_leaves_nothing(tmp_path):
         local.wait_for("host-exporter exited with status -9; restarting in 1s", "stderr", timeout=30)
         local.wait_for("host-exporter restarted", "stderr", timeout=30)
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(local.url("host-exporter") + "/-/healthy", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                assert time.monotonic() < deadline
-                time.sleep(0.5)
+        while healthcheck.check(local.url("host-exporter") + "/-/healthy", timeout=2):
+            assert time.monotonic() < deadline, "host-exporter did not come back"
+            time.sleep(0.5)
         # kill -9 of the supervisor: the kernel stops every child (PR_SET_PDEATHSIG)
         children = stack_processes(local.data)
         local.proc.kill()
