@@ -273,7 +273,7 @@ class LocalStack:
     # ---- processes ----
 
     def taken_port(self) -> str | None:
-        return taken_port({f"{name}": port for name in self.services for port in self.ports[name].values()})
+        return taken_port({name: port for name in self.services for port in self.ports[name].values()})
 
     def prepare(self) -> None:
         """Write every service's mounted files, localised, and its empty home."""
