@@ -37,11 +37,12 @@ PACKAGE = Path(__file__).resolve().parent
 STACK = next((d for d in (PACKAGE / "stack", PACKAGE.parent) if (d / "docker-compose.yml").exists()), PACKAGE.parent)
 DATA_DIR = Path("data/local")
 
-BINARIES = {  # image -> (binaries tried on PATH, Debian package)
-    "prom/prometheus": (("prometheus",), "prometheus"),
-    "prom/alertmanager": (("prometheus-alertmanager", "alertmanager"), "prometheus-alertmanager"),
-    "grafana/grafana": (("grafana", "grafana-server"), "grafana (https://grafana.com/grafana/download)"),
+BINARIES = {  # image -> (binaries tried on PATH, how to install them)
+    "prom/prometheus": (("prometheus",), "apt-get install -y prometheus"),
+    "prom/alertmanager": (("prometheus-alertmanager", "alertmanager"), "apt-get install -y prometheus-alertmanager"),
+    "grafana/grafana": (("grafana", "grafana-server"), "see https://grafana.com/grafana/download"),
 }
+OPTIONAL = {"grafana/grafana"}  # no package registry has it; the dashboards' JSON can go to any Grafana
 MLSCOPE_IMAGES = ("mlscope/mlscope", "mlscope/mlscope-demo")
 ADDRESS = re.compile(r"\b([A-Za-z0-9][\w.-]*):(\d{2,5})\b")
 HEALTH_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost):(\d+)([^\s'\"]*)")
@@ -195,7 +196,10 @@ class LocalStack:
             names, package = BINARIES[image]
             binary = next(filter(None, map(shutil.which, names)), None)
             if binary is None:
-                self.skipped[name] = f"not on PATH ({' or '.join(names)}); install {package}"
+                missing = f"{' or '.join(names)} not found on PATH; {package}"
+                if image not in OPTIONAL:
+                    raise RuntimeError(f"{name}: {missing}")
+                self.skipped[name] = missing
                 return None
             argv = [binary, *command]
             if image == "grafana/grafana":

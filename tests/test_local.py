@@ -100,6 +100,14 @@ def test_a_missing_extra_says_which_to_install():
                                                    "missing: pip install 'mlscope[demo]'\n")
 
 
+def test_without_prometheus_on_path_it_says_what_to_install(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mlscope", "local", "--free-ports", "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "PATH": str(tmp_path)})
+    assert (result.returncode, result.stderr) == (2, "mlscope local: error: alertmanager: prometheus-alertmanager or "
+                                                     "alertmanager not found on PATH; apt-get install -y "
+                                                     "prometheus-alertmanager\n")
+
+
 # ---- the real stack (Prometheus and Alertmanager from PATH) ----
 
 def stack_processes(data_dir: Path) -> set[int]:
