@@ -349,6 +349,9 @@ class Interrupted(Exception):
 
 
 def _interrupt(signum: int, _frame: object) -> None:
+    # Once: a second Ctrl-C must not cut the clean-up short (or print a traceback).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Interrupted(signal.Signals(signum).name)
 
 
@@ -372,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Prometheus' /-/reload and /-/quit, which any local process could call (off)")
     args = parser.parse_args(argv)
     prog = "mlscope local"
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     stack = None
     try:
@@ -404,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             stack.supervisor.watch()
             time.sleep(0.5)
-    except (KeyboardInterrupt, Interrupted):
+    except Interrupted:
         print("stopping...", file=sys.stderr)
         return 0
     except StackFailed as exc:
@@ -414,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if stack is not None:
             stack.stop()
