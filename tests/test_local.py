@@ -166,13 +166,27 @@ class Local:
         wait_gone(stack_processes(self.data))
 
 
+@pytest.fixture
+def run_local(tmp_path):
+    """Start `mlscope local` (see Local); whatever it started is gone after the test."""
+    started: list[Local] = []
+
+    def run(*args: str, **kwargs) -> Local:
+        started.append(Local(tmp_path, *args, **kwargs))
+        return started[-1]
+
+    yield run
+    for local in started:
+        local.close()
+
+
 @pytest.mark.integration
-def test_port_in_use_refuses_to_start_naming_the_holder(tmp_path):
+def test_port_in_use_refuses_to_start_naming_the_holder(run_local):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        local = Local(tmp_path, "--port", f"prometheus={port}")
+        local = run_local("--port", f"prometheus={port}")
         assert local.proc.wait(60) == 2
     assert local.stderr.read_text() == (
         f"mlscope local: error: port {port} (prometheus) is in use by pid {os.getpid()} "
@@ -183,55 +197,49 @@ def test_port_in_use_refuses_to_start_naming_the_holder(tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.timeout(400)
-def test_restart_lifecycle_off_and_a_killed_supervisor_leaves_nothing(tmp_path):
-    local = Local(tmp_path)
-    try:
-        local.wait_for("MLScope is running")
-        children = stack_processes(local.data)
-        assert len(children) >= 8, children
-        # Prometheus' lifecycle API is off: no local process can stop it
-        quit_ = requests.post(local.url("prometheus") + "/-/quit", timeout=10)
-        assert (quit_.status_code, quit_.text.strip()) == (403, "Lifecycle API is not enabled.")
-        # a component that dies is reported and restarted
-        host = next(p for p in children if b"host-exporter" in Path(f"/proc/{p}/cmdline").read_bytes())
-        os.kill(host, signal.SIGKILL)
-        local.wait_for("host-exporter exited with status -9; restarting in 1s", "stderr", timeout=30)
-        local.wait_for("host-exporter restarted", "stderr", timeout=30)
-        deadline = time.monotonic() + 60
-        while healthcheck.check(local.url("host-exporter") + "/-/healthy", timeout=2):
-            assert time.monotonic() < deadline, "host-exporter did not come back"
-            time.sleep(0.5)
-        # kill -9 of the supervisor: the kernel stops every child (PR_SET_PDEATHSIG)
-        children = stack_processes(local.data)
-        local.proc.kill()
-        assert not wait_gone(children), "children outlived their supervisor"
-    finally:
-        local.close()
+def test_restart_lifecycle_off_and_a_killed_supervisor_leaves_nothing(run_local):
+    local = run_local()
+    local.wait_for("MLScope is running")
+    children = stack_processes(local.data)
+    assert len(children) >= 8, children
+    # Prometheus' lifecycle API is off: no local process can stop it
+    quit_ = requests.post(local.url("prometheus") + "/-/quit", timeout=10)
+    assert (quit_.status_code, quit_.text.strip()) == (403, "Lifecycle API is not enabled.")
+    # a component that dies is reported and restarted
+    host = next(p for p in children if b"host-exporter" in Path(f"/proc/{p}/cmdline").read_bytes())
+    os.kill(host, signal.SIGKILL)
+    local.wait_for("host-exporter exited with status -9; restarting in 1s", "stderr", timeout=30)
+    local.wait_for("host-exporter restarted", "stderr", timeout=30)
+    deadline = time.monotonic() + 60
+    while healthcheck.check(local.url("host-exporter") + "/-/healthy", timeout=2):
+        assert time.monotonic() < deadline, "host-exporter did not come back"
+        time.sleep(0.5)
+    # kill -9 of the supervisor: the kernel stops every child (PR_SET_PDEATHSIG)
+    children = stack_processes(local.data)
+    local.proc.kill()
+    assert not wait_gone(children), "children outlived their supervisor"
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_ctrl_c_during_start_up_stops_cleanly(tmp_path):
-    local = Local(tmp_path)
-    try:
-        local.wait_for("starting")
-        deadline = time.monotonic() + 60
-        while not stack_processes(local.data) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
-        started = stack_processes(local.data)
-        assert started, "no service started"
-        local.proc.send_signal(signal.SIGINT)
-        assert local.proc.wait(60) == 0
-        assert local.stderr.read_text() == "stopping...\n"
-        assert not wait_gone(started | stack_processes(local.data))
-    finally:
-        local.close()
+def test_ctrl_c_during_start_up_stops_cleanly(run_local):
+    local = run_local()
+    local.wait_for("starting")
+    deadline = time.monotonic() + 60
+    while not stack_processes(local.data) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    started = stack_processes(local.data)
+    assert started, "no service started"
+    local.proc.send_signal(signal.SIGINT)
+    assert local.proc.wait(60) == 0
+    assert local.stderr.read_text() == "stopping...\n"
+    assert not wait_gone(started | stack_processes(local.data))
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(600)
-def test_the_stack_runs_from_an_installed_wheel_outside_the_checkout(tmp_path):
+def test_the_stack_runs_from_an_installed_wheel_outside_the_checkout(tmp_path, run_local):
     """pip wheel, install into a fresh venv (its dependencies from this one), then `mlscope local` from /tmp."""
     wheels = tmp_path / "wheels"
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(wheels)],
@@ -251,16 +259,13 @@ def test_the_stack_runs_from_an_installed_wheel_outside_the_checkout(tmp_path):
                            capture_output=True, text=True, cwd="/tmp", check=True).stdout.split()
     assert where == [f"{site}/mlscope/local.py", f"{site}/mlscope/stack"]
     assert subprocess.run([venv / "bin/mlscope", "local", "--help"], capture_output=True, cwd="/tmp").returncode == 0
-    local = Local(tmp_path, argv0=[str(venv / "bin/mlscope")], cwd=Path("/tmp"))
-    try:
-        local.wait_for("MLScope is running")
-        rules = requests.get(local.url("prometheus") + "/api/v1/rules", timeout=10).json()["data"]["groups"]
-        assert {Path(g["file"]).name for g in rules} == {p.name for p in (ROOT / "alerts").glob("*.rules.yml")}
-        assert all(Path(g["file"]).is_relative_to(local.data) for g in rules)  # mirrored from the package
-        local.proc.send_signal(signal.SIGINT)
-        assert local.proc.wait(60) == 0
-    finally:
-        local.close()
+    local = run_local(argv0=[str(venv / "bin/mlscope")], cwd=Path("/tmp"))
+    local.wait_for("MLScope is running")
+    rules = requests.get(local.url("prometheus") + "/api/v1/rules", timeout=10).json()["data"]["groups"]
+    assert {Path(g["file"]).name for g in rules} == {p.name for p in (ROOT / "alerts").glob("*.rules.yml")}
+    assert all(Path(g["file"]).is_relative_to(local.data) for g in rules)  # mirrored from the package
+    local.proc.send_signal(signal.SIGINT)
+    assert local.proc.wait(60) == 0
 
 
 def test_grafana_from_path_gets_compose_provisioning_pointed_at_the_local_stack(tmp_path, monkeypatch):
