@@ -274,8 +274,9 @@ def test_grafana_from_path_gets_compose_provisioning_pointed_at_the_local_stack(
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "grafana").write_text("#!/bin/sh\nexit 0\n")
-    (bin_dir / "grafana").chmod(0o755)
+    for binary in ("grafana", "prometheus", "prometheus-alertmanager"):  # never run: only found on PATH
+        (bin_dir / binary).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / binary).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     config = render({**os.environ, "GRAFANA_ADMIN_PASSWORD": "pw"}, env_file=os.devnull)
     stack = LocalStack(config, Options(data_dir=tmp_path / "local", ports={"grafana": 3999, "prometheus": 9999}))
