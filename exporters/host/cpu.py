@@ -36,9 +36,8 @@ def parse_stat(text: str) -> tuple[list[tuple[str, list[int]]], dict[str, int]]:
     return cpus, info
 
 
-class CPUCollector:
-    """/proc/stat: node_cpu_seconds_total{cpu,mode}, node_cpu_guest_seconds_total, boot time, context
-    switches, forks, interrupts and process counts (node_exporter's cpu and stat collectors)."""
+class StatCollector:
+    """/proc/stat: boot time, context switches, forks, interrupts and process counts (node_exporter's stat)."""
 
     STAT_FAMILIES = (
         ("btime", "node_boot_time_seconds", "Node boot time, in unixtime.", "gauge"),
@@ -48,6 +47,19 @@ class CPUCollector:
         ("procs_running", "node_procs_running", "Number of processes in runnable state.", "gauge"),
         ("procs_blocked", "node_procs_blocked", "Number of processes blocked waiting for I/O to complete.", "gauge"),
     )
+
+    def __init__(self, paths: Paths):
+        self.path = paths.proc("stat")
+
+    def collect(self) -> Iterator[Metric]:
+        _, info = parse_stat(read_text(self.path))
+        for key, name, help_, typ in self.STAT_FAMILIES:
+            if key in info:
+                yield family(name, help_, typ, [Sample(name, {}, info[key], None, None, None)])
+
+
+class CPUCollector:
+    """/proc/stat: node_cpu_seconds_total{cpu,mode} and node_cpu_guest_seconds_total (node_exporter's cpu)."""
 
     def __init__(self, paths: Paths):
         self.path = paths.proc("stat")
@@ -74,7 +86,7 @@ class CPUCollector:
         return labels
 
     def collect(self) -> Iterator[Metric]:
-        cpus, info = parse_stat(read_text(self.path))
+        cpus, _ = parse_stat(read_text(self.path))
         hz = self.hz
         if len(cpus) != len(self._last):  # CPUs went offline or came online
             online = {cpu for cpu, _ in cpus}
@@ -91,6 +103,3 @@ class CPUCollector:
         yield family("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", "counter", busy)
         yield family("node_cpu_guest_seconds_total", "Seconds the CPUs spent in guests (VMs) for each mode.",
                      "counter", guest)
-        for key, name, help_, typ in self.STAT_FAMILIES:
-            if key in info:
-                yield family(name, help_, typ, [Sample(name, {}, info[key], None, None, None)])

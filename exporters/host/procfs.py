@@ -82,3 +82,30 @@ class DeviceFilter:
                 self._keep.clear()
             self._keep[device] = keep
         return keep
+
+
+def read_optional(path: str) -> str | None:
+    """A file's text, or None when it does not exist or cannot be read (a kernel without the feature):
+    collectors then export no series for it, never an error."""
+    try:
+        return read_text(path)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None
+
+
+def sample(name: str, labels: dict[str, str], value: float) -> Sample:
+    return Sample(name, labels, value, None, None, None)
+
+
+def families_of(table: tuple, values: dict[str, list[Sample]] | dict[str, float]) -> list[Metric]:
+    """Families for the rows of a collector's metric table (name, help, type) that have values:
+    a list of samples, or one unlabelled value."""
+    out = []
+    for name, help_, typ in table:
+        value = values.get(name)
+        if value is None:
+            continue
+        samples = value if isinstance(value, list) else [sample(name, {}, value)]
+        if samples:
+            out.append(family(name, help_, typ, samples))
+    return out
