@@ -33,7 +33,7 @@ def parse_psi(text: str) -> dict[str, float]:
         kind, _, rest = line.partition(" ")
         for field in rest.split():
             if field.startswith("total="):
-                out[kind] = int(field[6:]) / 1e6
+                out[kind] = int(field[6:]) / 1000.0 / 1000.0  # node_exporter divides twice: same float
     return out
 
 

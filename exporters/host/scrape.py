@@ -9,7 +9,7 @@ from prometheus_client.core import Metric
 from prometheus_client.process_collector import ProcessCollector
 
 from ..health import Health
-from .procfs import family, sample
+from .procfs import family, read_optional, sample
 
 
 class NodeScrapeCollector:
@@ -37,7 +37,22 @@ class NodeScrapeCollector:
         return []
 
 
-def self_process_collector() -> list[ProcessCollector]:
+class VirtualMemoryMaxCollector:
+    """process_virtual_memory_max_bytes, which Go's client has and prometheus_client's does not."""
+
+    def collect(self) -> Iterator[Metric]:
+        for line in (read_optional("/proc/self/limits") or "").splitlines():
+            if line.startswith("Max address space"):
+                soft = line.split()[3]
+                value = 2.0 ** 64 if soft == "unlimited" else float(soft)  # Go reports unlimited as 2^64
+                yield family("process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in "
+                             "bytes.", "gauge", [sample("process_virtual_memory_max_bytes", {}, value)])
+
+    def describe(self) -> list:
+        return []
+
+
+def self_process_collector() -> list:
     """process_cpu_seconds_total, process_resident_memory_bytes, ... of this process (Linux only, as
     prometheus_client reads /proc/self)."""
-    return [ProcessCollector(registry=None)]
+    return [ProcessCollector(registry=None), VirtualMemoryMaxCollector()]
