@@ -23,7 +23,8 @@ def parse_sockstat(text: str) -> list[tuple[str, str]]:
             out += [(f"node_sockstat_sockets_{k}", "Number of IPv4 sockets in use.", float(v)) for k, v in pairs]
             continue
         for key, value in pairs:
-            out.append((f"node_sockstat_{protocol}_{key}", f"Number of {protocol} sockets in state {key}.", float(value)))
+            out.append((f"node_sockstat_{protocol}_{key}", f"Number of {protocol} sockets in state {key}.",
+                        float(value)))
             if key == "mem":
                 out.append((f"node_sockstat_{protocol}_mem_bytes", f"Number of {protocol} sockets in state mem_bytes.",
                             float(value) * PAGE_SIZE))
