@@ -95,9 +95,10 @@ COLLECTORS: dict[str, Callable[[Paths, Config], Any]] = {
     "uname": lambda p, c: UnameCollector(p),
     "vmstat": lambda p, c: VmstatCollector(p, _pattern(c.vmstat_fields)),
 }
-# What the psutil backend can fill (psutil_backend.py); the others need Linux's /proc and /sys.
-PSUTIL_COLLECTORS = ("cpu", "diskstats", "filesystem", "loadavg", "meminfo", "netdev", "stat", "textfile", "time",
-                     "uname")
+# What the psutil backend can fill (psutil_backend.py), and the collectors that read no /proc or /sys and so
+# run with either backend; the others need Linux's /proc and /sys.
+PSUTIL_COLLECTORS = ("cpu", "diskstats", "filesystem", "loadavg", "meminfo", "netdev", "stat", "time", "uname")
+PORTABLE_COLLECTORS = ("os", "textfile")
 DEFAULT_BACKEND = "proc" if sys.platform.startswith("linux") else "psutil"
 
 
@@ -168,12 +169,14 @@ def build(cfg: Config, health: Health) -> Parts:
     names = enabled_collectors(cfg)
     scrape: dict[str, Any] = {}
     if (cfg.backend or DEFAULT_BACKEND) == "psutil":
+        asked = sorted(n for n in names if getattr(cfg, f"collector_{n}")
+                       and n not in PSUTIL_COLLECTORS + PORTABLE_COLLECTORS)
+        if asked:
+            raise SettingError(f"--collector.{asked[0]}: not available with --backend psutil (it reads Linux's "
+                               "/proc or /sys); use --backend proc")
         from .psutil_backend import build_psutil_collectors
-        scrape.update(build_psutil_collectors(paths, cfg, [n for n in names if n in PSUTIL_COLLECTORS]))
-        unavailable = sorted(set(names) - set(PSUTIL_COLLECTORS) - {"textfile"})
-        if unavailable and any(getattr(cfg, f"collector_{n}") for n in unavailable):
-            raise SettingError(f"--backend psutil: no {', '.join(unavailable)} collector with psutil; use "
-                               "--backend proc on Linux")
+        scrape.update(build_psutil_collectors(paths, cfg, [n for n in names if n in PSUTIL_COLLECTORS], _pattern))
+        scrape.update({n: COLLECTORS[n](paths, cfg) for n in names if n in PORTABLE_COLLECTORS})
     else:
         if not os.path.isfile(paths.proc("stat")):
             raise SettingError(f"--procfs: {paths.procfs} has no stat file; point it at a proc filesystem "
