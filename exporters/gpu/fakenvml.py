@@ -492,6 +492,19 @@ def nvmlDeviceGetTemperature(handle: Any, sensor: int) -> int:
     return round(gpu.value("temperature", t))
 
 
+def nvmlDeviceGetTemperatureV(handle: Any, sensor: int, version: int = _pynvml.nvmlTemperature_v1) -> int:
+    gpu, t = _dev("nvmlDeviceGetTemperatureV", handle)
+    if version != _pynvml.nvmlTemperature_v1:
+        _raise(_pynvml.NVMLError_ArgumentVersionMismatch)
+    if sensor != _pynvml.NVML_TEMPERATURE_GPU:
+        _raise(_pynvml.NVMLError_NotSupported)
+    return round(gpu.value("temperature", t))
+
+
+def nvmlDeviceGetMinorNumber(handle: Any) -> int:
+    return _dev("nvmlDeviceGetMinorNumber", handle)[0].index
+
+
 def nvmlDeviceGetPowerUsage(handle: Any) -> int:
     gpu, t = _dev("nvmlDeviceGetPowerUsage", handle)
     return round(gpu.value("power_w", t) * 1000)

@@ -23,6 +23,7 @@ log = logging.getLogger("mlscope.gpu")
 
 # exported name -> pynvml metric id name; NVML gives percent (0-100)
 GPM_METRICS = [
+    ("gpu_graphics_active_ratio", "NVML_GPM_METRIC_GRAPHICS_UTIL"),
     ("gpu_sm_active_ratio", "NVML_GPM_METRIC_SM_UTIL"),
     ("gpu_sm_occupancy_ratio", "NVML_GPM_METRIC_SM_OCCUPANCY"),
     ("gpu_tensor_active_ratio", "NVML_GPM_METRIC_ANY_TENSOR_UTIL"),
