@@ -15,7 +15,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from ..health import Health
 from .dcgm import dcgm_families, hostname
 from .events import XidWatcher
-from .nvml import TRANSIENT, UNSUPPORTED, Device, DeviceError, Session, classify, describe
+from . import mig
+from .nvml import DEVICE, TRANSIENT, UNSUPPORTED, Device, DeviceError, Session, classify, describe
 from .processes import ProcessResolver
 from .sampler import Sampler
 
@@ -60,6 +61,16 @@ FAMILIES = [
     ("gpu_sm_occupancy_ratio", "GPM: resident warps over the theoretical maximum (0-1).", [], False),
     ("gpu_tensor_active_ratio", "GPM: fraction of time any tensor pipe was active (0-1).", [], False),
     ("gpu_dram_active_ratio", "GPM: DRAM bandwidth used over the maximum (0-1).", [], False),
+    *((f"gpu_mig_{what}", f"MIG GPU instance: {help_}", ["gpu_i_id", "gpu_i_profile"], False) for what, help_ in (
+        ("memory_used_bytes", "device memory used."),
+        ("memory_free_bytes", "device memory free."),
+        ("memory_total_bytes", "device memory of the instance."),
+        ("graphics_active_ratio", "GPM: fraction of time the instance's engine was active (0-1)."),
+        ("sm_active_ratio", "GPM: fraction of the instance's SMs busy (0-1)."),
+        ("sm_occupancy_ratio", "GPM: resident warps over the instance's theoretical maximum (0-1)."),
+        ("tensor_active_ratio", "GPM: fraction of time any of the instance's tensor pipes was active (0-1)."),
+        ("dram_active_ratio", "GPM: the instance's DRAM bandwidth used over its maximum (0-1)."),
+    )),
     ("gpu_process_memory_used_bytes", "Device memory used by a process; container is the Docker/Kubernetes "
      "container id from its cgroup, empty when none.", ["pid", "process", "container"], False),
 ]
@@ -210,9 +221,30 @@ class GpuCollector:
         if value is not _MISSING:
             add(("gpu_pcie_replay_errors", [], float(value)))
 
+        self._read_mig(dev, add)
         if self.processes:
             self._read_processes(dev, add)
         return out
+
+    def _read_mig(self, dev: Device, add: Any) -> None:
+        """Per MIG GPU instance memory; the sampler adds GPM activity for the instances found here."""
+        try:
+            found = mig.instances(self.nvml, dev, self._get, _MISSING)
+            rows = []
+            for instance in found:
+                mem = self.nvml.nvmlDeviceGetMemoryInfo(instance.handle)
+                extra = [str(instance.gi_id), instance.profile]
+                rows += [("gpu_mig_memory_used_bytes", extra, float(mem.used)),
+                         ("gpu_mig_memory_free_bytes", extra, float(mem.free)),
+                         ("gpu_mig_memory_total_bytes", extra, float(mem.total))]
+        except self._nvml_errors as exc:
+            if classify(self.nvml, exc) == DEVICE:
+                raise DeviceError("nvmlDeviceGetMigDeviceHandleByIndex", exc) from exc
+            log.debug("GPU %d: MIG instances: %s", dev.index, describe(exc))
+            return
+        dev.static["mig_instances"] = found
+        for row in rows:
+            add(row)
 
     def _read_processes(self, dev: Device, add: Any) -> None:
         used: dict[int, int] = {}
@@ -274,8 +306,8 @@ class GpuCollector:
                 if rows is not None:
                     for name, extra, val in rows:
                         families[name].add_metric(labels + extra, val)
-                    for name, val in sampled.get(dev.uuid, ()):
-                        families[name].add_metric(labels, val)
+                    for name, extra, val in sampled.get(dev.uuid, ()):
+                        families[name].add_metric(labels + extra, val)
                     up_count += 1
             families["gpu_up"].add_metric(labels, 1 if dev.up else 0)
         if self.xid is not None:
