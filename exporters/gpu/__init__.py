@@ -17,7 +17,7 @@ from ..settings import Config, Setting, SettingError, boolean, choice, non_negat
 from ..spec import ExporterSpec, Parts
 from .collector import GpuCollector
 from .events import XidWatcher
-from .nvml import Session, load_module
+from .nvml import Session, load_module, warn_missing
 from .sampler import Sampler
 
 log = logging.getLogger("mlscope.gpu")
@@ -46,7 +46,7 @@ SETTINGS = [
 def _nvml_module(cfg: Config) -> ModuleType:
     if cfg.simulate:
         fake = load_module(FAKE_MODULE)
-        fake.configure(cfg.simulate, pcie_latency=0.02)  # as slow as the real call
+        fake.configure(cfg.simulate, pcie_latency=0.02, nvlinks=18)  # as slow as the real call; an H100 SXM
         return fake
     try:
         return load_module(cfg.nvml_module)
@@ -57,6 +57,7 @@ def _nvml_module(cfg: Config) -> ModuleType:
 def build(cfg: Config, health: Health) -> Parts:
     nvml = _nvml_module(cfg)
     simulated = bool(getattr(nvml, "SIMULATED", False))
+    warn_missing(nvml)
     if simulated:
         log.info("simulating %d GPU(s) with %s", len(nvml.gpus()), nvml.__name__)
     if cfg.procfs.rstrip("/") not in ("", "/proc"):

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from ..health import Health
 from .dcgm import dcgm_families, hostname
 from .events import XidWatcher
-from . import mig
+from . import mig, nvlink
 from .nvml import DEVICE, TRANSIENT, UNSUPPORTED, Device, DeviceError, Session, classify, describe
 from .processes import ProcessResolver
 from .sampler import Sampler
@@ -71,6 +71,7 @@ FAMILIES = [
         ("tensor_active_ratio", "GPM: fraction of time any of the instance's tensor pipes was active (0-1)."),
         ("dram_active_ratio", "GPM: the instance's DRAM bandwidth used over its maximum (0-1)."),
     )),
+    *nvlink.FAMILIES,
     ("gpu_process_memory_used_bytes", "Device memory used by a process; container is the Docker/Kubernetes "
      "container id from its cgroup, empty when none.", ["pid", "process", "container"], False),
 ]
@@ -221,6 +222,7 @@ class GpuCollector:
         if value is not _MISSING:
             add(("gpu_pcie_replay_errors", [], float(value)))
 
+        nvlink.read(self.nvml, dev, get, _MISSING, add)
         self._read_mig(dev, add)
         if self.processes:
             self._read_processes(dev, add)

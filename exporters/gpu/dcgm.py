@@ -62,10 +62,6 @@ DCGM_FIELDS = (
      "Ratio of cycles the tensor (HMMA) pipe is active."),
     ("gpu_dram_active_ratio", None, "DCGM_FI_PROF_DRAM_ACTIVE", False, 1,
      "Ratio of cycles the device memory interface is active sending or receiving data."),
-    ("gpu_nvlink_transmit_bytes_total", None, "DCGM_FI_PROF_NVLINK_TX_BYTES", True, 1,
-     "The number of bytes of active NvLink tx (transmit) data including both header and payload."),
-    ("gpu_nvlink_receive_bytes_total", None, "DCGM_FI_PROF_NVLINK_RX_BYTES", True, 1,
-     "The number of bytes of active NvLink rx (read) data including both header and payload."),
 )
 EXTRA_LABEL = {"gpu_ecc_errors_total": "type", "gpu_remapped_rows": "type"}
 
@@ -108,6 +104,18 @@ def dcgm_families(mlscope: Iterable[Metric], identity: dict[tuple[str, str], dic
         for s in by_name.get(source, ()):
             if extra is None or s.labels.get(EXTRA_LABEL[source]) == extra:
                 add(name, counter, help_, s.labels, s.value * scale)
+    # NVLink error counts, summed over links (DCGM's *_TOTAL fields)
+    for label, name in (("replay", "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL"),
+                        ("recovery", "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"),
+                        ("crc_flit", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"),
+                        ("crc_data", "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL")):
+        totals: dict[tuple[str, str], tuple[dict, float]] = {}
+        for s in by_name.get("gpu_nvlink_errors_total", ()):
+            if s.labels["type"] == label:
+                labels, total = totals.get(_gpu_key(s.labels), (s.labels, 0.0))
+                totals[_gpu_key(s.labels)] = (labels, total + s.value)
+        for labels, total in totals.values():
+            add(name, True, f"Total number of NVLink {label} errors.", labels, total)
     # derived: free framebuffer, the throttle bitmask, the last Xid
     used = {_gpu_key(s.labels): s.value for s in by_name.get("gpu_memory_used_bytes", ()) if "gpu_i_id" not in s.labels}
     reserved = {_gpu_key(s.labels): s.value for s in by_name.get("gpu_memory_reserved_bytes", ())

@@ -116,6 +116,10 @@ class FakeGPU:
     ecc_lifetime_corrected: int = 1  # aggregate (lifetime) counts include errors from before this boot
     remapped: tuple = (0, 0, 0, 0)
     processes: list = field(default_factory=list)  # [pid, name, base bytes]
+    nvlinks: int = 0  # NVLink links (an H100 SXM has 18; a PCIe card, as in the tests, none)
+    nvlink_down: set = field(default_factory=set)
+    nvlink_errors: dict = field(default_factory=dict)  # (link, NVML_NVLINK_ERROR_DL_*) -> count
+    nvlink_kib: dict = field(default_factory=lambda: {"tx": 0.0, "rx": 0.0})  # data moved, KiB, all links
     mig_capable: bool = True  # an H100: MIG-capable, MIG off until configure_mig
     mig_mode: int = 0
     mig: list = field(default_factory=list)  # [FakeMigInstance]
@@ -150,12 +154,16 @@ class FakeGPU:
         if key == "pcie_rx_kbs":
             return 60_000 + 1_600_000 * self.value("utilization", t)
         if key == "memory_used":
-            return sum(self.process_memory(t).values()) + 520 * _MIB
+            return sum(m for m in self.process_memory(t).values() if m is not None) + 520 * _MIB
+        if key == "nvlink_tx_kibs":  # per active link, KiB/s
+            return 2_000_000 * self.value("utilization", t)
+        if key == "nvlink_rx_kibs":
+            return 1_500_000 * self.value("utilization", t)
         raise KeyError(key)
 
-    def process_memory(self, t: float) -> dict[int, int]:
-        if "processes" in self.overrides:
-            return {int(pid): int(mem) for pid, _name, mem in self.overrides["processes"]}
+    def process_memory(self, t: float) -> dict[int, int | None]:
+        if "processes" in self.overrides:  # None: NVML_VALUE_NOT_AVAILABLE, as pynvml returns it
+            return {int(pid): None if mem is None else int(mem) for pid, _name, mem in self.overrides["processes"]}
         return {pid: int(base + (base // 4) * math.sin(2 * math.pi * t / 600 + pid)) // _MIB * _MIB
                 for pid, _name, base in self.processes}
 
@@ -169,6 +177,10 @@ class FakeGPU:
             return
         mid = self.last_t + dt / 2
         self.energy_mj += self.value("power_w", mid) * 1000 * dt
+        active = self.nvlinks - len(self.nvlink_down)
+        if active > 0:
+            self.nvlink_kib["tx"] += active * self.value("nvlink_tx_kibs", mid) * dt
+            self.nvlink_kib["rx"] += active * self.value("nvlink_rx_kibs", mid) * dt
         for name in self.integrals:
             self.integrals[name] += self.value(name, mid) * dt
             for instance in self.mig:
@@ -236,7 +248,7 @@ _S = _State()
 
 def configure(gpus: int = 2, *, clock: Callable[[], float] | None = None, seed: int = 0,
               model: str = "NVIDIA H100 80GB HBM3", gpm: bool = True, processes: bool = True,
-              driver_version: str = "580.159.04", pcie_latency: float = 0.0) -> None:
+              driver_version: str = "580.159.04", pcie_latency: float = 0.0, nvlinks: int = 0) -> None:
     """Reset everything: `gpus` healthy simulated GPUs, no faults, no events.
 
     pcie_latency: seconds nvmlDeviceGetPcieThroughput blocks (the real one: 0.02)."""
@@ -258,7 +270,7 @@ def configure(gpus: int = 2, *, clock: Callable[[], float] | None = None, seed: 
             uuid = "GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}".format(
                 0x5EED0000 + seed, i, 0xFA4E, 0x1000 + i, 0xC0FFEE000000 + i)
             gpu = FakeGPU(index=i, uuid=uuid, name=model, pci_bus_id=f"00000000:{0x18 + 0x10 * i:02X}:00.0",
-                          phase=1.3 * i + 0.7 * seed, period=240.0 + 37 * i, gpm=gpm)
+                          phase=1.3 * i + 0.7 * seed, period=240.0 + 37 * i, gpm=gpm, nvlinks=nvlinks)
             if processes:
                 count = (i % 3) + 1
                 names = ["python3", "tritonserver", "torchrun", "vllm"]
@@ -322,7 +334,8 @@ def set_values(gpu: int, **values: Any) -> None:
         g.advance(_S.clock())
         for key, val in values.items():
             if key in ("energy_mj", "pcie_replays", "ecc_corrected", "ecc_uncorrected", "remapped", "gpm",
-                       "name", "power_limit_mw", "memory_total", "memory_reserved", "max_sm_mhz"):
+                       "name", "power_limit_mw", "memory_total", "memory_reserved", "max_sm_mhz", "nvlinks",
+                       "nvlink_down", "nvlink_errors"):
                 setattr(g, key, val)
             else:
                 g.overrides[key] = val
@@ -760,6 +773,56 @@ def nvmlEventSetFree(eventSet: Any) -> None:
     with _S.lock:
         _check("nvmlEventSetFree")
         _S.event_sets.pop(ctypes.addressof(eventSet.contents), None)
+
+
+# -- NVLink --
+
+def _nvlink(function: str, device: Any, link: int) -> FakeGPU:
+    gpu, _t = _dev(function, device)
+    if not gpu.nvlinks:
+        _raise(_pynvml.NVMLError_NotSupported)
+    if not 0 <= int(link) < gpu.nvlinks:
+        _raise(_pynvml.NVMLError_InvalidArgument)
+    return gpu
+
+
+def nvmlDeviceGetNvLinkState(device: Any, link: int) -> int:
+    gpu = _nvlink("nvmlDeviceGetNvLinkState", device, link)
+    return _pynvml.NVML_FEATURE_DISABLED if int(link) in gpu.nvlink_down else _pynvml.NVML_FEATURE_ENABLED
+
+
+def nvmlDeviceGetNvLinkErrorCounter(device: Any, link: int, counter: int) -> int:
+    gpu = _nvlink("nvmlDeviceGetNvLinkErrorCounter", device, link)
+    if int(counter) not in (_pynvml.NVML_NVLINK_ERROR_DL_REPLAY, _pynvml.NVML_NVLINK_ERROR_DL_RECOVERY,
+                            _pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT, _pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA):
+        _raise(_pynvml.NVMLError_NotSupported)
+    return int(gpu.nvlink_errors.get((int(link), int(counter)), 0))
+
+
+def nvmlDeviceGetFieldValues(handle: Any, fieldIds: list) -> Any:  # noqa: N803
+    """NVLink throughput (NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX/RX, KiB, scopeId = a link or 0xFFFFFFFF for
+    all); any other field answers NVML_ERROR_NOT_SUPPORTED in its nvmlReturn, as NVML does."""
+    gpu, _t = _dev("nvmlDeviceGetFieldValues", handle)
+    values = (_pynvml.c_nvmlFieldValue_t * len(fieldIds))()
+    directions = {_pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: "tx", _pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX:
+                  "rx"}
+    for i, field_id in enumerate(fieldIds):
+        try:
+            (values[i].fieldId, values[i].scopeId) = field_id
+        except TypeError:
+            values[i].fieldId = field_id
+        direction = directions.get(values[i].fieldId)
+        if direction is None or not gpu.nvlinks:
+            values[i].nvmlReturn = _pynvml.NVML_ERROR_NOT_SUPPORTED
+            continue
+        active = gpu.nvlinks - len(gpu.nvlink_down)
+        total = gpu.nvlink_kib[direction]
+        per_link = total / active if active else 0.0
+        values[i].valueType = _pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+        values[i].value.ullVal = int(total if values[i].scopeId == 0xFFFFFFFF else
+                                     (0 if values[i].scopeId in gpu.nvlink_down else per_link))
+        values[i].nvmlReturn = _pynvml.NVML_SUCCESS
+    return values
 
 
 # -- MIG (query functions only: there is no way to change MIG mode through this module, as in the exporter) --
