@@ -4,7 +4,9 @@ query of NVIDIA's DCGM dashboard (grafana.com 12239) returning data from `--simu
 from __future__ import annotations
 
 import json
+import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,23 @@ def test_every_query_of_nvidias_dcgm_dashboard_has_data_from_simulate(tmp_path, 
     finally:
         prom.stop()
         exporter.stop()
+
+
+@pytest.mark.skipif(os.environ.get("MLSCOPE_TEST_REAL_NVML") != "1", reason="set MLSCOPE_TEST_REAL_NVML=1 on a GPU machine")
+def test_real_nvml_in_both_naming_modes():
+    proc, base = helpers.start_exporter("gpu-exporter", "--names", "both", "--sample-interval", "0.5")
+    try:
+        time.sleep(1.5)
+        text = helpers.scrape(base)
+        save = os.environ.get("MLSCOPE_TEST_SAVE_DCGM_SCRAPE")
+        if save:
+            Path(save).write_text(text)
+    finally:
+        out = proc.stop()
+    assert "Traceback" not in out
+    parsed = helpers.samples(text)
+    for labels, used in parsed["gpu_memory_used_bytes"]:
+        assert helpers.value(parsed, "DCGM_FI_DEV_FB_USED", gpu=labels["gpu"]) == used / MIB
+        dcgm = [lbl for lbl, _ in parsed["DCGM_FI_DEV_FB_USED"] if lbl["gpu"] == labels["gpu"]][0]
+        assert set(dcgm) >= DCGM_LABELS and dcgm["UUID"] == labels["uuid"] and dcgm["device"].startswith("nvidia")
+    assert parsed.get("DCGM_FI_DEV_GPU_TEMP") and parsed.get("DCGM_FI_DEV_POWER_USAGE")
