@@ -12,7 +12,8 @@
 # .gpu-wheels/ (the device machine has no network). Prepare those here with
 #   python3 -m pip download -d .gpu-wheels -c constraints.txt prometheus-client nvidia-ml-py psutil PyYAML bcrypt \
 #       pytest requests
-# and run with carry [".gpu-wheels"] and a timeout of about 420 s:
+# (the wheels must match the device machine's Python: PyYAML's are per version) and run with carry [".gpu-wheels"]
+# and a timeout of about 420 s:
 #   bash bench/gpu_device_check.sh
 set -u
 cd "$(dirname "$0")/.."

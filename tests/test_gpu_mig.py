@@ -10,22 +10,10 @@ import pytest
 
 import helpers
 from mlscope.gpu import fakenvml
-from test_gpu import Clock, Rig
+from test_gpu import Rig, clock, fake  # noqa: F401 (fixtures: 3 fake GPUs on a test clock)
 
 MIB = 1024 * 1024
 GPU_CODE = Path(__file__).resolve().parent.parent / "exporters" / "gpu"
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def fake(clock):
-    fakenvml.configure(2, clock=clock)
-    yield fakenvml
-    fakenvml.configure(0)
 
 
 def scrape_after_two_samples(fake, clock, names="mlscope"):
@@ -62,7 +50,7 @@ def test_mig_instances_memory_and_gpm_with_instance_labels(fake, clock):
                                 ("0", "5", "1g.10gb"): 0.27}, abs=1e-6)
     assert mig_values(parsed, "gpu_mig_tensor_active_ratio")[("0", "1", "3g.40gb")] == pytest.approx(0.3, abs=1e-6)
     # the whole GPU's utilization is not available in MIG mode (NVML says NotSupported): left out, not 0
-    assert {lbl["gpu"] for lbl, _ in parsed["gpu_utilization_ratio"]} == {"1"}
+    assert {lbl["gpu"] for lbl, _ in parsed["gpu_utilization_ratio"]} == {"1", "2"}
     assert helpers.value(parsed, "gpu_up", gpu="0") == 1
 
 
