@@ -9,6 +9,7 @@ every mixin rule, and at least 90 % of the dashboard's queries.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -37,7 +38,8 @@ def prometheus(tmp_path_factory):
         binary, f"--web.listen-address=127.0.0.1:{port}",
         f"--collector.filesystem.mount-points-exclude={filesystem.DEFAULT_MOUNT_POINTS_EXCLUDE}",
         f"--collector.filesystem.fs-types-exclude={filesystem.DEFAULT_FS_TYPES_EXCLUDE}",
-        f"--collector.diskstats.device-exclude={diskstats.DEFAULT_DISK_DEVICE_EXCLUDE}"])
+        f"--collector.diskstats.device-exclude={diskstats.DEFAULT_DISK_DEVICE_EXCLUDE}",
+        "--collector.netdev.device-exclude="])
     started = [node_exporter]
     try:
         node_exporter.wait_http(f"http://127.0.0.1:{port}/metrics")
@@ -64,6 +66,16 @@ def prometheus(tmp_path_factory):
 
 def has_data(prom, expr: str) -> bool:
     return bool(prom.query(expr))
+
+
+def agree(a: list[dict], b: list[dict], tolerance: float) -> bool:
+    """Two instant-query results hold the same series (instance and exporter aside) with values within
+    `tolerance` (relative, or absolute below 1)."""
+    def key(r: dict) -> tuple:
+        return tuple(sorted((k, v) for k, v in r["metric"].items() if k not in ("instance", "exporter")))
+    left, right = {key(r): float(r["value"][1]) for r in a}, {key(r): float(r["value"][1]) for r in b}
+    return set(left) == set(right) and all(abs(left[k] - right[k]) <= tolerance * max(1.0, abs(left[k]))
+                                           or math.isnan(left[k]) and math.isnan(right[k]) for k in left)
 
 
 def selectors(expr: str) -> list[str]:
@@ -108,23 +120,32 @@ def test_every_node_mixin_rule_with_data_on_node_exporter_has_data_on_mlscope(pr
 
 def test_node_exporter_full_queries_with_data_on_node_exporter_have_data_on_mlscope(prometheus, capsys):
     prom, targets = prometheus
-    counted, missing = [], []
+    counted, missing, agreeing, differing = [], [], [], []
     control = {"panel": "(control: node_exporter's Go runtime, which MLScope has not)",
                "expr": 'go_goroutines{instance="$node",job="$job"}'}
     for query in [*FULL["queries"], control]:
         def expr(exporter: str) -> str:
             return (query["expr"].replace("$node", targets[exporter]).replace("$job", "node")
                     .replace("$__rate_interval", "1m"))
-        if not has_data(prom, expr("node_exporter")):
+        theirs = prom.query(expr("node_exporter"))
+        if not theirs:
             continue
         counted.append(query)
-        if not has_data(prom, expr("mlscope")):
+        ours = prom.query(expr("mlscope"))
+        if not ours:
             missing.append(f'{query["panel"]}: {query["expr"]}')
+        elif agree(theirs, ours, 0.05):
+            agreeing.append(query)
+        else:
+            differing.append(f'{query["panel"]}: {query["expr"]}')
     assert missing[-1].startswith("(control"), "the comparison cannot tell the exporters apart"
     counted, missing = counted[:-1], missing[:-1]
     share = (len(counted) - len(missing)) / len(counted)
     with capsys.disabled():
         print(f"\nNode Exporter Full: {len(counted) - len(missing)} of {len(counted)} queries with data on "
               f"node_exporter have data on MLScope ({share:.0%}); missing:\n  " + "\n  ".join(missing))
+        print(f"same series and values within 5 %: {len(agreeing)}; differing (moving values, e.g. rates of "
+              "network traffic the scrapes themselves make):\n  " + "\n  ".join(differing))
     assert len(counted) >= 150
     assert share >= 0.90
+    assert len(agreeing) >= 0.75 * len(counted)  # measured here: 207 of 232 (89 %)
