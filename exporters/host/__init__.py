@@ -27,10 +27,12 @@ from .arp import ArpCollector
 from .conntrack import ConntrackCollector
 from .cost import DEFAULT_REGION, PRICE_TABLE, CostCollector, detect_ec2_instance_type, resolve_hourly_cost
 from .cpu import CPUCollector, StatCollector
+from .cpufreq import CpufreqCollector
 from .diskstats import DEFAULT_DISK_DEVICE_EXCLUDE, DiskstatsCollector
 from .entropy import EntropyCollector
 from .filefd import FilefdCollector
 from .filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, FilesystemCollector
+from .hwmon import HwmonCollector
 from .loadavg import LoadavgCollector
 from .meminfo import MeminfoCollector
 from .netclass import NetclassCollector
@@ -44,6 +46,7 @@ from .sockstat import SockstatCollector
 from .softnet import SoftnetCollector
 from .system import TimeCollector, UnameCollector
 from .textfile import TextfileCollector
+from .thermal_zone import ThermalZoneCollector
 from .timex import TimexCollector
 from .udp_queues import UdpQueuesCollector
 from .vmstat import DEFAULT_FIELDS as VMSTAT_FIELDS, VmstatCollector
@@ -72,12 +75,14 @@ COLLECTORS: dict[str, Callable[[Paths, Config], Any]] = {
     "arp": lambda p, c: ArpCollector(p),
     "conntrack": lambda p, c: ConntrackCollector(p),
     "cpu": lambda p, c: CPUCollector(p),
+    "cpufreq": lambda p, c: CpufreqCollector(p),
     "diskstats": lambda p, c: DiskstatsCollector(p, _pattern(c.diskstats_device_exclude)),
     "entropy": lambda p, c: EntropyCollector(p),
     "filefd": lambda p, c: FilefdCollector(p),
     "filesystem": lambda p, c: FilesystemCollector(p, _pattern(c.filesystem_mount_points_exclude),
                                                    _pattern(c.filesystem_fs_types_exclude),
                                                    float(c.filesystem_mount_timeout)),
+    "hwmon": lambda p, c: HwmonCollector(p),
     "loadavg": lambda p, c: LoadavgCollector(p),
     "meminfo": lambda p, c: MeminfoCollector(p),
     "netclass": lambda p, c: NetclassCollector(p, _pattern(c.netclass_ignored_devices)),
@@ -89,6 +94,7 @@ COLLECTORS: dict[str, Callable[[Paths, Config], Any]] = {
     "softnet": lambda p, c: SoftnetCollector(p),
     "stat": lambda p, c: StatCollector(p),
     "textfile": lambda p, c: TextfileCollector(c.textfile_directory),
+    "thermal_zone": lambda p, c: ThermalZoneCollector(p),
     "time": lambda p, c: TimeCollector(p),
     "timex": lambda p, c: TimexCollector(),
     "udp_queues": lambda p, c: UdpQueuesCollector(p),
