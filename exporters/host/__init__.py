@@ -24,23 +24,28 @@ from ..health import Health
 from ..settings import (Config, Setting, SettingError, boolean, choice, duration, optional_number, regex, string)
 from ..spec import ExporterSpec, Parts
 from .arp import ArpCollector
+from .bonding import BondingCollector
 from .conntrack import ConntrackCollector
 from .cost import DEFAULT_REGION, PRICE_TABLE, CostCollector, detect_ec2_instance_type, resolve_hourly_cost
 from .cpu import CPUCollector, StatCollector
 from .cpufreq import CpufreqCollector
 from .diskstats import DEFAULT_DISK_DEVICE_EXCLUDE, DiskstatsCollector
+from .edac import EdacCollector
 from .entropy import EntropyCollector
 from .filefd import FilefdCollector
 from .filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, FilesystemCollector
 from .hwmon import HwmonCollector
 from .loadavg import LoadavgCollector
+from .mdadm import MdadmCollector
 from .meminfo import MeminfoCollector
 from .netclass import NetclassCollector
 from .netdev import NetdevCollector
 from .netstat import DEFAULT_FIELDS as NETSTAT_FIELDS, NetstatCollector
 from .os_release import OSReleaseCollector
+from .powersupplyclass import PowerSupplyClassCollector
 from .pressure import PressureCollector
 from .procfs import Paths
+from .schedstat import SchedstatCollector
 from .scrape import NodeScrapeCollector, self_process_collector
 from .sockstat import SockstatCollector
 from .softnet import SoftnetCollector
@@ -73,10 +78,12 @@ def _pattern(value: Any) -> re.Pattern | None:
 # node_exporter 1.5 on Linux; node_exporter's other default collectors are not implemented (see the docs).
 COLLECTORS: dict[str, Callable[[Paths, Config], Any]] = {
     "arp": lambda p, c: ArpCollector(p),
+    "bonding": lambda p, c: BondingCollector(p),
     "conntrack": lambda p, c: ConntrackCollector(p),
     "cpu": lambda p, c: CPUCollector(p),
     "cpufreq": lambda p, c: CpufreqCollector(p),
     "diskstats": lambda p, c: DiskstatsCollector(p, _pattern(c.diskstats_device_exclude)),
+    "edac": lambda p, c: EdacCollector(p),
     "entropy": lambda p, c: EntropyCollector(p),
     "filefd": lambda p, c: FilefdCollector(p),
     "filesystem": lambda p, c: FilesystemCollector(p, _pattern(c.filesystem_mount_points_exclude),
@@ -84,12 +91,15 @@ COLLECTORS: dict[str, Callable[[Paths, Config], Any]] = {
                                                    float(c.filesystem_mount_timeout)),
     "hwmon": lambda p, c: HwmonCollector(p),
     "loadavg": lambda p, c: LoadavgCollector(p),
+    "mdadm": lambda p, c: MdadmCollector(p),
     "meminfo": lambda p, c: MeminfoCollector(p),
     "netclass": lambda p, c: NetclassCollector(p, _pattern(c.netclass_ignored_devices)),
     "netdev": lambda p, c: NetdevCollector(p, _pattern(c.netdev_device_exclude)),
     "netstat": lambda p, c: NetstatCollector(p, _pattern(c.netstat_fields)),
     "os": lambda p, c: OSReleaseCollector(p),
+    "powersupplyclass": lambda p, c: PowerSupplyClassCollector(p),
     "pressure": lambda p, c: PressureCollector(p),
+    "schedstat": lambda p, c: SchedstatCollector(p),
     "sockstat": lambda p, c: SockstatCollector(p),
     "softnet": lambda p, c: SoftnetCollector(p),
     "stat": lambda p, c: StatCollector(p),
@@ -188,7 +198,7 @@ def build(cfg: Config, health: Health) -> Parts:
             raise SettingError(f"--procfs: {paths.procfs} has no stat file; point it at a proc filesystem "
                                "(e.g. /host/proc in a container)")
         scrape.update({name: COLLECTORS[name](paths, cfg) for name in names})
-    node_collectors = list(scrape)
+    node_collectors = dict(scrape)
     instance_type = cfg.instance_type
     if not instance_type and cfg.detect_instance_type is not False:
         instance_type = detect_ec2_instance_type(paths)

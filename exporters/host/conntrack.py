@@ -46,10 +46,13 @@ class ConntrackCollector:
         self.paths = paths
 
     def collect(self) -> Iterator[Metric]:
+        self.no_data = False
         for file, name, help_ in COUNTS:
             text = read_optional(self.paths.proc("sys", "net", "netfilter", file))
             if text:
                 yield gauge(name, help_, float(text))
+            else:
+                self.no_data = True  # nf_conntrack not loaded
         text = read_optional(self.paths.proc("net", "stat", "nf_conntrack"))
         for column, value in parse_conntrack_stat(text or "").items():
             yield gauge(f"node_nf_conntrack_stat_{column}", STAT_HELP[column], value)

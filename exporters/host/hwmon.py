@@ -9,7 +9,7 @@ from typing import Iterator
 
 from prometheus_client.core import Metric
 
-from .procfs import Paths, family, sample
+from .procfs import Paths, family, sample, valid_utf8
 
 INVALID = re.compile(r"[^a-z0-9:_]")
 FILENAME = re.compile(r"^(?P<type>[^0-9]+)(?P<id>[0-9]*)?(_(?P<property>.+))?$")
@@ -32,7 +32,7 @@ def explode(filename: str) -> tuple[str, int, str] | None:
 def _read_value(path: str) -> str | None:
     try:
         with open(path, "rb", buffering=0) as fh:
-            return fh.read(128).decode("utf-8", "replace").strip("\n")
+            return valid_utf8(fh.read(128)).strip("\n")
     except OSError:  # a directory (power/), an unreadable or failing sensor
         return None
 
@@ -160,7 +160,9 @@ class HwmonCollector:
         try:
             entries = sorted(os.listdir(self.root))
         except (FileNotFoundError, NotADirectoryError):
+            self.no_data = True
             return
+        self.no_data = False
         out: dict[str, tuple[str, str, list]] = {}
         for entry in entries:
             directory = os.path.join(self.root, entry)

@@ -50,4 +50,5 @@ class PressureCollector:
                 parsed[resource] = parse_psi(text) if text else {}
             if kind in parsed[resource]:
                 values[name] = parsed[resource][kind]
+        self.no_data = not all(parsed[r] for r in ("cpu", "io", "memory"))  # kernel < 4.20 or psi=0
         yield from families_of(TABLE, values)

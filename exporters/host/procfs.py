@@ -84,6 +84,15 @@ class DeviceFilter:
         return keep
 
 
+_INVALID_RUN = re.compile("[\udc80-\udcff]+")
+
+
+def valid_utf8(raw: bytes) -> str:
+    """Text with each run of invalid UTF-8 bytes as one U+FFFD, as Go's strings.ToValidUTF8 (node_exporter's
+    labels from sysfs strings)."""
+    return _INVALID_RUN.sub("\ufffd", raw.decode("utf-8", "surrogateescape"))
+
+
 def read_optional(path: str) -> str | None:
     """A file's text, or None when it does not exist or cannot be read (a kernel without the feature):
     collectors then export no series for it, never an error."""

@@ -13,21 +13,25 @@ from .procfs import family, read_optional, sample
 
 
 class NodeScrapeCollector:
-    """Registered after the collectors it reports on, so it sees this very scrape's runs."""
+    """Registered after the collectors it reports on, so it sees this very scrape's runs.
 
-    def __init__(self, health: Health, collectors: list[str]):
+    node_scrape_collector_success follows node_exporter: 0 also when a collector found no source to read (no
+    mdstat, no hwmon, no PSI: the collector sets `no_data`), which mlscope_collector_up counts as a success."""
+
+    def __init__(self, health: Health, collectors: dict[str, object]):
         self.health = health
         self.collectors = collectors
 
     def collect(self) -> Iterator[Metric]:
         runs = self.health.last_runs()
         durations, successes = [], []
-        for name in self.collectors:
+        for name, collector in self.collectors.items():
             if name in runs:
                 ok, seconds = runs[name]
                 labels = {"collector": name}
                 durations.append(sample("node_scrape_collector_duration_seconds", labels, seconds))
-                successes.append(sample("node_scrape_collector_success", labels, 1.0 if ok else 0.0))
+                success = ok and not getattr(collector, "no_data", False)
+                successes.append(sample("node_scrape_collector_success", labels, 1.0 if success else 0.0))
         yield family("node_scrape_collector_duration_seconds", "node_exporter: Duration of a collector scrape.",
                      "gauge", durations)
         yield family("node_scrape_collector_success", "node_exporter: Whether a collector succeeded.", "gauge",

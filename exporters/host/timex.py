@@ -95,6 +95,8 @@ class TimexCollector:
         if state < 0:
             err = ctypes.get_errno()
             if err == errno.EPERM:  # a sandbox that forbids it: no data, as node_exporter
+                self.no_data = True
                 return
             raise OSError(err, "adjtimex failed")
+        self.no_data = False
         yield from families_of(TABLE, timex_values(tx, state))

@@ -26,11 +26,13 @@ class UdpQueuesCollector:
         self.paths = paths
 
     def collect(self) -> Iterator[Metric]:
-        samples = []
+        samples: list = []
+        self.no_data = True
         for ip, file in (("v4", "udp"), ("v6", "udp6")):
             text = read_optional(self.paths.proc("net", file))
             if text is None:
                 continue
+            self.no_data = False
             tx, rx = queue_totals(text)
             samples += [sample("node_udp_queues", {"ip": ip, "queue": "tx"}, tx),
                         sample("node_udp_queues", {"ip": ip, "queue": "rx"}, rx)]
