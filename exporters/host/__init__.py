@@ -30,6 +30,7 @@ from .cost import DEFAULT_REGION, PRICE_TABLE, CostCollector, detect_ec2_instanc
 from .cpu import CPUCollector, StatCollector
 from .cpufreq import CpufreqCollector
 from .diskstats import DEFAULT_DISK_DEVICE_EXCLUDE, DiskstatsCollector
+from .dmi import DmiCollector
 from .edac import EdacCollector
 from .entropy import EntropyCollector
 from .filefd import FilefdCollector
@@ -41,10 +42,12 @@ from .meminfo import MeminfoCollector
 from .netclass import NetclassCollector
 from .netdev import NetdevCollector
 from .netstat import DEFAULT_FIELDS as NETSTAT_FIELDS, NetstatCollector
+from .nvme import NvmeCollector
 from .os_release import OSReleaseCollector
 from .powersupplyclass import PowerSupplyClassCollector
 from .pressure import PressureCollector
 from .procfs import Paths
+from .rapl import RaplCollector
 from .schedstat import SchedstatCollector
 from .scrape import NodeScrapeCollector, self_process_collector
 from .sockstat import SockstatCollector
@@ -83,6 +86,7 @@ COLLECTORS: dict[str, Callable[[Paths, Config], Any]] = {
     "cpu": lambda p, c: CPUCollector(p),
     "cpufreq": lambda p, c: CpufreqCollector(p),
     "diskstats": lambda p, c: DiskstatsCollector(p, _pattern(c.diskstats_device_exclude)),
+    "dmi": lambda p, c: DmiCollector(p),
     "edac": lambda p, c: EdacCollector(p),
     "entropy": lambda p, c: EntropyCollector(p),
     "filefd": lambda p, c: FilefdCollector(p),
@@ -96,9 +100,11 @@ COLLECTORS: dict[str, Callable[[Paths, Config], Any]] = {
     "netclass": lambda p, c: NetclassCollector(p, _pattern(c.netclass_ignored_devices)),
     "netdev": lambda p, c: NetdevCollector(p, _pattern(c.netdev_device_exclude)),
     "netstat": lambda p, c: NetstatCollector(p, _pattern(c.netstat_fields)),
+    "nvme": lambda p, c: NvmeCollector(p),
     "os": lambda p, c: OSReleaseCollector(p),
     "powersupplyclass": lambda p, c: PowerSupplyClassCollector(p),
     "pressure": lambda p, c: PressureCollector(p),
+    "rapl": lambda p, c: RaplCollector(p),
     "schedstat": lambda p, c: SchedstatCollector(p),
     "sockstat": lambda p, c: SockstatCollector(p),
     "softnet": lambda p, c: SoftnetCollector(p),
