@@ -1,7 +1,7 @@
 """MLScope and the real node_exporter 1.5 on node_exporter's own test host: its fixture /proc and /sys
 (tests/data/node_exporter_fixtures, from node_exporter v1.5.0, Apache-2.0) describe a machine with many disks,
-NICs, a bond, RAID arrays, hwmon sensors, thermal zones, power supplies, cpufreq, EDAC, RAPL, NVMe and DMI
-that this machine does not have. Both exporters read the same frozen files, so every series must be equal, collector by collector.
+NICs, a bond, RAID arrays, hwmon sensors, thermal zones, power supplies, cpufreq, EDAC, RAPL, NVMe, DMI and
+InfiniBand that this machine does not have. Both exporters read the same frozen files, so every series must be equal, collector by collector.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).parent / "data" / "node_exporter_fixtures"
 # The collectors that read only --path.procfs/--path.sysfs (netdev uses netlink in node_exporter, filesystem
 # statfs of real mounts, time/timex/uname/os the running system).
 COLLECTORS = ["arp", "bonding", "conntrack", "cpu", "cpufreq", "diskstats", "dmi", "edac", "entropy", "filefd",
-              "hwmon", "loadavg", "mdadm", "meminfo", "netclass", "netstat", "nvme", "powersupplyclass", "pressure",
+              "hwmon", "infiniband", "loadavg", "mdadm", "meminfo", "netclass", "netstat", "nvme", "powersupplyclass", "pressure",
               "rapl", "schedstat", "sockstat", "softnet", "stat", "thermal_zone", "udp_queues", "vmstat"]
 NOT_COMPARED = re.compile(r"^(go_|process_|promhttp_|node_exporter_build_info|mlscope_|node_scrape_collector_duration)")
 
@@ -95,7 +95,8 @@ def test_every_series_equal_on_the_fixture_host(both):
     for name in ("node_hwmon_temp_celsius", "node_md_disks", "node_bonding_slaves", "node_cpu_scaling_frequency_hertz",
                  "node_thermal_zone_temp", "node_power_supply_online", "node_edac_correctable_errors_total",
                  "node_schedstat_running_seconds_total", "node_rapl_package_joules_total", "node_nvme_info",
-                 "node_dmi_info", "node_cpu_core_throttles_total", "node_network_speed_bytes"):
+                 "node_dmi_info", "node_cpu_core_throttles_total", "node_network_speed_bytes",
+                 "node_infiniband_port_data_received_bytes_total"):
         assert theirs.get(name), name
     names = sorted(n for n in theirs if not NOT_COMPARED.match(n))
     missing = [n for n in names if n not in mine]

@@ -36,6 +36,7 @@ from .entropy import EntropyCollector
 from .filefd import FilefdCollector
 from .filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, FilesystemCollector
 from .hwmon import HwmonCollector
+from .infiniband import InfinibandCollector
 from .loadavg import LoadavgCollector
 from .mdadm import MdadmCollector
 from .meminfo import MeminfoCollector
@@ -94,6 +95,7 @@ COLLECTORS: dict[str, Callable[[Paths, Config], Any]] = {
                                                    _pattern(c.filesystem_fs_types_exclude),
                                                    float(c.filesystem_mount_timeout)),
     "hwmon": lambda p, c: HwmonCollector(p),
+    "infiniband": lambda p, c: InfinibandCollector(p),
     "loadavg": lambda p, c: LoadavgCollector(p),
     "mdadm": lambda p, c: MdadmCollector(p),
     "meminfo": lambda p, c: MeminfoCollector(p),
