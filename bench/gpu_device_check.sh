@@ -22,7 +22,9 @@ mkdir -p "$OUT"
 log() { echo "== $* ($(date -u +%T))"; }
 
 PY=${PYTHON:-}
-if [ -z "$PY" ] && .venv/bin/python -c "import prometheus_client, pynvml, yaml" 2>/dev/null; then PY=.venv/bin/python; fi
+if [ -z "$PY" ] && .venv/bin/python -c "import prometheus_client, pynvml, yaml" 2>/dev/null; then
+  PY=.venv/bin/python
+fi
 if [ -z "$PY" ]; then
   log "venv from .gpu-wheels"
   python3 -m venv /tmp/mlscope-gpu-venv && /tmp/mlscope-gpu-venv/bin/pip install -q --no-index \

@@ -21,8 +21,8 @@ FIXTURES = Path(__file__).parent / "data" / "node_exporter_fixtures"
 # The collectors that read only --path.procfs/--path.sysfs (netdev uses netlink in node_exporter, filesystem
 # statfs of real mounts, time/timex/uname/os the running system).
 COLLECTORS = ["arp", "bonding", "conntrack", "cpu", "cpufreq", "diskstats", "dmi", "edac", "entropy", "filefd",
-              "hwmon", "infiniband", "loadavg", "mdadm", "meminfo", "netclass", "netstat", "nvme", "powersupplyclass", "pressure",
-              "rapl", "schedstat", "sockstat", "softnet", "stat", "thermal_zone", "udp_queues", "vmstat"]
+              "hwmon", "infiniband", "loadavg", "mdadm", "meminfo", "netclass", "netstat", "nvme", "powersupplyclass",
+              "pressure", "rapl", "schedstat", "sockstat", "softnet", "stat", "thermal_zone", "udp_queues", "vmstat"]
 NOT_COMPARED = re.compile(r"^(go_|process_|promhttp_|node_exporter_build_info|mlscope_|node_scrape_collector_duration)")
 
 
