@@ -9,7 +9,7 @@ from typing import Iterator
 
 from prometheus_client.core import Metric
 
-from .procfs import DeviceFilter, Paths, families_of, read_optional, sample
+from .procfs import DeviceFilter, Paths, families_of, read_text, sample
 
 # (sysfs file, metric, type, scale)
 NETCLASS = (
@@ -39,7 +39,7 @@ TABLE = (("node_network_up", "Value is 1 if operstate is 'up', 0 otherwise.", "g
 
 def _read(path: str) -> str | None:
     try:
-        return read_optional(path)
+        return read_text(path)
     except OSError:  # EINVAL: carrier, speed and duplex of a link that is down
         return None
 
@@ -58,12 +58,25 @@ class NetclassCollector:
     def __init__(self, paths: Paths, device_exclude: re.Pattern | None = None):
         self.root = paths.sys("class", "net")
         self.keep = DeviceFilter(device_exclude)
+        # device -> its attribute files that exist: [(file, metric, scale, path)]; a file a device lacks
+        # (wireless-only, virtual devices) does not appear later, so it is not tried on every scrape
+        self._files: dict[str, list[tuple[str, str, float, str]]] = {}
+
+    def _attributes(self, device: str, path: str) -> list[tuple[str, str, float, str]]:
+        files = self._files.get(device)
+        if files is None:
+            files = [(file, name, scale, os.path.join(path, file)) for file, name, _, scale in NETCLASS
+                     if os.path.exists(os.path.join(path, file))]
+            self._files[device] = files
+        return files
 
     def collect(self) -> Iterator[Metric]:
         try:
             devices = sorted(os.listdir(self.root))
         except (FileNotFoundError, NotADirectoryError):
             return
+        if set(self._files) - set(devices):  # devices went away (or were renamed): forget their files
+            self._files = {d: f for d, f in self._files.items() if d in devices}
         columns: dict[str, list] = {name: [] for name, _, _ in TABLE}
         for device in devices:
             path = os.path.join(self.root, device)
@@ -73,8 +86,8 @@ class NetclassCollector:
             info = {f: (_read(os.path.join(path, f)) or "").strip() for f in INFO_FILES}
             columns["node_network_up"].append(sample("node_network_up", labels, 1 if info["operstate"] == "up" else 0))
             columns["node_network_info"].append(sample("node_network_info", {**labels, **info}, 1))
-            for file, name, _, scale in NETCLASS:
-                value = _number(_read(os.path.join(path, file)))
+            for _file, name, scale, file_path in self._attributes(device, path):
+                value = _number(_read(file_path))
                 if value is not None:
                     columns[name].append(sample(name, labels, value * scale))
         yield from families_of(TABLE, columns)

@@ -17,20 +17,6 @@ DEFAULT_FIELDS = (r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|Out
                   r"|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$")
 
 
-def parse_pairs(text: str) -> dict[str, float]:
-    """netstat/snmp: a header line 'Tcp: A B' then a value line 'Tcp: 1 2' -> {'Tcp_A': 1, 'Tcp_B': 2}."""
-    out: dict[str, float] = {}
-    lines = text.splitlines()
-    for header, values in zip(lines[::2], lines[1::2]):
-        names, numbers = header.split(), values.split()
-        if not names or len(names) != len(numbers):
-            continue
-        protocol = names[0].rstrip(":")
-        for name, number in zip(names[1:], numbers[1:]):
-            out[f"{protocol}_{name}"] = float(number)
-    return out
-
-
 def parse_snmp6(text: str) -> dict[str, float]:
     """snmp6: 'Ip6InOctets 128' lines -> {'Ip6_InOctets': 128} (split after the protocol's '6')."""
     out: dict[str, float] = {}
@@ -47,6 +33,7 @@ class NetstatCollector:
         self.paths = paths
         self.fields = fields or re.compile(DEFAULT_FIELDS)
         self._keep: dict[str, bool] = {}
+        self._headers: dict[str, list[tuple[int, str, str]]] = {}
 
     def _wanted(self, key: str) -> bool:
         keep = self._keep.get(key)
@@ -54,14 +41,30 @@ class NetstatCollector:
             keep = self._keep[key] = bool(self.fields.match(key))
         return keep
 
+    def _columns(self, header: str) -> list[tuple[int, str, str]]:
+        """[(column, key, help)] of the wanted fields of a netstat/snmp header line (the same every scrape)."""
+        columns = self._headers.get(header)
+        if columns is None:
+            names = header.split()
+            protocol = names[0].rstrip(":") if names else ""
+            columns = [(i, f"{protocol}_{name}", f"Statistic {protocol}{name}.") for i, name in enumerate(names)
+                       if i and self._wanted(f"{protocol}_{name}")]
+            self._headers[header] = columns
+        return columns
+
     def collect(self) -> Iterator[Metric]:
-        stats: dict[str, float] = {}
-        for file, parse in (("netstat", parse_pairs), ("snmp", parse_pairs), ("snmp6", parse_snmp6)):
-            text = read_optional(self.paths.proc("net", file))
-            if text:
-                stats.update(parse(text))
-        for key, value in stats.items():
+        stats: dict[str, tuple[float, str]] = {}
+        for file in ("netstat", "snmp"):
+            lines = (read_optional(self.paths.proc("net", file)) or "").splitlines()
+            for header, values in zip(lines[::2], lines[1::2]):
+                numbers = values.split()
+                if len(numbers) == len(header.split()):
+                    for column, key, help_ in self._columns(header):
+                        stats[key] = (float(numbers[column]), help_)
+        for key, value in parse_snmp6(read_optional(self.paths.proc("net", "snmp6")) or "").items():
             if self._wanted(key):
-                name = f"node_netstat_{key}"
                 protocol, _, field = key.partition("_")
-                yield family(name, f"Statistic {protocol}{field}.", "unknown", [sample(name, {}, value)])
+                stats[key] = (value, f"Statistic {protocol}{field}.")
+        for key, (value, help_) in stats.items():
+            name = f"node_netstat_{key}"
+            yield family(name, help_, "unknown", [sample(name, {}, value)])
