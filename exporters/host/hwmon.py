@@ -9,7 +9,7 @@ from typing import Iterator
 
 from prometheus_client.core import Metric
 
-from .procfs import Paths, family, sample, valid_utf8
+from .procfs import Paths, family, list_dir, sample, valid_utf8
 
 INVALID = re.compile(r"[^a-z0-9:_]")
 FILENAME = re.compile(r"^(?P<type>[^0-9]+)(?P<id>[0-9]*)?(_(?P<property>.+))?$")
@@ -157,12 +157,10 @@ class HwmonCollector:
                 add(name, help_, typ, labels, scaled)
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            entries = sorted(os.listdir(self.root))
-        except (FileNotFoundError, NotADirectoryError):
-            self.no_data = True
+        entries = list_dir(self.root)
+        self.no_data = entries is None
+        if entries is None:
             return
-        self.no_data = False
         out: dict[str, tuple[str, str, list]] = {}
         for entry in entries:
             directory = os.path.join(self.root, entry)

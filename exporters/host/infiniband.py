@@ -9,7 +9,7 @@ from typing import Iterator
 
 from prometheus_client.core import Metric
 
-from .procfs import Paths, family, read_text, sample
+from .procfs import Paths, family, list_dir, read_text, sample
 
 # counters/<file> and counters_ext/<file> -> (metric suffix, scale: data counters count 4-byte words)
 COUNTERS = {
@@ -93,12 +93,10 @@ class InfinibandCollector:
         self.root = paths.sys("class", "infiniband")
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            devices = sorted(os.listdir(self.root))
-        except (FileNotFoundError, NotADirectoryError):
-            self.no_data = True  # no HCA
+        devices = list_dir(self.root)
+        self.no_data = devices is None  # no HCA
+        if devices is None:
             return
-        self.no_data = False
         info = []
         out: dict[str, list] = {}
         for device in devices:

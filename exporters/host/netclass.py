@@ -9,7 +9,7 @@ from typing import Iterator
 
 from prometheus_client.core import Metric
 
-from .procfs import DeviceFilter, Paths, families_of, read_text, sample
+from .procfs import DeviceFilter, Paths, families_of, list_dir, read_text, sample
 
 # (sysfs file, metric, type, scale)
 NETCLASS = (
@@ -71,9 +71,8 @@ class NetclassCollector:
         return files
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            devices = sorted(os.listdir(self.root))
-        except (FileNotFoundError, NotADirectoryError):
+        devices = list_dir(self.root)
+        if devices is None:
             return
         if set(self._files) - set(devices):  # devices went away (or were renamed): forget their files
             self._files = {d: f for d, f in self._files.items() if d in devices}

@@ -7,7 +7,7 @@ from typing import Iterator
 
 from prometheus_client.core import Metric
 
-from .procfs import Paths, family, read_text, sample
+from .procfs import Paths, family, list_dir, read_text, sample
 
 FILES = (("firmware_rev", "firmware_revision"), ("model", "model"), ("serial", "serial"), ("state", "state"))
 
@@ -17,12 +17,10 @@ class NvmeCollector:
         self.root = paths.sys("class", "nvme")
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            devices = sorted(os.listdir(self.root))
-        except (FileNotFoundError, NotADirectoryError):
-            self.no_data = True
+        devices = list_dir(self.root)
+        self.no_data = devices is None
+        if devices is None:
             return
-        self.no_data = False
         samples = []
         for device in devices:
             labels = {"device": device}

@@ -8,7 +8,7 @@ from typing import Iterator
 
 from prometheus_client.core import Metric
 
-from .procfs import Paths, family, sample, valid_utf8
+from .procfs import Paths, family, list_dir, sample, valid_utf8
 
 # sysfs file -> (metric suffix, divisor): counts as they are, µA/µV/µWh/µW to base units, tenths of °C to °C
 NUMBERS = {
@@ -51,12 +51,10 @@ class PowerSupplyClassCollector:
         self.root = paths.sys("class", "power_supply")
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            supplies = sorted(os.listdir(self.root))
-        except (FileNotFoundError, NotADirectoryError):
-            self.no_data = True
+        supplies = list_dir(self.root)
+        self.no_data = supplies is None
+        if supplies is None:
             return
-        self.no_data = False
         out: dict[str, list] = {}
         for supply in supplies:
             values = read_supply(os.path.join(self.root, supply))

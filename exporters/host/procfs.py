@@ -111,6 +111,14 @@ def read_optional(path: str) -> str | None:
         return None
 
 
+def list_dir(path: str) -> list[str] | None:
+    """A directory's entries, sorted; None when it does not exist (a kernel or machine without the feature)."""
+    try:
+        return sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 def sample(name: str, labels: dict[str, str], value: float) -> Sample:
     return Sample(name, labels, value, None, None, None)
 
