@@ -7,6 +7,8 @@
    makes (recorded, then replayed back to back; target <= 1.5x), and against
    `nvidia-smi --query-gpu=<the same fields> --format=csv` (target: the scrape >= 5x faster).
    Also the cost of each NVML function, and of one background sampler round (GPM + PCIe).
+Both parts run once per naming mode (--names mlscope, dcgm, both; MLSCOPE_BENCH_NAMES=mlscope,dcgm to choose):
+the dcgm modes add the conversion to dcgm-exporter's names to the exporter's overhead.
 """
 
 from __future__ import annotations
@@ -63,14 +65,14 @@ class Recorder:
 
 
 class Rig:
-    def __init__(self, module: ModuleType) -> None:
+    def __init__(self, module: ModuleType, names: str = "mlscope") -> None:
         self.recorder = Recorder(module)
         self.health = Health()
         self.session = Session(self.recorder, retry_interval=30)
         self.sampler = Sampler(self.session, self.health, interval=1.0)
         self.xid = XidWatcher(self.session, self.health)
         self.collector = GpuCollector(self.session, self.health, xid=self.xid, sampler=self.sampler,
-                                      simulated=getattr(module, "SIMULATED", False))
+                                      simulated=getattr(module, "SIMULATED", False), names=names)
         self.collectors = [ScrapeCollector("gpu", self.collector, self.health), self.health]
         self.registry = CollectorRegistry(auto_describe=False)
         for collector in self.collectors:
@@ -78,6 +80,11 @@ class Rig:
 
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
+
+    def close(self) -> None:
+        self.xid.stop()
+        self.sampler.stop()
+        self.session.close()
 
     def record_one_scrape(self) -> list:
         self.recorder.calls = []
@@ -144,8 +151,8 @@ def http_scrape_times(collectors: list, n: int) -> list[float]:
         server.server_close()
 
 
-def bench_module(module: ModuleType, label: str, n: int) -> dict:
-    rig = Rig(module)
+def bench_module(module: ModuleType, label: str, n: int, names: str = "mlscope") -> dict:
+    rig = Rig(module, names)
     rig.sampler.sample_once()
     if getattr(module, "SIMULATED", False):
         time.sleep(0.01)
@@ -187,14 +194,21 @@ def smi_fields() -> list[str]:
 
 def main() -> None:
     n = int(os.environ.get("MLSCOPE_BENCH_SCRAPES", "300"))
-    print(f"python {sys.version.split()[0]}, {n} scrapes per measurement")
+    modes = [m.strip() for m in os.environ.get("MLSCOPE_BENCH_NAMES", "mlscope,dcgm,both").split(",") if m.strip()]
+    print(f"python {sys.version.split()[0]}, {n} scrapes per measurement, names: {', '.join(modes)}")
+    for names in modes:
+        bench_fake(n, names)
+    for names in modes:
+        if not bench_real(n, names):
+            break
 
-    # ---- 1. fake NVML, 8 GPUs ----
+
+def bench_fake(n: int, names: str) -> None:
     fakenvml.configure(8)
-    fake = bench_module(fakenvml, "fake NVML, 8 GPUs", n)
+    fake = bench_module(fakenvml, "fake NVML, 8 GPUs", n, names)
     scrape_med = statistics.median(fake["walls"])
     nvml_med = statistics.median(fake["raw"])
-    print(f"\n[fake] 8 GPUs: {fake['samples']} samples, {fake['bytes']} bytes, "
+    print(f"\n[fake, --names {names}] 8 GPUs: {fake['samples']} samples, {fake['bytes']} bytes, "
           f"{len(fake['calls'])} NVML calls per scrape")
     table([
         ("scrape (collector + exposition)", ms(scrape_med), ms(p95(fake["walls"])), ms(fake["cpu"])),
@@ -205,23 +219,26 @@ def main() -> None:
     overhead = scrape_med - nvml_med
     verdict = "OK" if overhead < 0.005 else "OVER"
     print(f"target: exporter overhead < 5 ms for 8 GPUs -> {overhead * 1000:.2f} ms ({verdict})")
+    fake["rig"].close()
     fakenvml.configure(0)
 
-    # ---- 2. real NVML ----
+
+def bench_real(n: int, names: str) -> bool:
+    """The real-NVML part; False when there is no NVML here."""
     import pynvml
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
         print(f"\n[real] NVML not available here ({type(exc).__name__}): real-GPU ratios skipped")
-        return
+        return False
     count = pynvml.nvmlDeviceGetCount()
-    names = {pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)}
+    models = {pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)}
     driver = pynvml.nvmlSystemGetDriverVersion()
-    real = bench_module(pynvml, "real NVML", max(50, n // 3))
+    real = bench_module(pynvml, "real NVML", max(50, n // 3), names)
     rig = real["rig"]
     unsupported = {d.index: sorted(d.unsupported) for d in rig.session.devices}
-    print(f"\n[real] {count} GPU(s) {', '.join(sorted(names))}, driver {driver}: {real['samples']} samples, "
-          f"{len(real['calls'])} NVML calls per scrape; not supported: {unsupported}")
+    print(f"\n[real, --names {names}] {count} GPU(s) {', '.join(sorted(models))}, driver {driver}: "
+          f"{real['samples']} samples, {len(real['calls'])} NVML calls per scrape; not supported: {unsupported}")
     scrape_med = statistics.median(real["walls"])
     raw_med = statistics.median(real["raw"])
     rows = [
@@ -252,7 +269,9 @@ def main() -> None:
           f"{statistics.median(sampler_walls) * 1000:.1f} ms; gpm values: {rig.sampler.snapshot()}")
     costs = per_function_costs(real["calls"] + rig.recorder.calls[: len(rig.recorder.calls) // 5])
     table([(name, str(k), f"{each * 1e6:9.1f}") for name, k, each in costs], ("NVML function", "calls", "us each"))
+    rig.close()
     pynvml.nvmlShutdown()
+    return True
 
 
 if __name__ == "__main__":

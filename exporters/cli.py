@@ -63,16 +63,21 @@ def add_setting_flags(parser: argparse.ArgumentParser, settings: Sequence[Settin
     for setting in settings:
         if setting.file_only:
             continue
+        flags = (setting.flag, *setting.aliases)
         extra = {"nargs": "?", "const": "true"} if setting.parse is boolean else {}
         default = f" (default: {setting.default})" if setting.default not in (None, "", [], {}) else ""
-        parser.add_argument(setting.flag, dest=setting.name, default=None, metavar="VALUE",
+        parser.add_argument(*flags, dest=setting.name, default=None, metavar="VALUE",
                             help=f"{setting.help}{default}; env {setting.env}", **extra)
+        if setting.parse is boolean:
+            parser.add_argument(*("--no-" + f[2:] for f in flags), dest=setting.name, action="store_const",
+                                const="false", help=argparse.SUPPRESS)
 
 
 def run_exporter(spec: ExporterSpec, argv: Sequence[str]) -> int:
     prog = f"mlscope {spec.command}"
     settings = [Setting("listen", listen_address, ("", spec.default_port),
-                        f"address to serve on, HOST:PORT (use 127.0.0.1:{spec.default_port} for loopback only)"),
+                        f"address to serve on, HOST:PORT (use 127.0.0.1:{spec.default_port} for loopback only)",
+                        aliases=("--web.listen-address",)),
                 *COMMON_SETTINGS, *spec.settings]
     parser = OneLineParser(prog=prog, description=spec.title)
     add_setting_flags(parser, settings)

@@ -50,6 +50,11 @@ class Health(Collector):
         with self._lock:
             self._states.setdefault(name, _State()).errors += n
 
+    def last_runs(self) -> dict[str, tuple[bool, float]]:
+        """{collector: (its last run succeeded, how long it took in seconds)}."""
+        with self._lock:
+            return {name: (state.up, state.duration) for name, state in self._states.items()}
+
     def is_up(self, name: str) -> bool:
         with self._lock:
             state = self._states.get(name)

@@ -27,6 +27,9 @@ class Setting:
     help: str = ""
     # Structured settings (mappings, nested lists) are only accepted from the config file.
     file_only: bool = False
+    # Other flag names accepted for this setting, e.g. node_exporter's "--path.procfs"; a boolean
+    # setting also takes "--no-<flag>" for each of its names.
+    aliases: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -187,7 +190,8 @@ def regex(raw: Any) -> re.Pattern | None:
 
 COMMON_SETTINGS = [
     Setting("config", string, None, "YAML config file"),
-    Setting("web_config", string, None, "TLS and basic-auth file (exporter-toolkit format)"),
+    Setting("web_config", string, None, "TLS and basic-auth file (exporter-toolkit format)",
+            aliases=("--web.config.file",)),
     Setting("log_level", choice("debug", "info", "warning", "error"), "info", "log level"),
 ]
 

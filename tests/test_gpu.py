@@ -48,14 +48,15 @@ class Rig:
     """The exporter's parts wired as build() wires them, with an injectable clock."""
 
     def __init__(self, nvml, clock=time.monotonic, retry: float = 30.0, interval: float = 1.0,
-                 processes: bool = True) -> None:
+                 processes: bool = True, names: str = "mlscope") -> None:
         self.nvml = nvml
         self.health = Health()
         self.session = Session(nvml, retry, clock)
         self.xid = XidWatcher(self.session, self.health)
         self.sampler = Sampler(self.session, self.health, interval=interval)
         self.collector = GpuCollector(self.session, self.health, xid=self.xid, sampler=self.sampler,
-                                      processes=processes, simulated=getattr(nvml, "SIMULATED", False))
+                                      processes=processes, simulated=getattr(nvml, "SIMULATED", False),
+                                      names=names)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ScrapeCollector("gpu", self.collector, self.health))
         self.registry.register(self.health)
@@ -358,7 +359,7 @@ def test_every_gpu_lost_reinitialises_nvml(rig, fake, clock):
 
 @needs_fake
 def test_transient_error_skips_the_field_once(rig, fake):
-    fake.inject("nvmlDeviceGetTemperature", "NotReady", gpu=0, count=1)
+    fake.inject("nvmlDeviceGetTemperatureV", "NotReady", gpu=0, count=1)
     parsed = rig.scrape()
     assert set(gpu_values(parsed, "gpu_temperature_celsius")) == {"1", "2"}
     assert gpu_values(parsed, "gpu_up")["0"] == 1

@@ -13,11 +13,11 @@ import logging
 from types import ModuleType
 
 from ..health import Health
-from ..settings import Config, Setting, SettingError, boolean, non_negative_int, positive_duration, string
+from ..settings import Config, Setting, SettingError, boolean, choice, non_negative_int, positive_duration, string
 from ..spec import ExporterSpec, Parts
 from .collector import GpuCollector
 from .events import XidWatcher
-from .nvml import Session, load_module
+from .nvml import Session, load_module, warn_missing
 from .sampler import Sampler
 
 log = logging.getLogger("mlscope.gpu")
@@ -35,6 +35,9 @@ SETTINGS = [
     Setting("processes", boolean, True, "export per-process GPU memory (gpu_process_memory_used_bytes)"),
     Setting("procfs", string, "/proc",
             "procfs mount used for process names and container ids (e.g. /host/proc in a container)"),
+    Setting("names", choice("mlscope", "dcgm", "both"), "mlscope",
+            "metric names to serve: mlscope (gpu_*), dcgm (dcgm-exporter's DCGM_FI_* names, labels and units, for "
+            "dashboards written for DCGM), or both"),
     Setting("nvml_module", string, "pynvml",
             f"Python module providing the NVML API; {FAKE_MODULE} is the fake used by tests"),
 ]
@@ -43,7 +46,7 @@ SETTINGS = [
 def _nvml_module(cfg: Config) -> ModuleType:
     if cfg.simulate:
         fake = load_module(FAKE_MODULE)
-        fake.configure(cfg.simulate, pcie_latency=0.02)  # as slow as the real call
+        fake.configure(cfg.simulate, pcie_latency=0.02, nvlinks=18)  # as slow as the real call; an H100 SXM
         return fake
     try:
         return load_module(cfg.nvml_module)
@@ -54,6 +57,7 @@ def _nvml_module(cfg: Config) -> ModuleType:
 def build(cfg: Config, health: Health) -> Parts:
     nvml = _nvml_module(cfg)
     simulated = bool(getattr(nvml, "SIMULATED", False))
+    warn_missing(nvml)
     if simulated:
         log.info("simulating %d GPU(s) with %s", len(nvml.gpus()), nvml.__name__)
     if cfg.procfs.rstrip("/") not in ("", "/proc"):
@@ -63,7 +67,7 @@ def build(cfg: Config, health: Health) -> Parts:
     xid = XidWatcher(session, health)
     sampler = Sampler(session, health, interval=cfg.sample_interval)
     collector = GpuCollector(session, health, xid=xid, sampler=sampler, processes=cfg.processes,
-                             procfs=cfg.procfs, simulated=simulated)
+                             procfs=cfg.procfs, simulated=simulated, names=cfg.names or "mlscope")
     return Parts(scrape={"gpu": collector}, services=[sampler, xid, _Closer(session)])
 
 

@@ -13,8 +13,10 @@ from typing import Any, Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..health import Health
+from .dcgm import dcgm_families, hostname
 from .events import XidWatcher
-from .nvml import TRANSIENT, UNSUPPORTED, Device, DeviceError, Session, classify, describe
+from . import mig, nvlink
+from .nvml import DEVICE, TRANSIENT, UNSUPPORTED, Device, DeviceError, Session, classify, describe
 from .processes import ProcessResolver
 from .sampler import Sampler
 
@@ -53,10 +55,23 @@ FAMILIES = [
     ("gpu_xid_errors", "Xid critical errors reported by NVML's event API, by Xid code.", ["xid"], True),
     ("gpu_pcie_transmit_bytes_per_second", "PCIe transmit throughput (NVML samples it over 20 ms).", [], False),
     ("gpu_pcie_receive_bytes_per_second", "PCIe receive throughput (NVML samples it over 20 ms).", [], False),
+    ("gpu_graphics_active_ratio", "GPM: fraction of time the graphics/compute engine was active (0-1).", [],
+     False),
     ("gpu_sm_active_ratio", "GPM: fraction of SMs busy, between the sampler's last two samples (0-1).", [], False),
     ("gpu_sm_occupancy_ratio", "GPM: resident warps over the theoretical maximum (0-1).", [], False),
     ("gpu_tensor_active_ratio", "GPM: fraction of time any tensor pipe was active (0-1).", [], False),
     ("gpu_dram_active_ratio", "GPM: DRAM bandwidth used over the maximum (0-1).", [], False),
+    *((f"gpu_mig_{what}", f"MIG GPU instance: {help_}", ["gpu_i_id", "gpu_i_profile"], False) for what, help_ in (
+        ("memory_used_bytes", "device memory used."),
+        ("memory_free_bytes", "device memory free."),
+        ("memory_total_bytes", "device memory of the instance."),
+        ("graphics_active_ratio", "GPM: fraction of time the instance's engine was active (0-1)."),
+        ("sm_active_ratio", "GPM: fraction of the instance's SMs busy (0-1)."),
+        ("sm_occupancy_ratio", "GPM: resident warps over the instance's theoretical maximum (0-1)."),
+        ("tensor_active_ratio", "GPM: fraction of time any of the instance's tensor pipes was active (0-1)."),
+        ("dram_active_ratio", "GPM: the instance's DRAM bandwidth used over its maximum (0-1)."),
+    )),
+    *nvlink.FAMILIES,
     ("gpu_process_memory_used_bytes", "Device memory used by a process; container is the Docker/Kubernetes "
      "container id from its cgroup, empty when none.", ["pid", "process", "container"], False),
 ]
@@ -81,7 +96,7 @@ class GpuCollector:
 
     def __init__(self, session: Session, health: Health | None = None, *, xid: XidWatcher | None = None,
                  sampler: Sampler | None = None, processes: bool = True, procfs: str = "/proc",
-                 simulated: bool = False) -> None:
+                 simulated: bool = False, names: str = "mlscope") -> None:
         self.session = session
         self.nvml = session.nvml
         self.health = health
@@ -89,6 +104,8 @@ class GpuCollector:
         self.sampler = sampler
         self.processes = processes
         self.simulated = simulated
+        self.names = names  # mlscope, dcgm or both
+        self.hostname = hostname()
         self.resolver = ProcessResolver(procfs, getattr(self.nvml, "nvmlSystemGetProcessName", None))
         self.healthy = False
         self._nvml_errors = tuple(c for c in (getattr(self.nvml, "NVMLError", None),
@@ -148,7 +165,10 @@ class GpuCollector:
                 add(("gpu_memory_used_bytes", [], float(mem.used)))
                 add(("gpu_memory_total_bytes", [], float(mem.total)))
 
-        value = get(dev, "temperature", "nvmlDeviceGetTemperature", self._temp_gpu)
+        # nvmlDeviceGetTemperature goes away in CUDA 14; its successor needs a driver that has it
+        value = get(dev, "temperature_v", "nvmlDeviceGetTemperatureV", self._temp_gpu)
+        if value is _MISSING and "temperature_v" in dev.unsupported:  # not a transient miss: the old function
+            value = get(dev, "temperature", "nvmlDeviceGetTemperature", self._temp_gpu)
         if value is not _MISSING:
             add(("gpu_temperature_celsius", [], float(value)))
         value = get(dev, "power", "nvmlDeviceGetPowerUsage")
@@ -182,6 +202,7 @@ class GpuCollector:
         if reasons is _MISSING:
             reasons = get(dev, "clock_throttle", "nvmlDeviceGetCurrentClocksThrottleReasons")
         if reasons is not _MISSING:
+            self._throttle_bits[dev.uuid] = int(reasons)
             for bit, reason in THROTTLE_REASONS:
                 add(("gpu_clock_throttle_active", [reason], 1.0 if reasons & bit else 0.0))
 
@@ -201,9 +222,31 @@ class GpuCollector:
         if value is not _MISSING:
             add(("gpu_pcie_replay_errors", [], float(value)))
 
+        nvlink.read(self.nvml, dev, get, _MISSING, add)
+        self._read_mig(dev, add)
         if self.processes:
             self._read_processes(dev, add)
         return out
+
+    def _read_mig(self, dev: Device, add: Any) -> None:
+        """Per MIG GPU instance memory; the sampler adds GPM activity for the instances found here."""
+        try:
+            found = mig.instances(self.nvml, dev, self._get, _MISSING)
+            rows = []
+            for instance in found:
+                mem = self.nvml.nvmlDeviceGetMemoryInfo(instance.handle)
+                extra = [str(instance.gi_id), instance.profile]
+                rows += [("gpu_mig_memory_used_bytes", extra, float(mem.used)),
+                         ("gpu_mig_memory_free_bytes", extra, float(mem.free)),
+                         ("gpu_mig_memory_total_bytes", extra, float(mem.total))]
+        except self._nvml_errors as exc:
+            if classify(self.nvml, exc) == DEVICE:
+                raise DeviceError("nvmlDeviceGetMigDeviceHandleByIndex", exc) from exc
+            log.debug("GPU %d: MIG instances: %s", dev.index, describe(exc))
+            return
+        dev.static["mig_instances"] = found
+        for row in rows:
+            add(row)
 
     def _read_processes(self, dev: Device, add: Any) -> None:
         used: dict[int, int] = {}
@@ -236,6 +279,8 @@ class GpuCollector:
             self.healthy = False
             return []
         self._seen_pids: set[int] = set()
+        self._throttle_bits: dict[str, int] = {}
+        identity: dict[tuple[str, str], dict[str, str]] = {}
         now = session.clock()
         up_count = 0
         driver = session.driver_version
@@ -250,6 +295,8 @@ class GpuCollector:
                 labels = [str(dev.index), dev.uuid]
             info = [dev.model, driver, dev.pci_bus_id] + (["true"] if self.simulated else [])
             families["gpu_info"].add_metric(labels + info, 1)
+            if self.names != "mlscope":
+                identity[(labels[0], labels[1])] = self._dcgm_identity(dev)
             if dev.up:
                 try:
                     rows = self._read(dev)
@@ -261,8 +308,8 @@ class GpuCollector:
                 if rows is not None:
                     for name, extra, val in rows:
                         families[name].add_metric(labels + extra, val)
-                    for name, val in sampled.get(dev.uuid, ()):
-                        families[name].add_metric(labels, val)
+                    for name, extra, val in sampled.get(dev.uuid, ()):
+                        families[name].add_metric(labels + extra, val)
                     up_count += 1
             families["gpu_up"].add_metric(labels, 1 if dev.up else 0)
         if self.xid is not None:
@@ -275,7 +322,25 @@ class GpuCollector:
             # re-initialise NVML after retry_interval rather than retrying stale handles.
             session.reset()
         self.healthy = up_count > 0
-        return list(families.values())
+        result = list(families.values())
+        if self.names == "mlscope":
+            return result
+        dcgm = dcgm_families(result, identity, self._throttle_bits, self.xid.last() if self.xid is not None else {})
+        return result + dcgm if self.names == "both" else dcgm
+
+    def _dcgm_identity(self, dev: Device) -> dict[str, str]:
+        """dcgm-exporter's labels of one GPU; `device` is nvidia<minor number>, as in /dev."""
+        minor = dev.static.get("minor", _MISSING)
+        if minor is _MISSING and dev.up:
+            try:
+                minor = self._get(dev, "minor", "nvmlDeviceGetMinorNumber")
+            except DeviceError:
+                minor = _MISSING
+            if minor is not _MISSING:
+                dev.static["minor"] = minor
+        number = dev.index if minor is _MISSING else minor
+        return {"gpu": str(dev.index), "UUID": dev.uuid, "device": f"nvidia{number}", "modelName": dev.model,
+                "Hostname": self.hostname, "pci_bus_id": dev.pci_bus_id}
 
     def describe(self) -> Iterable[Metric]:
         return []

@@ -32,6 +32,7 @@ class XidWatcher:
         self.nvml = session.nvml
         self.health = health
         self._counts: dict[tuple[int, str, int], int] = {}
+        self._last: dict[str, int] = {}  # uuid -> the last Xid seen (dcgm-exporter's DCGM_FI_DEV_XID_ERRORS)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -51,10 +52,15 @@ class XidWatcher:
         with self._lock:
             return dict(self._counts)
 
+    def last(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._last)
+
     def record(self, index: int, uuid: str, xid: int) -> None:
         with self._lock:
             key = (index, uuid, xid)
             self._counts[key] = self._counts.get(key, 0) + 1
+            self._last[uuid] = xid
 
     def _observe(self, ok: bool, duration: float = 0.0) -> None:
         if self.health is not None:

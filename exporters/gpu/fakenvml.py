@@ -116,6 +116,13 @@ class FakeGPU:
     ecc_lifetime_corrected: int = 1  # aggregate (lifetime) counts include errors from before this boot
     remapped: tuple = (0, 0, 0, 0)
     processes: list = field(default_factory=list)  # [pid, name, base bytes]
+    nvlinks: int = 0  # NVLink links (an H100 SXM has 18; a PCIe card, as in the tests, none)
+    nvlink_down: set = field(default_factory=set)
+    nvlink_errors: dict = field(default_factory=dict)  # (link, NVML_NVLINK_ERROR_DL_*) -> count
+    nvlink_kib: dict = field(default_factory=lambda: {"tx": 0.0, "rx": 0.0})  # data moved, KiB, all links
+    mig_capable: bool = True  # an H100: MIG-capable, MIG off until configure_mig
+    mig_mode: int = 0
+    mig: list = field(default_factory=list)  # [FakeMigInstance]
 
     # -- the simulation: values as functions of time, overridable per key --
     def value(self, key: str, t: float) -> float:
@@ -147,12 +154,16 @@ class FakeGPU:
         if key == "pcie_rx_kbs":
             return 60_000 + 1_600_000 * self.value("utilization", t)
         if key == "memory_used":
-            return sum(self.process_memory(t).values()) + 520 * _MIB
+            return sum(m for m in self.process_memory(t).values() if m is not None) + 520 * _MIB
+        if key == "nvlink_tx_kibs":  # per active link, KiB/s
+            return 2_000_000 * self.value("utilization", t)
+        if key == "nvlink_rx_kibs":
+            return 1_500_000 * self.value("utilization", t)
         raise KeyError(key)
 
-    def process_memory(self, t: float) -> dict[int, int]:
-        if "processes" in self.overrides:
-            return {int(pid): int(mem) for pid, _name, mem in self.overrides["processes"]}
+    def process_memory(self, t: float) -> dict[int, int | None]:
+        if "processes" in self.overrides:  # None: NVML_VALUE_NOT_AVAILABLE, as pynvml returns it
+            return {int(pid): None if mem is None else int(mem) for pid, _name, mem in self.overrides["processes"]}
         return {pid: int(base + (base // 4) * math.sin(2 * math.pi * t / 600 + pid)) // _MIB * _MIB
                 for pid, _name, base in self.processes}
 
@@ -166,9 +177,46 @@ class FakeGPU:
             return
         mid = self.last_t + dt / 2
         self.energy_mj += self.value("power_w", mid) * 1000 * dt
+        active = self.nvlinks - len(self.nvlink_down)
+        if active > 0:
+            self.nvlink_kib["tx"] += active * self.value("nvlink_tx_kibs", mid) * dt
+            self.nvlink_kib["rx"] += active * self.value("nvlink_rx_kibs", mid) * dt
         for name in self.integrals:
             self.integrals[name] += self.value(name, mid) * dt
+            for instance in self.mig:
+                instance.integrals[name] += min(1.0, instance.load * self.value(name, mid)) * dt
         self.last_t = t
+
+
+# H100 80GB's GPU instance profiles: pynvml profile index -> (profile id, slices, memory MiB, name)
+H100_MIG_PROFILES = {
+    _pynvml.NVML_GPU_INSTANCE_PROFILE_1_SLICE: (19, 1, 9856, "MIG 1g.10gb"),
+    _pynvml.NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1: (15, 1, 19968, "MIG 1g.20gb"),
+    _pynvml.NVML_GPU_INSTANCE_PROFILE_2_SLICE: (14, 2, 20096, "MIG 2g.20gb"),
+    _pynvml.NVML_GPU_INSTANCE_PROFILE_3_SLICE: (9, 3, 40320, "MIG 3g.40gb"),
+    _pynvml.NVML_GPU_INSTANCE_PROFILE_4_SLICE: (5, 4, 40320, "MIG 4g.40gb"),
+    _pynvml.NVML_GPU_INSTANCE_PROFILE_7_SLICE: (0, 7, 80896, "MIG 7g.80gb"),
+}
+
+
+@dataclass
+class FakeMigInstance:
+    gi_id: int
+    profile_index: int
+    load: float  # the instance's activity relative to the GPU's simulated utilization
+    uuid: str = ""
+    integrals: dict = field(default_factory=lambda: {k: 0.0 for k in _GPM_METRICS.values()})
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def memory_total(self) -> int:
+        return H100_MIG_PROFILES[self.profile_index][2] * _MIB
+
+    def memory_used(self, gpu: "FakeGPU", t: float) -> int:
+        if "memory_used" in self.overrides:
+            return int(self.overrides["memory_used"])
+        share = 0.1 + 0.6 * min(1.0, self.load * gpu.value("utilization", t))
+        return int(self.memory_total * share) // _MIB * _MIB
 
 
 class _State:
@@ -189,6 +237,8 @@ class _State:
         self.control_checked = 0.0
         self.control_xids = 0
         self.pcie_latency = 0.0
+        self.mig_handles: dict[int, tuple[Any, FakeGPU, FakeMigInstance]] = {}
+        self.gi_handles: dict[int, tuple[Any, FakeGPU, FakeMigInstance]] = {}
 
 
 _S = _State()
@@ -198,7 +248,7 @@ _S = _State()
 
 def configure(gpus: int = 2, *, clock: Callable[[], float] | None = None, seed: int = 0,
               model: str = "NVIDIA H100 80GB HBM3", gpm: bool = True, processes: bool = True,
-              driver_version: str = "580.159.04", pcie_latency: float = 0.0) -> None:
+              driver_version: str = "580.159.04", pcie_latency: float = 0.0, nvlinks: int = 0) -> None:
     """Reset everything: `gpus` healthy simulated GPUs, no faults, no events.
 
     pcie_latency: seconds nvmlDeviceGetPcieThroughput blocks (the real one: 0.02)."""
@@ -212,13 +262,15 @@ def configure(gpus: int = 2, *, clock: Callable[[], float] | None = None, seed: 
         _S.handles.clear()
         _S.samples.clear()
         _S.event_sets.clear()
+        _S.mig_handles.clear()
+        _S.gi_handles.clear()
         _S.gpus = []
         pid = _FIRST_FAKE_PID + seed * 100
         for i in range(gpus):
             uuid = "GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}".format(
                 0x5EED0000 + seed, i, 0xFA4E, 0x1000 + i, 0xC0FFEE000000 + i)
             gpu = FakeGPU(index=i, uuid=uuid, name=model, pci_bus_id=f"00000000:{0x18 + 0x10 * i:02X}:00.0",
-                          phase=1.3 * i + 0.7 * seed, period=240.0 + 37 * i, gpm=gpm)
+                          phase=1.3 * i + 0.7 * seed, period=240.0 + 37 * i, gpm=gpm, nvlinks=nvlinks)
             if processes:
                 count = (i % 3) + 1
                 names = ["python3", "tritonserver", "torchrun", "vllm"]
@@ -282,10 +334,32 @@ def set_values(gpu: int, **values: Any) -> None:
         g.advance(_S.clock())
         for key, val in values.items():
             if key in ("energy_mj", "pcie_replays", "ecc_corrected", "ecc_uncorrected", "remapped", "gpm",
-                       "name", "power_limit_mw", "memory_total", "memory_reserved", "max_sm_mhz"):
+                       "name", "power_limit_mw", "memory_total", "memory_reserved", "max_sm_mhz", "nvlinks",
+                       "nvlink_down", "nvlink_errors"):
                 setattr(g, key, val)
             else:
                 g.overrides[key] = val
+
+
+def configure_mig(gpu: int, profiles: list[str], load: list[float] | None = None) -> None:
+    """Turn MIG on for `gpu` with GPU instances of these profiles ("3g.40gb", "1g.10gb", ...), as an
+    administrator would with nvidia-smi; [] turns it off. `load`: each instance's activity relative to the GPU's."""
+    by_name = {name.removeprefix("MIG "): index for index, (_id, _s, _m, name) in H100_MIG_PROFILES.items()}
+    with _S.lock:
+        g = _S.gpus[gpu]
+        if not g.mig_capable:
+            raise ValueError(f"GPU {gpu} is not MIG-capable")
+        g.advance(_S.clock())
+        g.mig_mode = 1 if profiles else 0
+        g.mig = []
+        for i, profile in enumerate(profiles):
+            if profile not in by_name:
+                raise ValueError(f"unknown MIG profile {profile!r} (H100: {', '.join(by_name)})")
+            uuid = "MIG-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}".format(0x5EED0000, gpu, i, 0x316, 0xC0FFEE000000 + i)
+            g.mig.append(FakeMigInstance(gi_id=1 + 2 * i, profile_index=by_name[profile],
+                                         load=(load or [])[i] if i < len(load or []) else 1.0 - 0.2 * i, uuid=uuid))
+        _S.mig_handles = {a: v for a, v in _S.mig_handles.items() if v[1] is not g}
+        _S.gi_handles = {a: v for a, v in _S.gi_handles.items() if v[1] is not g}
 
 
 def emit_xid(gpu: int, xid: int) -> None:
@@ -361,6 +435,14 @@ def _gpu(handle: Any) -> FakeGPU:
     except (KeyError, ValueError, AttributeError, TypeError):
         _raise(_pynvml.NVMLError_InvalidArgument)
         raise  # unreachable
+
+
+def _mig(handle: Any) -> tuple[FakeGPU, FakeMigInstance] | None:
+    try:
+        entry = _S.mig_handles.get(ctypes.addressof(handle.contents))
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return (entry[1], entry[2]) if entry else None
 
 
 def _dev(function: str, handle: Any) -> tuple[FakeGPU, float]:
@@ -439,6 +521,11 @@ def nvmlDeviceGetIndex(handle: Any) -> int:
 
 
 def nvmlDeviceGetUUID(handle: Any) -> str:
+    with _S.lock:
+        mig = _mig(handle)
+        if mig is not None:
+            _check("nvmlDeviceGetUUID", mig[0])
+            return mig[1].uuid
     return _dev("nvmlDeviceGetUUID", handle)[0].uuid
 
 
@@ -462,6 +549,8 @@ nvmlDeviceGetPciInfo_v3 = nvmlDeviceGetPciInfo
 
 def nvmlDeviceGetUtilizationRates(handle: Any) -> Any:
     gpu, t = _dev("nvmlDeviceGetUtilizationRates", handle)
+    if gpu.mig_mode:
+        _raise(_pynvml.NVMLError_NotSupported)  # as on a real GPU in MIG mode
     util = _pynvml.c_nvmlUtilization_t()
     util.gpu = round(100 * gpu.value("utilization", t))
     util.memory = round(100 * gpu.value("memory_utilization", t))
@@ -469,6 +558,15 @@ def nvmlDeviceGetUtilizationRates(handle: Any) -> Any:
 
 
 def nvmlDeviceGetMemoryInfo(handle: Any, version: int | None = None) -> Any:
+    with _S.lock:
+        mig = _mig(handle)
+        if mig is not None:  # a MIG device: the instance's memory
+            gpu, instance = mig
+            _check("nvmlDeviceGetMemoryInfo", gpu)
+            mem = _pynvml.c_nvmlMemory_t()
+            mem.total, mem.used = instance.memory_total, instance.memory_used(gpu, _S.clock())
+            mem.free = mem.total - mem.used
+            return mem
     gpu, t = _dev("nvmlDeviceGetMemoryInfo" if not version else "nvmlDeviceGetMemoryInfo_v2", handle)
     used = min(int(gpu.value("memory_used", t)), gpu.memory_total - gpu.memory_reserved)
     if not version:
@@ -490,6 +588,19 @@ def nvmlDeviceGetTemperature(handle: Any, sensor: int) -> int:
     if sensor != _pynvml.NVML_TEMPERATURE_GPU:
         _raise(_pynvml.NVMLError_NotSupported)
     return round(gpu.value("temperature", t))
+
+
+def nvmlDeviceGetTemperatureV(handle: Any, sensor: int, version: int = _pynvml.nvmlTemperature_v1) -> int:
+    gpu, t = _dev("nvmlDeviceGetTemperatureV", handle)
+    if version != _pynvml.nvmlTemperature_v1:
+        _raise(_pynvml.NVMLError_ArgumentVersionMismatch)
+    if sensor != _pynvml.NVML_TEMPERATURE_GPU:
+        _raise(_pynvml.NVMLError_NotSupported)
+    return round(gpu.value("temperature", t))
+
+
+def nvmlDeviceGetMinorNumber(handle: Any) -> int:
+    return _dev("nvmlDeviceGetMinorNumber", handle)[0].index
 
 
 def nvmlDeviceGetPowerUsage(handle: Any) -> int:
@@ -664,6 +775,162 @@ def nvmlEventSetFree(eventSet: Any) -> None:
         _S.event_sets.pop(ctypes.addressof(eventSet.contents), None)
 
 
+# -- NVLink --
+
+def _nvlink(function: str, device: Any, link: int) -> FakeGPU:
+    gpu, _t = _dev(function, device)
+    if not gpu.nvlinks:
+        _raise(_pynvml.NVMLError_NotSupported)
+    if not 0 <= int(link) < gpu.nvlinks:
+        _raise(_pynvml.NVMLError_InvalidArgument)
+    return gpu
+
+
+def nvmlDeviceGetNvLinkState(device: Any, link: int) -> int:
+    gpu = _nvlink("nvmlDeviceGetNvLinkState", device, link)
+    return _pynvml.NVML_FEATURE_DISABLED if int(link) in gpu.nvlink_down else _pynvml.NVML_FEATURE_ENABLED
+
+
+def nvmlDeviceGetNvLinkErrorCounter(device: Any, link: int, counter: int) -> int:
+    gpu = _nvlink("nvmlDeviceGetNvLinkErrorCounter", device, link)
+    if int(counter) not in (_pynvml.NVML_NVLINK_ERROR_DL_REPLAY, _pynvml.NVML_NVLINK_ERROR_DL_RECOVERY,
+                            _pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT, _pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA):
+        _raise(_pynvml.NVMLError_NotSupported)
+    return int(gpu.nvlink_errors.get((int(link), int(counter)), 0))
+
+
+def nvmlDeviceGetFieldValues(handle: Any, fieldIds: list) -> Any:  # noqa: N803
+    """NVLink throughput (NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX/RX, KiB, scopeId = a link or 0xFFFFFFFF for
+    all); any other field answers NVML_ERROR_NOT_SUPPORTED in its nvmlReturn, as NVML does."""
+    gpu, _t = _dev("nvmlDeviceGetFieldValues", handle)
+    values = (_pynvml.c_nvmlFieldValue_t * len(fieldIds))()
+    directions = {_pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: "tx", _pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX:
+                  "rx"}
+    for i, field_id in enumerate(fieldIds):
+        try:
+            (values[i].fieldId, values[i].scopeId) = field_id
+        except TypeError:
+            values[i].fieldId = field_id
+        direction = directions.get(values[i].fieldId)
+        if direction is None or not gpu.nvlinks:
+            values[i].nvmlReturn = _pynvml.NVML_ERROR_NOT_SUPPORTED
+            continue
+        active = gpu.nvlinks - len(gpu.nvlink_down)
+        total = gpu.nvlink_kib[direction]
+        per_link = total / active if active else 0.0
+        values[i].valueType = _pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+        values[i].value.ullVal = int(total if values[i].scopeId == 0xFFFFFFFF else
+                                     (0 if values[i].scopeId in gpu.nvlink_down else per_link))
+        values[i].nvmlReturn = _pynvml.NVML_SUCCESS
+    return values
+
+
+# -- MIG (query functions only: there is no way to change MIG mode through this module, as in the exporter) --
+
+def nvmlDeviceGetMigMode(device: Any) -> list:
+    gpu, _t = _dev("nvmlDeviceGetMigMode", device)
+    if not gpu.mig_capable:
+        _raise(_pynvml.NVMLError_NotSupported)
+    return [gpu.mig_mode, gpu.mig_mode]
+
+
+def nvmlDeviceGetMaxMigDeviceCount(device: Any) -> int:
+    gpu, _t = _dev("nvmlDeviceGetMaxMigDeviceCount", device)
+    if not gpu.mig_capable:
+        _raise(_pynvml.NVMLError_NotSupported)
+    return 7
+
+
+def nvmlDeviceGetMigDeviceHandleByIndex(device: Any, index: int) -> Any:
+    with _S.lock:
+        gpu, _t = _dev("nvmlDeviceGetMigDeviceHandleByIndex", device)
+        if not gpu.mig_mode:
+            _raise(_pynvml.NVMLError_InvalidArgument)
+        if not 0 <= int(index) < len(gpu.mig):
+            _raise(_pynvml.NVMLError_NotFound)
+        instance = gpu.mig[int(index)]
+        for handle, g, i in _S.mig_handles.values():
+            if i is instance:
+                return _pynvml.c_nvmlDevice_t(handle.contents)
+        struct = _pynvml.struct_c_nvmlDevice_t()
+        handle = _pynvml.c_nvmlDevice_t(struct)
+        _S.mig_handles[ctypes.addressof(struct)] = (handle, gpu, instance)
+        return _pynvml.c_nvmlDevice_t(struct)
+
+
+def _mig_call(function: str, device: Any) -> tuple[FakeGPU, FakeMigInstance]:
+    with _S.lock:
+        mig = _mig(device)
+        if mig is None:
+            _gpu(device)  # InvalidArgument for a bad handle
+            _check(function)
+            _raise(_pynvml.NVMLError_InvalidArgument)  # a full GPU is not a MIG device
+        _check(function, mig[0])
+        return mig
+
+
+def nvmlDeviceIsMigDeviceHandle(device: Any) -> Any:
+    with _S.lock:
+        _check("nvmlDeviceIsMigDeviceHandle")
+        return ctypes.c_uint(1 if _mig(device) is not None else 0)
+
+
+def nvmlDeviceGetGpuInstanceId(device: Any) -> int:
+    return _mig_call("nvmlDeviceGetGpuInstanceId", device)[1].gi_id
+
+
+def nvmlDeviceGetComputeInstanceId(device: Any) -> int:
+    _mig_call("nvmlDeviceGetComputeInstanceId", device)
+    return 0
+
+
+def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(migDevice: Any) -> Any:  # noqa: N803
+    gpu, _instance = _mig_call("nvmlDeviceGetDeviceHandleFromMigDeviceHandle", migDevice)
+    return nvmlDeviceGetHandleByIndex(gpu.index)
+
+
+def nvmlDeviceGetGpuInstanceById(device: Any, gpuInstanceId: int) -> Any:  # noqa: N803
+    with _S.lock:
+        gpu, _t = _dev("nvmlDeviceGetGpuInstanceById", device)
+        instance = next((i for i in gpu.mig if i.gi_id == int(gpuInstanceId)), None)
+        if not gpu.mig_mode or instance is None:
+            _raise(_pynvml.NVMLError_NotFound)
+        struct = _pynvml.struct_c_nvmlGpuInstance_t()
+        _S.gi_handles[ctypes.addressof(struct)] = (_pynvml.c_nvmlGpuInstance_t(struct), gpu, instance)
+        return _pynvml.c_nvmlGpuInstance_t(struct)
+
+
+def nvmlGpuInstanceGetInfo(gpuInstance: Any) -> Any:  # noqa: N803
+    with _S.lock:
+        _check("nvmlGpuInstanceGetInfo")
+        try:
+            _handle, gpu, instance = _S.gi_handles[ctypes.addressof(gpuInstance.contents)]
+        except (KeyError, ValueError, AttributeError, TypeError):
+            _raise(_pynvml.NVMLError_InvalidArgument)
+            raise
+        info = _pynvml.c_nvmlGpuInstanceInfo_t()
+        info.device = nvmlDeviceGetHandleByIndex(gpu.index)
+        info.id = instance.gi_id
+        info.profileId = H100_MIG_PROFILES[instance.profile_index][0]
+        info.placement.start, info.placement.size = 0, H100_MIG_PROFILES[instance.profile_index][1]
+        return info
+
+
+def nvmlDeviceGetGpuInstanceProfileInfo(device: Any, profile: int, version: int = 2) -> Any:
+    gpu, _t = _dev("nvmlDeviceGetGpuInstanceProfileInfo", device)
+    if not gpu.mig_capable or int(profile) not in H100_MIG_PROFILES:
+        _raise(_pynvml.NVMLError_NotSupported)
+    if version not in (1, 2):
+        _raise(_pynvml.NVMLError_FunctionNotFound)  # what pynvml raises for another version
+    profile_id, slices, memory_mib, name = H100_MIG_PROFILES[int(profile)]
+    info = _pynvml.c_nvmlGpuInstanceProfileInfo_v2_t() if version == 2 else _pynvml.c_nvmlGpuInstanceProfileInfo_t()
+    info.id, info.sliceCount, info.instanceCount, info.memorySizeMB = profile_id, slices, 7 // slices, memory_mib
+    info.multiprocessorCount = 16 * slices
+    if version == 2:
+        info.name = name.encode()
+    return info
+
+
 # -- GPM (Hopper+) --
 
 def nvmlGpmQueryDeviceSupport(device: Any) -> Any:
@@ -701,6 +968,22 @@ def nvmlGpmSampleGet(device: Any, gpmSample: Any) -> Any:  # noqa: N803
         return gpmSample
 
 
+def nvmlGpmMigSampleGet(device: Any, gpuInstanceId: int, gpmSample: Any) -> Any:  # noqa: N803
+    with _S.lock:
+        gpu, t = _dev("nvmlGpmMigSampleGet", device)
+        instance = next((i for i in gpu.mig if i.gi_id == int(gpuInstanceId)), None)
+        if not gpu.gpm:
+            _raise(_pynvml.NVMLError_NotSupported)
+        if not gpu.mig_mode or instance is None:
+            _raise(_pynvml.NVMLError_InvalidArgument)
+        address = ctypes.addressof(gpmSample.contents)
+        if address not in _S.samples:
+            _raise(_pynvml.NVMLError_InvalidArgument)
+        _S.samples[address] = (_S.samples[address][0], {"gpu": gpu.index, "gi": instance.gi_id, "t": t,
+                                                        "integrals": dict(instance.integrals)})
+        return gpmSample
+
+
 def nvmlGpmMetricsGet(metricsGet: Any) -> Any:  # noqa: N803
     with _S.lock:
         _check("nvmlGpmMetricsGet")
@@ -711,7 +994,7 @@ def nvmlGpmMetricsGet(metricsGet: Any) -> Any:  # noqa: N803
             s2 = _S.samples[ctypes.addressof(metricsGet.sample2.contents)][1]
         except (KeyError, ValueError):
             _raise(_pynvml.NVMLError_InvalidArgument)
-        if not s1 or not s2 or s1["gpu"] != s2["gpu"] or s2["t"] <= s1["t"]:
+        if not s1 or not s2 or s1["gpu"] != s2["gpu"] or s1.get("gi") != s2.get("gi") or s2["t"] <= s1["t"]:
             _raise(_pynvml.NVMLError_InvalidArgument)
         dt = s2["t"] - s1["t"]
         for i in range(metricsGet.numMetrics):

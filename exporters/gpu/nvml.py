@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import importlib.metadata
 import logging
 import threading
 import time
@@ -29,8 +30,53 @@ _UNSUPPORTED_ERRORS = ("NotSupported", "FunctionNotFound", "NoPermission", "Argu
 _TRANSIENT_ERRORS = ("NoData", "NotReady", "Timeout", "InsufficientSize", "InUse", "InsufficientResources")
 
 
+# Every NVML function the exporter calls, and what is left out without it. An older (or newer) nvidia-ml-py may
+# lack some: each missing one is named in a warning at start-up instead of silently dropping series.
+EXPECTED_FUNCTIONS = {
+    "nvmlDeviceGetUtilizationRates": "gpu_utilization_ratio, gpu_memory_copy_utilization_ratio",
+    "nvmlDeviceGetMemoryInfo": "gpu_memory_*",
+    "nvmlDeviceGetTemperatureV": "gpu_temperature_celsius from the current API (falls back to "
+                                 "nvmlDeviceGetTemperature, which CUDA 14 removes)",
+    "nvmlDeviceGetPowerUsage": "gpu_power_usage_watts",
+    "nvmlDeviceGetEnforcedPowerLimit": "gpu_power_limit_watts",
+    "nvmlDeviceGetTotalEnergyConsumption": "gpu_energy_consumed_joules_total",
+    "nvmlDeviceGetClockInfo": "gpu_sm_clock_hertz, gpu_memory_clock_hertz",
+    "nvmlDeviceGetMaxClockInfo": "gpu_sm_clock_max_hertz",
+    "nvmlDeviceGetCurrentClocksEventReasons": "gpu_clock_throttle_active (falls back to the deprecated "
+                                              "ThrottleReasons)",
+    "nvmlDeviceGetTotalEccErrors": "gpu_ecc_errors_total",
+    "nvmlDeviceGetRemappedRows": "gpu_remapped_rows",
+    "nvmlDeviceGetPcieReplayCounter": "gpu_pcie_replay_errors_total",
+    "nvmlDeviceGetPcieThroughput": "gpu_pcie_*_bytes_per_second",
+    "nvmlDeviceGetComputeRunningProcesses": "gpu_process_memory_used_bytes",
+    "nvmlEventSetWait": "gpu_xid_errors_total",
+    "nvmlGpmMetricsGet": "the GPM ratios (gpu_sm_active_ratio, ...)",
+    "nvmlGpmMigSampleGet": "GPM per MIG instance (gpu_mig_*_ratio)",
+    "nvmlDeviceGetMigMode": "MIG instances (gpu_mig_*)",
+    "nvmlDeviceGetGpuInstanceProfileInfo": "MIG profile names (gpu_i_profile)",
+    "nvmlDeviceGetNvLinkState": "gpu_nvlink_up",
+    "nvmlDeviceGetNvLinkErrorCounter": "gpu_nvlink_errors_total",
+    "nvmlDeviceGetFieldValues": "gpu_nvlink_*_bytes_total",
+    "nvmlDeviceGetMinorNumber": "the device label of --names dcgm (nvidia<index> instead)",
+}
+
+
 def load_module(name: str) -> ModuleType:
     return importlib.import_module(name)
+
+
+def warn_missing(nvml: ModuleType) -> list[str]:
+    """Log one warning line per expected function the NVML module lacks; return their names."""
+    missing = [name for name in EXPECTED_FUNCTIONS if not callable(getattr(nvml, name, None))]
+    try:
+        version = "nvidia-ml-py " + importlib.metadata.version("nvidia-ml-py") if nvml.__name__ == "pynvml" \
+            else getattr(nvml, "__version__", "unknown version")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown version"
+    for name in missing:
+        log.warning("the installed %s (%s) has no %s: %s left out; upgrade nvidia-ml-py", nvml.__name__, version,
+                    name, EXPECTED_FUNCTIONS[name])
+    return missing
 
 
 def classify(nvml: ModuleType, exc: BaseException) -> str:

@@ -1,8 +1,10 @@
 """Background sampling of what needs time between two readings, so a scrape never waits for it:
 
-- Hopper+ GPM metrics (SM active, SM occupancy, tensor active, DRAM active): one
+- Hopper+ GPM metrics (SM active, SM occupancy, tensor active, DRAM active, graphics engine active): one
   nvmlGpmSampleGet per GPU every `interval`; nvmlGpmMetricsGet on the last two samples.
-  Where nvmlGpmQueryDeviceSupport says no (pre-Hopper, or MIG), the metrics are absent.
+  Where nvmlGpmQueryDeviceSupport says no (pre-Hopper), the metrics are absent.
+- The same per MIG GPU instance (nvmlGpmMigSampleGet), for the instances the collector last found
+  (gpu_mig_*_ratio{gpu_i_id,gpu_i_profile}).
 - PCIe TX/RX throughput: nvmlDeviceGetPcieThroughput blocks ~20 ms per call while NVML counts
   bytes, i.e. 40 ms per GPU; done here rather than at scrape time.
 
@@ -23,6 +25,7 @@ log = logging.getLogger("mlscope.gpu")
 
 # exported name -> pynvml metric id name; NVML gives percent (0-100)
 GPM_METRICS = [
+    ("gpu_graphics_active_ratio", "NVML_GPM_METRIC_GRAPHICS_UTIL"),
     ("gpu_sm_active_ratio", "NVML_GPM_METRIC_SM_UTIL"),
     ("gpu_sm_occupancy_ratio", "NVML_GPM_METRIC_SM_OCCUPANCY"),
     ("gpu_tensor_active_ratio", "NVML_GPM_METRIC_ANY_TENSOR_UTIL"),
@@ -47,8 +50,10 @@ class Sampler:
         self.health = health
         self.interval = interval
         self.pcie = pcie
-        self._values: dict[str, tuple[float, list[tuple[str, float]]]] = {}  # uuid -> (time, samples)
+        # uuid -> (time, [(family, extra label values, value)])
+        self._values: dict[str, tuple[float, list[tuple[str, list[str], float]]]] = {}
         self._gpm: dict[int, _GpmState | None] = {}  # device index -> state (None: unsupported)
+        self._mig_gpm: dict[tuple[int, int], _GpmState] = {}  # (device index, GPU instance id) -> state
         self._generation = -1
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -67,8 +72,8 @@ class Sampler:
     def max_age(self) -> float:
         return max(3 * self.interval, 2.0)
 
-    def snapshot(self) -> dict[str, list[tuple[str, float]]]:
-        """Fresh samples per GPU UUID: {uuid: [(metric name, value), ...]}."""
+    def snapshot(self) -> dict[str, list[tuple[str, list[str], float]]]:
+        """Fresh samples per GPU UUID: {uuid: [(metric name, extra label values, value), ...]}."""
         now = self.session.clock()
         limit = self.max_age()
         with self._lock:
@@ -98,12 +103,14 @@ class Sampler:
                 with self._lock:
                     self._values.pop(dev.uuid, None)
                 continue
-            samples: list[tuple[str, float]] = []
+            samples: list[tuple[str, list[str], float]] = []
             try:
                 state = self._gpm_state(dev)
                 if state is not None:
                     gpm_devices += 1
                     gpm_ok += self._sample_gpm(dev, state, samples)
+                if dev.static.get("gpm_supported"):
+                    self._sample_mig_gpm(dev, samples)
                 if self.pcie:
                     self._sample_pcie(dev, samples)
             except Exception as exc:
@@ -133,6 +140,7 @@ class Sampler:
                 if classify(nvml, exc) == DEVICE:
                     raise
                 supported = False
+            dev.static["gpm_supported"] = bool(supported)
             if supported:
                 state = _GpmState(nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc())
                 log.debug("GPU %d: GPM supported", dev.index)
@@ -159,6 +167,37 @@ class Sampler:
         state.have_prev = True
         return ok
 
+    def _sample_mig_gpm(self, dev: Device, out: list) -> None:
+        """GPM per MIG GPU instance (nvmlGpmMigSampleGet on the parent), as gpu_mig_*_ratio{gpu_i_id,gpu_i_profile}."""
+        nvml = self.nvml
+        if "gpm_mig" in dev.unsupported or not hasattr(nvml, "nvmlGpmMigSampleGet"):
+            return
+        current = {m.gi_id: m for m in dev.static.get("mig_instances", ())}
+        for key in [k for k in self._mig_gpm if k[0] == dev.index and k[1] not in current]:
+            self._free_state(self._mig_gpm.pop(key))
+        for gi_id, instance in current.items():
+            state = self._mig_gpm.get((dev.index, gi_id))
+            if state is None:
+                state = self._mig_gpm[(dev.index, gi_id)] = _GpmState(nvml.nvmlGpmSampleAlloc(),
+                                                                      nvml.nvmlGpmSampleAlloc())
+            try:
+                nvml.nvmlGpmMigSampleGet(dev.handle, gi_id, state.cur)
+            except nvml.NVMLError as exc:
+                kind = classify(nvml, exc)
+                if kind == DEVICE:
+                    raise
+                if kind == UNSUPPORTED:
+                    dev.unsupported.add("gpm_mig")
+                    log.debug("GPU %d: GPM per MIG instance not supported (%s)", dev.index, describe(exc))
+                continue
+            if state.have_prev:
+                extra = [str(gi_id), instance.profile]
+                measured: list = []
+                self._metrics(dev, state.prev, state.cur, measured)
+                out += [(name.replace("gpu_", "gpu_mig_", 1), extra, value) for name, _, value in measured]
+            state.prev, state.cur = state.cur, state.prev
+            state.have_prev = True
+
     def _metrics(self, dev: Device, sample1: Any, sample2: Any, out: list) -> int:
         nvml = self.nvml
         wanted = [(name, getattr(nvml, const)) for name, const in GPM_METRICS if hasattr(nvml, const)]
@@ -179,11 +218,10 @@ class Sampler:
         for i, (name, _metric_id) in enumerate(wanted):
             metric = mg.metrics[i]
             if metric.nvmlReturn == nvml.NVML_SUCCESS:
-                out.append((name, min(1.0, max(0.0, metric.value / 100.0))))
+                out.append((name, [], min(1.0, max(0.0, metric.value / 100.0))))
         return 1
 
-    def _drop_gpm(self, index: int) -> None:
-        state = self._gpm.pop(index, None)
+    def _free_state(self, state: _GpmState | None) -> None:
         if state is not None:
             for sample in (state.prev, state.cur):
                 try:
@@ -191,8 +229,13 @@ class Sampler:
                 except Exception:
                     pass
 
+    def _drop_gpm(self, index: int) -> None:
+        self._free_state(self._gpm.pop(index, None))
+        for key in [k for k in self._mig_gpm if k[0] == index]:
+            self._free_state(self._mig_gpm.pop(key))
+
     def _free_all(self) -> None:
-        for index in list(self._gpm):
+        for index in {*self._gpm, *(k[0] for k in self._mig_gpm)}:
             self._drop_gpm(index)
 
     # -- PCIe --
@@ -211,4 +254,4 @@ class Sampler:
                 if kind == UNSUPPORTED:
                     dev.unsupported.add(key)
                 continue
-            out.append((name, float(value) * KIB))
+            out.append((name, [], float(value) * KIB))

@@ -1,20 +1,63 @@
-"""/proc/stat: per-CPU mode seconds, boot time, context switches, forks, interrupts, process counts."""
+"""/proc/stat: per-CPU mode seconds, boot time, context switches, forks, interrupts, process counts; and
+node_exporter's cpu collector's sysfs part: thermal throttle counts and isolated CPUs."""
 
 from __future__ import annotations
 
+import glob
 import os
 from typing import Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
-from .procfs import Paths, family, read_text
+from .procfs import Paths, family, read_optional, read_text, sample
 
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 GUEST_MODES = ("user", "nice")  # /proc/stat's guest and guest_nice columns
 JUMP_BACK_SECONDS = 3.0  # node_exporter: an idle counter this far backwards means a CPU was hot-plugged
 
 STAT_KEYS = ("btime", "ctxt", "intr", "processes", "procs_running", "procs_blocked")
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """The kernel's CPU list format ("0-3,8,10-11") -> [0, 1, 2, 3, 8, 10, 11]."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if part:
+            first, _, last = part.partition("-")
+            cpus += range(int(first), int(last or first) + 1)
+    return cpus
+
+
+def _uint(path: str) -> int | None:
+    text = read_optional(path)
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def thermal_throttles(sysfs_cpu: str) -> tuple[list[Sample], list[Sample]]:
+    """node_cpu_package_throttles_total{package} and node_cpu_core_throttles_total{package,core}, each read
+    once per package / core (hyper-threads share them), as node_exporter 1.5."""
+    packages: dict[int, int] = {}
+    cores: dict[tuple[int, int], int] = {}
+    for cpu in glob.glob(os.path.join(sysfs_cpu, "cpu[0-9]*")):
+        package = _uint(os.path.join(cpu, "topology", "physical_package_id"))
+        core = _uint(os.path.join(cpu, "topology", "core_id"))
+        if package is None or core is None:
+            continue
+        if (package, core) not in cores:
+            count = _uint(os.path.join(cpu, "thermal_throttle", "core_throttle_count"))
+            if count is not None:
+                cores[(package, core)] = count
+        if package not in packages:
+            count = _uint(os.path.join(cpu, "thermal_throttle", "package_throttle_count"))
+            if count is not None:
+                packages[package] = count
+    return ([sample("node_cpu_package_throttles_total", {"package": str(p)}, float(n)) for p, n in packages.items()],
+            [sample("node_cpu_core_throttles_total", {"package": str(p), "core": str(c)}, float(n))
+             for (p, c), n in cores.items()])
 
 
 def parse_stat(text: str) -> tuple[list[tuple[str, list[int]]], dict[str, int]]:
@@ -36,9 +79,8 @@ def parse_stat(text: str) -> tuple[list[tuple[str, list[int]]], dict[str, int]]:
     return cpus, info
 
 
-class CPUCollector:
-    """/proc/stat: node_cpu_seconds_total{cpu,mode}, node_cpu_guest_seconds_total, boot time, context
-    switches, forks, interrupts and process counts (node_exporter's cpu and stat collectors)."""
+class StatCollector:
+    """/proc/stat: boot time, context switches, forks, interrupts and process counts (node_exporter's stat)."""
 
     STAT_FAMILIES = (
         ("btime", "node_boot_time_seconds", "Node boot time, in unixtime.", "gauge"),
@@ -51,6 +93,21 @@ class CPUCollector:
 
     def __init__(self, paths: Paths):
         self.path = paths.proc("stat")
+
+    def collect(self) -> Iterator[Metric]:
+        _, info = parse_stat(read_text(self.path))
+        for key, name, help_, typ in self.STAT_FAMILIES:
+            if key in info:
+                yield family(name, help_, typ, [Sample(name, {}, info[key], None, None, None)])
+
+
+class CPUCollector:
+    """/proc/stat: node_cpu_seconds_total{cpu,mode} and node_cpu_guest_seconds_total (node_exporter's cpu)."""
+
+    def __init__(self, paths: Paths):
+        self.path = paths.proc("stat")
+        self.sysfs_cpu = paths.sys("devices", "system", "cpu")
+        self.isolated = parse_cpu_list(read_optional(os.path.join(self.sysfs_cpu, "isolated")) or "")  # boot-time
         self.hz = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
         self._last: dict[str, list[float]] = {}
         self._labels: dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]] = {}
@@ -74,7 +131,7 @@ class CPUCollector:
         return labels
 
     def collect(self) -> Iterator[Metric]:
-        cpus, info = parse_stat(read_text(self.path))
+        cpus, _ = parse_stat(read_text(self.path))
         hz = self.hz
         if len(cpus) != len(self._last):  # CPUs went offline or came online
             online = {cpu for cpu, _ in cpus}
@@ -91,6 +148,14 @@ class CPUCollector:
         yield family("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", "counter", busy)
         yield family("node_cpu_guest_seconds_total", "Seconds the CPUs spent in guests (VMs) for each mode.",
                      "counter", guest)
-        for key, name, help_, typ in self.STAT_FAMILIES:
-            if key in info:
-                yield family(name, help_, typ, [Sample(name, {}, info[key], None, None, None)])
+        packages, cores = thermal_throttles(self.sysfs_cpu)
+        if cores:
+            yield family("node_cpu_core_throttles_total", "Number of times this CPU core has been throttled.",
+                         "counter", cores)
+        if packages:
+            yield family("node_cpu_package_throttles_total", "Number of times this CPU package has been throttled.",
+                         "counter", packages)
+        if self.isolated:
+            yield family("node_cpu_isolated", "Whether each core is isolated, information from "
+                         "/sys/devices/system/cpu/isolated.", "gauge",
+                         [sample("node_cpu_isolated", {"cpu": str(cpu)}, 1.0) for cpu in self.isolated])

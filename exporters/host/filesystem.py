@@ -8,7 +8,7 @@ import queue
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
@@ -155,6 +155,7 @@ class FilesystemCollector:
         self._stuck: set[str] = set()
         self._lock = threading.Lock()
         self._workers = DaemonWorkers("statvfs")
+        self.statvfs: Callable[[str], Any] | None = getattr(os, "statvfs", None)  # none on Windows: psutil backend
 
     def mounts(self) -> list[Mount]:
         try:
@@ -170,7 +171,7 @@ class FilesystemCollector:
                     return
                 progress.current = mount
             try:
-                result: os.statvfs_result | None = os.statvfs(self.paths.in_rootfs(mount.mountpoint))
+                result: os.statvfs_result | None = self.statvfs(self.paths.in_rootfs(mount.mountpoint))
             except OSError as exc:
                 log.debug("statvfs %s: %s", mount.mountpoint, exc)
                 result = None
@@ -230,8 +231,9 @@ class FilesystemCollector:
             size.append(Sample("node_filesystem_size_bytes", labels, float(st.f_blocks * bsize), None, None, None))
             free.append(Sample("node_filesystem_free_bytes", labels, float(st.f_bfree * bsize), None, None, None))
             avail.append(Sample("node_filesystem_avail_bytes", labels, float(st.f_bavail * bsize), None, None, None))
-            files.append(Sample("node_filesystem_files", labels, float(st.f_files), None, None, None))
-            files_free.append(Sample("node_filesystem_files_free", labels, float(st.f_ffree), None, None, None))
+            if st.f_files is not None:  # None: psutil on Windows, which cannot count file nodes
+                files.append(Sample("node_filesystem_files", labels, float(st.f_files), None, None, None))
+                files_free.append(Sample("node_filesystem_files_free", labels, float(st.f_ffree), None, None, None))
             readonly.append(Sample("node_filesystem_readonly", labels, 1 if mount.readonly else 0, None, None, None))
         for mount in stuck:
             labels = {"device": mount.device, "fstype": mount.fstype, "mountpoint": mount.mountpoint}
