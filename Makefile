@@ -4,11 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test unit bench dashboards lint local compose-check clean help
+.PHONY: test unit bench faults dashboards lint local compose-check clean help
 
 help:
 	@echo "make test        run every test (creates $(VENV) with pinned deps)"
 	@echo "make bench       print speed/footprint/cost tables against baselines"
+	@echo "make faults      inject AWS/NVML/Prometheus/Alertmanager faults; table of crashes, lost increments, lost pages"
 	@echo "make dashboards  regenerate dashboards/*.json from the Python sources"
 	@echo "make local       run the whole stack natively on 127.0.0.1 (no Docker)"
 	@echo "make lint        promtool/amtool/compose/dashboard checks of the shipped configs"
@@ -27,6 +28,9 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+faults: $(STAMP)
+	$(PY) -m bench faults
 
 dashboards: $(STAMP)
 	$(PY) -m dashboards

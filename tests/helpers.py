@@ -176,35 +176,25 @@ def scrape_config(job: str, targets: list[str], interval: str = "1s", **extra) -
 
 
 class WebhookReceiver:
-    """A stand-in for on-call: an HTTP server on 127.0.0.1 that records every Alertmanager webhook POST."""
+    """A stand-in for on-call: `mlscope demo oncall`'s server, in this process on 127.0.0.1, which records
+    every alert Alertmanager POSTs (the newest 200)."""
 
     def __init__(self) -> None:
-        import json
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        received: list[dict] = []
-        self.received = received
+        from mlscope.demo.oncall import OnCallServer
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.append({"path": self.path, **json.loads(body or b"{}")})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = OnCallServer(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+
+    @property
+    def received(self) -> list[dict]:
+        return list(self.server.received)
 
     def alerts(self, path: str | None = None) -> list[dict]:
         """Every alert received (optionally only on one path), newest notification last."""
-        return [alert for msg in list(self.received) if path is None or msg["path"] == path
-                for alert in msg.get("alerts", [])]
+        return [alert for alert in self.received if path is None or alert["path"] == path]
 
     def at(self, path: str) -> list[dict]:
         """The labels of every alert that reached `path`."""
