@@ -130,4 +130,5 @@ def test_real_alertmanager_routes_and_inhibits(tmp_path):
     finally:
         output = am.stop()
         receiver.close()
-    assert "level=error" not in output or "notify" not in output, output[-3000:]
+    # every notification was delivered: Alertmanager logs each failed one at error level
+    assert [line for line in output.splitlines() if "level=error" in line] == [], output[-3000:]

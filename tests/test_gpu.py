@@ -17,7 +17,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from mlscope.gpu import fakenvml
-from mlscope.gpu.collector import FAMILIES, GpuCollector
+from mlscope.gpu.collector import GpuCollector
 from mlscope.gpu.events import XidWatcher
 from mlscope.gpu.nvml import Session
 from mlscope.gpu.processes import ProcessResolver, container_id
@@ -29,8 +29,23 @@ REAL = os.environ.get("MLSCOPE_TEST_REAL_NVML") == "1"
 needs_fake = pytest.mark.skipif(REAL, reason="needs the fake NVML's error injection")
 MIB = 1024 * 1024
 
-CONTRACT = {name if not counter else name + "_total" for name, _h, _l, counter in FAMILIES}
-PER_GPU_FAMILIES = CONTRACT
+# ARCHITECTURE.md's GPU contract, written out (not derived from the code under test): every series also
+# carries `gpu` and `uuid`; these are the other labels.
+CONTRACT = {
+    "gpu_info": {"model", "driver_version", "pci_bus_id"}, "gpu_up": set(),
+    "gpu_utilization_ratio": set(), "gpu_memory_copy_utilization_ratio": set(),
+    "gpu_memory_used_bytes": set(), "gpu_memory_total_bytes": set(), "gpu_memory_reserved_bytes": set(),
+    "gpu_temperature_celsius": set(), "gpu_power_usage_watts": set(), "gpu_power_limit_watts": set(),
+    "gpu_energy_consumed_joules_total": set(),
+    "gpu_sm_clock_hertz": set(), "gpu_memory_clock_hertz": set(), "gpu_sm_clock_max_hertz": set(),
+    "gpu_clock_throttle_active": {"reason"},
+    "gpu_ecc_errors_total": {"type"}, "gpu_remapped_rows": {"type"}, "gpu_pcie_replay_errors_total": set(),
+    "gpu_xid_errors_total": {"xid"},
+    "gpu_pcie_transmit_bytes_per_second": set(), "gpu_pcie_receive_bytes_per_second": set(),
+    "gpu_sm_active_ratio": set(), "gpu_sm_occupancy_ratio": set(), "gpu_tensor_active_ratio": set(),
+    "gpu_dram_active_ratio": set(),
+    "gpu_process_memory_used_bytes": {"pid", "process", "container"},
+}
 
 
 class Clock:
@@ -102,7 +117,11 @@ def gpu_values(parsed: dict, name: str) -> dict[str, float]:
 def check_invariants(parsed: dict) -> None:
     """What must hold on any machine, fake or real: names, labels, units and ranges."""
     gpu_names = {n for n in parsed if n.startswith("gpu_")}
-    assert gpu_names <= CONTRACT, f"not in the contract: {gpu_names - CONTRACT}"
+    assert gpu_names <= CONTRACT.keys(), f"not in the contract: {gpu_names - CONTRACT.keys()}"
+    for name in gpu_names:
+        for labels, _ in parsed[name]:
+            extra = set(labels) - {"gpu", "uuid"} - ({"simulated"} if name == "gpu_info" else set())
+            assert extra == CONTRACT[name], (name, labels)
     assert value(parsed, "mlscope_collector_up", collector="gpu") == 1
     ups = gpu_values(parsed, "gpu_up")
     assert ups and all(v == 1 for v in ups.values()), ups
