@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 help:
 	@echo "make test        run every test (creates $(VENV) with pinned deps)"
+	@echo "make unit        the tests that need no binary; nothing skipped"
 	@echo "make bench       print speed/footprint/cost tables against baselines"
 	@echo "make faults      inject AWS/NVML/Prometheus/Alertmanager faults; table of crashes, lost increments, lost pages"
 	@echo "make dashboards  regenerate dashboards/*.json from the Python sources"
@@ -24,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 unit: $(STAMP)
-	$(PY) -m pytest -m "not integration and not e2e"
+	$(PY) -m pytest -m "not integration and not e2e and not gpu"
 
 bench: $(STAMP)
 	$(PY) -m bench

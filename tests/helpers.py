@@ -32,7 +32,15 @@ APT_PACKAGE = {
 }
 
 
+CURRENT_TEST: pytest.Item | None = None  # set by conftest.py
+
+
 def require_binary(name: str) -> str:
+    """The binary's path. A test that needs one must be marked integration (or e2e), so that `make unit`
+    runs everywhere and skips nothing; this fails the test that is not."""
+    item = CURRENT_TEST
+    if item is not None and not (item.get_closest_marker("integration") or item.get_closest_marker("e2e")):
+        pytest.fail(f"{item.nodeid} needs {name}: mark it @pytest.mark.integration")
     path = shutil.which(name)
     if path:
         return path

@@ -158,6 +158,7 @@ def check_invariants(parsed: dict) -> None:
 
 # ---- invariants: fake or real ----
 
+@pytest.mark.integration
 def test_invariants_and_promtool(rig):
     rig.sampler.sample_once()
     if REAL:

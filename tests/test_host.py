@@ -399,6 +399,7 @@ def test_serves_every_contract_family_with_node_exporter_labels_and_types(live):
         c: 1.0 for c in ("cpu", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "time", "uname")}
 
 
+@pytest.mark.integration
 def test_output_passes_promtool(live):
     assert_promtool_clean(helpers.scrape(live))
 
@@ -410,6 +411,7 @@ def test_openmetrics_when_asked(live):
     assert "node_cpu_seconds_total{" in resp.text and resp.text.rstrip().endswith("# EOF")
 
 
+@pytest.mark.integration
 def test_procfs_sysfs_rootfs_are_honoured(tmp_path):
     rootfs = tmp_path / "host"
     for sub in ("data", "run", "mnt/with space"):

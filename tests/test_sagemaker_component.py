@@ -47,6 +47,7 @@ def seed(url: str) -> None:
         put(url, "web", "CPUUtilization", now - minute * 60 + 1, 300, namespace=INSTANCE_NS)  # 4 vCPUs -> 0.75
 
 
+@pytest.mark.integration
 def test_exporter_process_serves_moto_data_passes_promtool_and_is_scraped_by_prometheus(moto, tmp_path):
     seed(moto.url)
     proc, base = start_exporter("sagemaker-exporter", "--config", write_config(tmp_path, moto.url), env=CREDS)
