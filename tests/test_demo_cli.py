@@ -127,3 +127,23 @@ def test_bad_flag_as_a_real_process():
     done = run_cli("demo", "traffic", "--aws-endpoint", "http://x:1", "--endpoints", "-3")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--endpoints" in done.stderr
     assert done.stdout == ""
+
+
+def test_stopping_the_emulator_puts_moto_back():
+    from moto.sagemaker.models import FakeEndpointConfig
+
+    from mlscope.demo import patches
+    from mlscope.demo.aws import start_emulator
+    from moto.cloudwatch.responses import CloudWatchResponse
+    original = (FakeEndpointConfig.validate_instance_type, CloudWatchResponse.get_metric_data)
+    first, _ = start_emulator()
+    second, _ = start_emulator()  # two in one process: the patches stay until the last one stops
+    try:
+        assert FakeEndpointConfig.validate_instance_type is patches._validate_instance_type
+        first.stop()
+        assert patches.applied() and CloudWatchResponse.get_metric_data is patches._response_get_metric_data
+    finally:
+        first.stop()  # twice is harmless
+        second.stop()
+    assert not patches.applied()
+    assert (FakeEndpointConfig.validate_instance_type, CloudWatchResponse.get_metric_data) == original
