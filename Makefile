@@ -21,8 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# Line coverage of the package across every process the tests start (exporters included); see pyproject.toml.
 test: $(STAMP)
-	$(PY) -m pytest
+	rm -f .coverage .coverage.*
+	$(PY) -m coverage run -m pytest; status=$$?; \
+	$(PY) -m coverage combine -q && $(PY) -m coverage report --sort=cover; exit $$status
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not integration and not e2e and not gpu"
@@ -43,4 +46,4 @@ local: $(STAMP)
 	$(PY) -m mlscope.local
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info .coverage .coverage.* htmlcov
