@@ -103,10 +103,11 @@ def start_exporter(command: str, *args: str, env: dict | None = None, port: int 
     return proc, base
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
-    """Run `mlscope ARGS` to completion (for commands expected to exit)."""
+def run_cli(*args: str, env: dict | None = None, timeout: float = 30, stdin: str | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run `mlscope ARGS` to completion (for commands expected to exit), with `stdin` as its input."""
     return subprocess.run(mlscope_args(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+                          env={**os.environ, **(env or {})}, input=stdin or "")
 
 
 def scrape(url: str, **kwargs) -> str:

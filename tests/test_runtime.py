@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from helpers import ROOT, Process, free_port, promtool_check_metrics, samples, scrape, value
+from helpers import ROOT, Process, free_port, promtool_check_metrics, run_cli, samples, scrape, value
 
 TOY = str(Path(__file__).parent / "fixtures" / "toy_exporter.py")
 
@@ -55,12 +55,12 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
 
 
 def test_version_is_printed():
-    out = subprocess.run([sys.executable, "-m", "mlscope", "--version"], capture_output=True, text=True, cwd=ROOT)
+    out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == "mlscope 0.1.0"
 
 
 def test_unknown_command_is_one_line_error():
-    out = subprocess.run([sys.executable, "-m", "mlscope", "frobnicate"], capture_output=True, text=True, cwd=ROOT)
+    out = run_cli("frobnicate")
     assert_one_line_error(out, "unknown command 'frobnicate'")
 
 

@@ -127,12 +127,7 @@ def test_web_config_writes_a_file_the_exporter_accepts(tmp_path):
     (["--password", "pw"], "", "unrecognized arguments: --password"),  # never on the command line
 ])
 def test_web_config_bad_input_is_one_line_and_exit_2(args, stdin, needle):
-    import subprocess
-    import sys
-
-    from helpers import ROOT
-    result = subprocess.run([sys.executable, "-m", "mlscope", "web-config", *args], input=stdin, text=True,
-                            capture_output=True, timeout=30, cwd=ROOT)
+    result = run_cli("web-config", *args, stdin=stdin)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr, result.stderr
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from helpers import samples
-from test_runtime import start_toy
+from test_runtime import pki, start_toy  # noqa: F401 (pki is a fixture)
 
 REQUEST = b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -187,5 +187,22 @@ def test_at_the_connection_cap_the_longest_waiting_connection_makes_room():
         assert not closed_by_server_within(clients[-1], 0.2)
     finally:
         for sock in clients:
+            sock.close()
+        proc.stop()
+
+
+def test_a_stalled_tls_handshake_is_closed_at_the_read_timeout_and_tls_scrapes_go_on(pki):
+    web = pki["dir"] / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {pki['server'][0]}\n  key_file: {pki['server'][1]}\n")
+    proc, base = start_toy("--web-config", str(web), "--web-read-timeout", "1", scheme="https", verify=str(pki["ca"]))
+    port = int(base.rsplit(":", 1)[1])
+    stalled = [connect(port) for _ in range(20)]
+    try:
+        for sock in stalled:
+            sock.sendall(b"\x16\x03\x01\x02\x00")  # the start of a ClientHello, and then nothing
+        assert requests.get(base + "/metrics", verify=str(pki["ca"]), timeout=1).status_code == 200
+        assert all(closed_by_server_within(sock, 10) for sock in stalled), "a stalled handshake was waited on"
+    finally:
+        for sock in stalled:
             sock.close()
         proc.stop()
