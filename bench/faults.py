@@ -31,10 +31,7 @@ from typing import Callable
 import requests
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from helpers import Process, Prometheus, WebhookReceiver, free_port, samples, scrape, start_exporter  # noqa: E402
+from helpers import Process, Prometheus, WebhookReceiver, free_port, samples, scrape, start_exporter
 
 
 @dataclass
