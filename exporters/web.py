@@ -373,6 +373,7 @@ class MetricsServer:
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._accept_paused_until = 0.0
+        self._next_expiry = 0.0
 
     # ---- the event loop ----
 
@@ -386,7 +387,10 @@ class MetricsServer:
                         self._drain_wake()
                     else:
                         self._on_ready(key.data, mask)
-                self._expire(time.monotonic())
+                now = time.monotonic()
+                if now >= self._next_expiry:  # a sweep over every connection, a few times a second at most
+                    self._next_expiry = now + 0.1
+                    self._expire(now)
         finally:
             self._stopped.set()
 
