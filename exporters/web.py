@@ -138,23 +138,40 @@ class _Auth:
             cost = max(int(hashed.split(b"$")[2]) for hashed in users.values())
             self._dummy = bcrypt.hashpw(b"mlscope-dummy-password", bcrypt.gensalt(rounds=cost))
 
-    def check(self, header: str | None) -> bool:
-        if not self.users:
-            return True
+    def _credential(self, header: str | None) -> tuple[bytes, bytes | None, bytes] | None:
+        """(password, the user's hash or None, cache key) from a Basic Authorization header."""
         if not header or not header.startswith("Basic "):
-            return False
+            return None
         try:
             user, sep, password = base64.b64decode(header[6:], validate=True).partition(b":")
         except ValueError:
-            return False
+            return None
         if not sep:
-            return False
+            return None
         hashed = self.users.get(user.decode("utf-8", "replace"))
-        key = hashlib.sha256(b"\0".join([user, password, hashed or b""])).digest()
+        return password, hashed, hashlib.sha256(b"\0".join([user, password, hashed or b""])).digest()
+
+    def _cached(self, key: bytes) -> bool:
         with self._lock:
-            if hashed is not None and key in self._cache:
+            if key in self._cache:
                 self._cache.move_to_end(key)
                 return True
+        return False
+
+    def needs_bcrypt(self, header: str | None) -> bool:
+        """Whether checking this header costs a bcrypt check (cheap: no bcrypt is run here)."""
+        credential = self.users and self._credential(header)
+        return bool(credential) and not (credential[1] is not None and self._cached(credential[2]))
+
+    def check(self, header: str | None) -> bool:
+        if not self.users:
+            return True
+        credential = self._credential(header)
+        if credential is None:
+            return False
+        password, hashed, key = credential
+        if hashed is not None and self._cached(key):
+            return True
         if hashed is None or len(password) > self.MAX_PASSWORD_BYTES:
             bcrypt.checkpw(b"mlscope-wrong-password", self._dummy)
             return False
@@ -165,6 +182,7 @@ class _Auth:
             while len(self._cache) > self.CACHE_SIZE:
                 self._cache.popitem(last=False)
         return True
+
 
 LANDING = """<!DOCTYPE html>
 <html><head><title>MLScope {title}</title></head>
@@ -300,6 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
 _PEEK, _HANDSHAKE, _READ, _BUSY, _WRITE = "peek", "handshake", "read", "busy", "write"
 _WAITS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
 _REQUEST_END = re.compile(rb"\r?\n\r?\n")
+_AUTHORIZATION = re.compile(rb"^authorization:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
 _BUSY_REPLY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
                b"Connection: close\r\n\r\nToo many connections\n")
 _NOT_TLS_REPLY = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
@@ -337,6 +356,7 @@ class MetricsServer:
     """
 
     WORKERS = 4
+    BCRYPT_WORKERS = 2
     MAX_HEADER_BYTES = 64 * 1024
 
     def __init__(self, address: tuple[str, int], collectors: list[Collector], web: WebConfig, title: str,
@@ -370,6 +390,7 @@ class MetricsServer:
         self._waiting: OrderedDict[int, _Conn] = OrderedDict()  # waiting for a request, oldest first
         self._done: deque[tuple[_Conn, bytes, bool]] = deque()
         self._workers = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="mlscope-http")
+        self._bcrypt_workers = ThreadPoolExecutor(self.BCRYPT_WORKERS, thread_name_prefix="mlscope-auth")
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._accept_paused_until = 0.0
@@ -402,7 +423,8 @@ class MetricsServer:
     def server_close(self) -> None:
         for conn in list(self._conns.values()):
             self._close(conn)
-        self._workers.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._workers, self._bcrypt_workers):
+            pool.shutdown(wait=False, cancel_futures=True)
         for sock in (self.socket, self._wake_r, self._wake_w):
             sock.close()
         self._selector.close()
@@ -525,7 +547,10 @@ class MetricsServer:
         conn.state = _BUSY
         self._waiting.pop(conn.fd, None)
         self._selector.unregister(conn.fd)
-        self._workers.submit(self._work, conn, request)
+        # Credentials that need a bcrypt check (new, wrong, unknown) queue apart, so a flood of them
+        # cannot delay a scrape whose credentials are cached.
+        slow = self.auth.users and self.auth.needs_bcrypt(_authorization(request))
+        (self._bcrypt_workers if slow else self._workers).submit(self._work, conn, request)
 
     def _work(self, conn: _Conn, request: bytes) -> None:
         """In a worker thread: compute the reply, hand it back to the loop."""
@@ -616,6 +641,11 @@ def _discard_unread(sock: socket.socket) -> None:
                 return
     except OSError:
         pass
+
+
+def _authorization(request: bytes) -> str | None:
+    found = _AUTHORIZATION.search(request)
+    return found.group(1).strip().decode("latin-1") if found else None
 
 
 def _usable_fds() -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
-import statistics
 import stat
+import statistics
+import threading
 import time
 
 import bcrypt
@@ -102,6 +103,46 @@ def test_real_exporter_rejects_long_passwords_and_unknown_users_as_slowly_as_kno
         assert unknown > known / 3, f"unknown user rejected in {unknown * 1000:.1f} ms, known in {known * 1000:.1f} ms"
         assert requests.get(base + "/metrics", auth=("alice", PASSWORD.decode()), timeout=10).status_code == 200
     finally:
+        proc.stop()
+
+
+def test_only_credentials_not_yet_cached_need_a_bcrypt_check(counted_checkpw):
+    auth = make_auth("alice")
+    assert not auth.needs_bcrypt(None) and not auth.needs_bcrypt("Bearer x")  # a 401 costs nothing
+    assert auth.needs_bcrypt(header("alice", PASSWORD)) and auth.needs_bcrypt(header("mallory", PASSWORD))
+    assert auth.check(header("alice", PASSWORD))
+    assert not auth.needs_bcrypt(header("alice", PASSWORD))
+    assert auth.needs_bcrypt(header("alice", b"wrong"))
+    assert len(counted_checkpw) == 1  # asking never runs bcrypt
+
+
+def test_a_flood_of_wrong_passwords_does_not_delay_a_scrape_with_cached_credentials(tmp_path):
+    hashed = bcrypt.hashpw(PASSWORD, bcrypt.gensalt(rounds=11)).decode()  # ~0.1 s of CPU per check
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  alice: '{hashed}'\n")
+    good = ("alice", PASSWORD.decode())
+    proc, base = start_toy("--web-config", str(web), auth=good)  # its readiness check caches the credentials
+    stop = threading.Event()
+
+    def flood(n: int) -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                session.get(base + "/metrics", auth=("alice", f"guess{n}-{time.monotonic()}"), timeout=60)
+            except requests.RequestException:
+                pass
+
+    attackers = [threading.Thread(target=flood, args=(n,), daemon=True) for n in range(40)]
+    try:
+        for thread in attackers:
+            thread.start()
+        time.sleep(1.5)  # 40 bcrypt checks queued: seconds of work
+        for _ in range(5):
+            assert requests.get(base + "/metrics", auth=good, timeout=1).status_code == 200  # a functional bound
+    finally:
+        stop.set()
+        for thread in attackers:
+            thread.join(60)
         proc.stop()
 
 
