@@ -110,6 +110,16 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 30, stdin: str
                           env={**os.environ, **(env or {})}, input=stdin or "")
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit status 2 and one line on stderr that holds every needle: how every bad input must end."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
 def scrape(url: str, **kwargs) -> str:
     resp = requests.get(url.rstrip("/") + "/metrics" if not url.endswith("/metrics") else url, timeout=10, **kwargs)
     resp.raise_for_status()

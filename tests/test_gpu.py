@@ -23,7 +23,7 @@ from mlscope.gpu.nvml import Session
 from mlscope.gpu.processes import ProcessResolver, container_id
 from mlscope.gpu.sampler import Sampler
 from mlscope.health import Health, ScrapeCollector
-from helpers import promtool_check_metrics, run_cli, samples, value
+from helpers import assert_one_line_error, promtool_check_metrics, run_cli, samples, value
 
 REAL = os.environ.get("MLSCOPE_TEST_REAL_NVML") == "1"
 needs_fake = pytest.mark.skipif(REAL, reason="needs the fake NVML's error injection")
@@ -556,7 +556,4 @@ def test_processes_can_be_turned_off(fake, clock):
     (["--nvml-module", "no_such_nvml_module"], "--nvml-module"),
 ])
 def test_bad_settings_exit_2_with_one_line(args, setting):
-    result = run_cli("gpu-exporter", "--listen", "127.0.0.1:0", *args)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and setting in lines[0], result.stderr
+    assert_one_line_error(run_cli("gpu-exporter", "--listen", "127.0.0.1:0", *args), setting)

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from helpers import ROOT, Process, free_port, promtool_check_metrics, run_cli, samples, scrape, value
+from helpers import (ROOT, Process, assert_one_line_error, free_port, promtool_check_metrics, run_cli, samples,
+                     scrape, value)
 
 TOY = str(Path(__file__).parent / "fixtures" / "toy_exporter.py")
 
@@ -43,15 +44,6 @@ def toy():
     proc, base = start_toy()
     yield base
     proc.stop()
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_version_is_printed():
