@@ -12,7 +12,7 @@ help:
 	@echo "make bench       print speed/footprint/cost tables against baselines"
 	@echo "make faults      inject AWS/NVML/Prometheus/Alertmanager faults; table of crashes, lost increments, lost pages"
 	@echo "make dashboards  regenerate dashboards/*.json from the Python sources"
-	@echo "make local       run the whole stack natively on 127.0.0.1 (no Docker)"
+	@echo "make local       run docker-compose.yml natively on 127.0.0.1, no Docker (ARGS=--help: options)"
 	@echo "make lint        promtool/amtool/compose/dashboard checks of the shipped configs"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(PY) -m pytest tests/test_rules.py tests/test_alertmanager.py tests/test_prometheus_config.py tests/test_compose.py tests/test_dashboards.py
 
 local: $(STAMP)
-	$(PY) -m mlscope.local
+	$(PY) -m mlscope local $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info .coverage .coverage.* htmlcov

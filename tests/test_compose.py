@@ -116,3 +116,71 @@ def test_sagemaker_exporter_points_at_the_emulator_by_default(config):
     assert env["MLSCOPE_ENDPOINT_URL"] == "http://aws-emulator:5000"
     real = compose_config("config", "--format", "json", env={**ENV, "MLSCOPE_AWS_ENDPOINT_URL": ""})
     assert json.loads(real.stdout)["services"]["sagemaker-exporter"]["environment"]["MLSCOPE_ENDPOINT_URL"] == ""
+
+
+def test_every_container_is_hardened(config):
+    for name, service in config["services"].items():
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert service.get("read_only") is True, name
+        assert service.get("tmpfs") == ["/tmp"], name
+
+
+def test_host_exporter_has_its_own_uid(config):
+    users = {name: service["user"] for name, service in config["services"].items()}
+    host_uid = users["host-exporter"].split(":")[0]
+    assert config["services"]["host-exporter"]["pid"] == "host"
+    assert all(user.split(":")[0] != host_uid for name, user in users.items() if name != "host-exporter"), users
+
+
+@pytest.mark.parametrize("set_env", [{}, {"AWS_PROFILE": "prod", "AWS_SESSION_TOKEN": "token"}],
+                         ids=["unset", "set"])
+def test_no_empty_aws_variable_reaches_boto3(set_env):
+    """compose passes AWS_PROFILE and AWS_SESSION_TOKEN only when they are set: an empty AWS_PROFILE made
+    boto3 fail every call (ProfileNotFound: The config profile () could not be found)."""
+    result = compose_config("config", "--format", "json", env={**ENV, **set_env})
+    for name, service in json.loads(result.stdout)["services"].items():
+        for key, val in (service.get("environment") or {}).items():
+            if key.startswith("AWS_"):
+                assert val is None or val != "", (name, key)  # None: compose leaves it out
+    env = json.loads(result.stdout)["services"]["sagemaker-exporter"]["environment"]
+    assert env["AWS_PROFILE"] == set_env.get("AWS_PROFILE")
+    assert env["AWS_SESSION_TOKEN"] == set_env.get("AWS_SESSION_TOKEN")
+
+
+def test_prometheus_lifecycle_api_is_off(config):
+    for name, service in config["services"].items():
+        assert not any("enable-lifecycle" in arg for arg in service.get("command") or []), name
+
+
+def test_mlscope_healthchecks_use_mlscope_healthcheck_on_their_own_port(config):
+    for name, service in config["services"].items():
+        if not service["image"].startswith("mlscope/") or name == "demo-traffic":
+            continue
+        test = service["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "mlscope", "healthcheck"], (name, test)
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{service['ports'][0]['target']}/\S*", test[3]), (name, test)
+
+
+def test_production_image_carries_only_the_exporters(config):
+    demo = {"aws-emulator", "demo-traffic", "oncall-webhook"}
+    for name, service in config["services"].items():
+        if service["image"].startswith("mlscope/"):
+            target = "demo" if name in demo else "exporters"
+            assert service["build"]["target"] == target, name
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M)
+    assert stages[-1] == "exporters"  # `docker build .` builds the last stage
+    exporters_stage = dockerfile.split("AS exporters", 1)[1]
+    assert "pip install -c constraints.txt ." in exporters_stage and "[demo]" not in exporters_stage
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("service,binary", [("prometheus", "prometheus"), ("alertmanager", "prometheus-alertmanager")])
+def test_compose_runs_the_versions_the_tests_run(config, service, binary):
+    from helpers import require_binary
+
+    out = subprocess.run([require_binary(binary), "--version"], capture_output=True, text=True, timeout=30)
+    tested = re.search(r"version (\d+\.\d+\.\d+)", out.stdout + out.stderr).group(1)
+    assert config["services"][service]["image"].endswith(f":v{tested}")

@@ -1,10 +1,17 @@
-"""End to end: the whole stack natively on loopback, as `make local` runs it, with on-call played by a webhook.
+"""End to end: docker-compose.yml as the official compose binary renders it (`docker compose config`), every
+service run natively on loopback with that command, environment and mounted configuration (`make local`'s
+LocalStack), with on-call played by a webhook.
 
-Short scrape/evaluation intervals for the test only; the shipped configs keep production values.
+For speed only, and nowhere else: short Prometheus scrape/evaluation intervals, quick Alertmanager
+grouping, the SageMaker exporter's poll interval and settling delay, and a host instance type (so the
+host cost panels have a price) are set on top of what compose renders.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -13,7 +20,7 @@ import yaml
 
 from helpers import ROOT, WebhookReceiver, require_binary
 
-from mlscope.local import LocalStack, Options
+from mlscope.local import LocalStack, Options, render
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -31,12 +38,20 @@ def receiver():
 def stack(tmp_path_factory, receiver):
     require_binary("prometheus")
     require_binary("prometheus-alertmanager")
-    options = Options.ephemeral(tmp_path_factory.mktemp("stack"), scrape_interval="2s", evaluation_interval="2s",
-                                webhook_url=receiver.url, sagemaker_poll="5s", sagemaker_delay="70s",
-                                backfill="30m")
-    s = LocalStack(options).start()
+    config = rendered()
+    options = Options(data_dir=tmp_path_factory.mktemp("stack"), free_ports=True, scrape_interval="2s",
+                      evaluation_interval="2s", webhook_url=receiver.url,
+                      env={"sagemaker-exporter": {"MLSCOPE_POLL_INTERVAL": "10s", "MLSCOPE_DELAY": "70s"},
+                           "host-exporter": {"MLSCOPE_INSTANCE_TYPE": "g5.12xlarge"}})
+    s = LocalStack(config, options).start()
     yield s
     s.stop()
+
+
+def rendered() -> dict:
+    """What `docker compose up` would run with a fresh checkout's defaults (no .env, no AWS_* or MLSCOPE_*)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GRAFANA_", "MLSCOPE_", "AWS_"))}
+    return render({**clean, "GRAFANA_ADMIN_PASSWORD": "not-a-real-password"}, env_file=os.devnull)
 
 
 def query(stack: LocalStack, expr: str) -> list[dict]:
@@ -76,6 +91,25 @@ def test_sagemaker_demo_data_flows(stack):
     assert len({r["metric"]["endpoint"] for r in result}) >= 4
     wait_query(stack, 'sagemaker_model_latency_seconds{quantile="0.99"} > 0')
     wait_query(stack, "sagemaker_variant_hourly_cost_dollars > 0")
+
+
+def test_sagemaker_exporter_reaches_aws_with_the_environment_compose_gives_it(stack):
+    # An empty AWS_PROFILE (compose's `${AWS_PROFILE:-}`) made boto3 fail every call with ProfileNotFound.
+    wait_query(stack, 'mlscope_collector_up{job="sagemaker"}', timeout=90,
+               check=lambda r: r and all(x["value"][1] == "1" for x in r))
+    assert "AWS_PROFILE" not in stack.services["sagemaker-exporter"].env
+
+
+def test_compose_healthchecks_pass(stack):
+    """Each MLScope service's own compose healthcheck command, run natively, reports healthy."""
+    for name, service in stack.config["services"].items():
+        test = service.get("healthcheck", {}).get("test", [])
+        if test[1:3] != ["mlscope", "healthcheck"] or name not in stack.services:
+            continue
+        url = stack.localise(name, test[3], [])
+        result = subprocess.run([sys.executable, "-m", "mlscope", "healthcheck", url], capture_output=True,
+                                text=True, timeout=30)
+        assert result.returncode == 0, (name, url, result.stderr)
 
 
 def test_every_recording_rule_has_data(stack):
@@ -139,7 +173,6 @@ def test_stopped_exporter_makes_target_down_pending(stack):
 def test_prometheus_keeps_its_data_across_restart(stack):
     expr = 'count_over_time(up{job="sagemaker"}[1h])'
     before = float(wait_query(stack, expr)[0]["value"][1])
-    stack.stop_service("prometheus")
-    stack.start_prometheus()
+    stack.restart_service("prometheus")
     after = float(wait_query(stack, expr)[0]["value"][1])
     assert after >= before > 0

@@ -32,7 +32,10 @@ def main(argv: Sequence[str]) -> int:
         OneLineParser(prog="mlscope demo").error(
             f"unknown command {argv[0]!r} (choose from {', '.join(COMMANDS)})")
     if argv[0] == "aws":
-        from . import aws as command
+        try:
+            from . import aws as command
+        except ModuleNotFoundError as exc:  # moto comes with the extra, not with the exporters
+            fail("mlscope demo aws", f"the AWS emulator needs {exc.name}: pip install 'mlscope[demo]'")
     elif argv[0] == "oncall":
         from . import oncall as command
     else:
