@@ -4,11 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test unit bench dashboards lint local compose-check clean help
+.PHONY: test unit bench faults dashboards lint local compose-check clean help
 
 help:
 	@echo "make test        run every test (creates $(VENV) with pinned deps)"
+	@echo "make unit        the tests that need no binary; nothing skipped"
 	@echo "make bench       print speed/footprint/cost tables against baselines"
+	@echo "make faults      inject AWS/NVML/Prometheus/Alertmanager faults; table of crashes, lost increments, lost pages"
 	@echo "make dashboards  regenerate dashboards/*.json from the Python sources"
 	@echo "make local       run docker-compose.yml natively on 127.0.0.1, no Docker (ARGS=--help: options)"
 	@echo "make lint        promtool/amtool/compose/dashboard checks of the shipped configs"
@@ -19,14 +21,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# Line coverage of the package across every process the tests start (exporters included); see pyproject.toml.
 test: $(STAMP)
-	$(PY) -m pytest
+	rm -f .coverage .coverage.*
+	$(PY) -m coverage run -m pytest; status=$$?; \
+	$(PY) -m coverage combine -q && $(PY) -m coverage report --sort=cover; exit $$status
 
 unit: $(STAMP)
-	$(PY) -m pytest -m "not integration and not e2e"
+	$(PY) -m pytest -m "not integration and not e2e and not gpu"
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+faults: $(STAMP)
+	$(PY) -m bench faults
 
 dashboards: $(STAMP)
 	$(PY) -m dashboards
@@ -38,4 +46,4 @@ local: $(STAMP)
 	$(PY) -m mlscope local $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info .coverage .coverage.* htmlcov

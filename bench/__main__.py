@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-SUITES = ["bench.host", "bench.gpu", "bench.sagemaker", "bench.dashboards"]
+SUITES = ["bench.host", "bench.gpu", "bench.sagemaker", "bench.dashboards", "bench.faults"]
 
 
 def main(argv: list[str]) -> int:
@@ -12,7 +12,8 @@ def main(argv: list[str]) -> int:
     for name in wanted:
         print(f"\n=== {name} ===", flush=True)
         try:
-            importlib.import_module(name).main()
+            if importlib.import_module(name).main() not in (None, 0):
+                failed += 1
         except ModuleNotFoundError as exc:
             if exc.name != name:
                 raise

@@ -21,7 +21,6 @@ import math
 import random
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import yaml
+
+from helpers import Process, free_port
 
 DAY = 86400
 # Block window of the history (and of the rule blocks): 54 h is the largest block a Prometheus with
@@ -502,12 +503,6 @@ def run(args: list[str], timeout: float, check: bool = True) -> subprocess.Compl
     return proc
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Prometheus:
     """The real Prometheus on 127.0.0.1; use as a context manager, it is always stopped."""
 
@@ -521,11 +516,10 @@ class Prometheus:
             "rule_files": [str(p) for p in rule_files],
             "scrape_configs": [],
         }))
-        self.log_path = work / f"{name}.log"
         self.args = ["prometheus", f"--config.file={self.config}", f"--storage.tsdb.path={tsdb_dir}",
                      f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=60d",
                      f"--query.lookback-delta={lookback}", "--web.enable-admin-api"]
-        self.proc: subprocess.Popen | None = None
+        self.process: Process | None = None
 
     def __enter__(self) -> "Prometheus":
         self.start()
@@ -535,21 +529,11 @@ class Prometheus:
         self.stop()
 
     def start(self, timeout: float = 120) -> None:
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited {self.proc.returncode}:\n{self.output()[-3000:]}")
-            try:
-                status, _ = self.get("/-/ready", timeout=2)
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"prometheus not ready after {timeout:.0f} s:\n{self.output()[-3000:]}")
+        self.process = Process(self.args)
+        try:
+            self.process.wait_http(self.url + "/-/ready", timeout=timeout)
+        except AssertionError as exc:
+            raise RuntimeError(str(exc)) from None
 
     def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -561,22 +545,12 @@ class Prometheus:
             conn.close()
 
     def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return self.process.output() if self.process is not None else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.proc is not None and getattr(self, "_log", None):
-            self._log.close()
-        self.proc = None
+        if self.process is not None:
+            self.process.stop(timeout=30)
+        self.process = None
 
 
 # --------------------------------------------------------------------------- recording rules

@@ -15,13 +15,13 @@ import gzip
 import http.client
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from helpers import Process, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRAPES = int(os.environ.get("BENCH_HOST_SCRAPES", "200"))
@@ -32,12 +32,6 @@ HEADERS = {
     "Accept-Encoding": "gzip",
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -57,12 +51,11 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 class Target:
-    def __init__(self, name: str, args: list[str], port: int, log: Path):
+    def __init__(self, name: str, args: list[str], port: int):
         self.name = name
         self.port = port
-        self.log = log.open("wb")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=ROOT, start_new_session=True)
+        self.process = Process(args, cwd=ROOT)
+        self.proc = self.process.proc
         self.conn: http.client.HTTPConnection | None = None
         self.latencies: list[float] = []
         self.sizes: list[int] = []
@@ -74,14 +67,14 @@ class Target:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log.name}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.process.output()[-2000:]}")
             try:
                 self.scrape()
                 return
             except OSError:
                 self.conn = None
                 time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.log.name}")
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.process.output()[-2000:]}")
 
     def scrape(self) -> tuple[float, bytes]:
         if self.conn is None:
@@ -106,14 +99,7 @@ class Target:
     def stop(self) -> None:
         if self.conn is not None:
             self.conn.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        self.process.stop()
 
 
 def p95(values: list[float]) -> float:
@@ -139,10 +125,9 @@ def main() -> None:
         "--collector.netdev.device-exclude=", f"--collector.textfile.directory={textfiles}",
     ]
     targets = [
-        Target("node_exporter", [node_exporter, f"--web.listen-address=127.0.0.1:{ne_port}", *equal_work], ne_port,
-               tmp / "node_exporter.log"),
+        Target("node_exporter", [node_exporter, f"--web.listen-address=127.0.0.1:{ne_port}", *equal_work], ne_port),
         Target("mlscope", [sys.executable, "-m", "mlscope", "host-exporter", "--listen", f"127.0.0.1:{our_port}",
-                           f"--collector.textfile.directory={textfiles}"], our_port, tmp / "mlscope.log"),
+                           f"--collector.textfile.directory={textfiles}"], our_port),
     ]
     try:
         for target in targets:

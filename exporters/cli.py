@@ -28,6 +28,7 @@ TOOLS = {
     "prices": ("mlscope.prices", "rebuild the instance price table from the AWS Pricing API"),
     "healthcheck": ("mlscope.healthcheck", "exit 0 when an exporter answers (the container healthcheck)"),
     "local": ("mlscope.local", "the docker-compose stack natively on 127.0.0.1, without Docker (make local)"),
+    "web-config": ("mlscope.webconfig", "write a --web-config file: bcrypt basic auth, optional self-signed TLS"),
 }
 
 
@@ -91,7 +92,9 @@ def run_exporter(spec: ExporterSpec, argv: Sequence[str]) -> int:
         collectors = [ScrapeCollector(name, collector, health) for name, collector in parts.scrape.items()]
         collectors += parts.direct
         collectors.append(health)  # last, so it reports the runs of this very scrape
-        server = MetricsServer(cfg.listen, collectors, web, spec.title, f"mlscope {__version__}")
+        server = MetricsServer(cfg.listen, collectors, web, spec.title, f"mlscope {__version__}",
+                               read_timeout=cfg.web_read_timeout, idle_timeout=cfg.web_idle_timeout,
+                               max_connections=cfg.web_max_connections)
     except SettingError as exc:
         fail(prog, str(exc))
 

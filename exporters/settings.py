@@ -193,6 +193,11 @@ COMMON_SETTINGS = [
     Setting("web_config", string, None, "TLS and basic-auth file (exporter-toolkit format)",
             aliases=("--web.config.file",)),
     Setting("log_level", choice("debug", "info", "warning", "error"), "info", "log level"),
+    Setting("web_read_timeout", positive_duration, 10.0,
+            "seconds a client has to send a request's headers (and TLS handshake) or to take a reply"),
+    Setting("web_idle_timeout", positive_duration, 120.0, "seconds a keep-alive connection may wait idle"),
+    Setting("web_max_connections", positive_int, 512,
+            "open connections at most; a new one closes the longest-waiting idle one"),
 ]
 
 

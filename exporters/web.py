@@ -5,12 +5,19 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import logging
+import re
+import resource
+import selectors
 import socket
 import ssl
 import threading
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import bcrypt
@@ -112,33 +119,69 @@ def _reason(exc: Exception) -> str:
 
 
 class _Auth:
-    """bcrypt is deliberately slow; like exporter-toolkit, cache the outcome per credential."""
+    """Basic auth as exporter-toolkit does it.
+
+    Every rejection of a credential costs one bcrypt check, whether the user exists or not (an unknown
+    user is checked against a dummy hash of the same cost), so timing does not tell which users exist.
+    Only successful credentials are cached, in a bounded LRU: wrong passwords cannot grow it.
+    """
+
+    CACHE_SIZE = 100
+    MAX_PASSWORD_BYTES = 72  # bcrypt's limit; longer passwords are refused, never truncated
 
     def __init__(self, users: dict[str, bytes]):
         self.users = users
-        self._cache: dict[bytes, bool] = {}
+        self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
+        self._dummy = b""
+        if users:
+            cost = max(int(hashed.split(b"$")[2]) for hashed in users.values())
+            self._dummy = bcrypt.hashpw(b"mlscope-dummy-password", bcrypt.gensalt(rounds=cost))
+
+    def _credential(self, header: str | None) -> tuple[bytes, bytes | None, bytes] | None:
+        """(password, the user's hash or None, cache key) from a Basic Authorization header."""
+        if not header or not header.startswith("Basic "):
+            return None
+        try:
+            user, sep, password = base64.b64decode(header[6:], validate=True).partition(b":")
+        except ValueError:
+            return None
+        if not sep:
+            return None
+        hashed = self.users.get(user.decode("utf-8", "replace"))
+        return password, hashed, hashlib.sha256(b"\0".join([user, password, hashed or b""])).digest()
+
+    def _cached(self, key: bytes) -> bool:
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return True
+        return False
+
+    def needs_bcrypt(self, header: str | None) -> bool:
+        """Whether checking this header costs a bcrypt check (cheap: no bcrypt is run here)."""
+        credential = self.users and self._credential(header)
+        return bool(credential) and not (credential[1] is not None and self._cached(credential[2]))
 
     def check(self, header: str | None) -> bool:
         if not self.users:
             return True
-        if not header or not header.startswith("Basic "):
+        credential = self._credential(header)
+        if credential is None:
             return False
-        try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except ValueError:
+        password, hashed, key = credential
+        if hashed is not None and self._cached(key):
+            return True
+        if hashed is None or len(password) > self.MAX_PASSWORD_BYTES:
+            bcrypt.checkpw(b"mlscope-wrong-password", self._dummy)
             return False
-        hashed = self.users.get(user)
-        if hashed is None:
+        if not bcrypt.checkpw(password, hashed):
             return False
-        key = hashlib.sha256(b"\0".join([user.encode(), password.encode(), hashed])).digest()
         with self._lock:
-            cached = self._cache.get(key)
-        if cached is None:
-            cached = bcrypt.checkpw(password.encode(), hashed)
-            with self._lock:
-                self._cache[key] = cached
-        return cached
+            self._cache[key] = None
+            while len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return True
 
 
 LANDING = """<!DOCTYPE html>
@@ -212,10 +255,31 @@ class Exposition:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """Answers one fully received request; the event loop does all socket I/O.
+
+    `request` is the request's header bytes; the reply is left in `wfile` for the loop to send.
+    """
+
     server: "MetricsServer"
     protocol_version = "HTTP/1.1"
-    # Headers and body are two writes: with Nagle on, a keep-alive scrape waits ~40 ms for a delayed ACK.
-    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        self.rfile = io.BytesIO(self.request)
+        self.wfile = io.BytesIO()
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+        headers = getattr(self, "headers", None)
+        if headers is not None and (headers.get("Content-Length", "0").strip() != "0"
+                                    or "Transfer-Encoding" in headers):
+            self.close_connection = True  # a body we never read: the next bytes are not a request
+
+    def finish(self) -> None:
+        pass
+
+    def version_string(self) -> str:
+        return "MLScope"  # no version numbers for scanners
 
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
         srv = self.server
@@ -235,6 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"Not Found\n", "text/plain; charset=utf-8")
 
+    do_HEAD = do_GET  # noqa: N815 (_send leaves the body out)
+
     def _send(self, code: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
@@ -242,44 +308,355 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), fmt % args)
 
 
-class MetricsServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+_PEEK, _HANDSHAKE, _READ, _BUSY, _WRITE = "peek", "handshake", "read", "busy", "write"
+_WAITS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
+_REQUEST_END = re.compile(rb"\r?\n\r?\n")
+_AUTHORIZATION = re.compile(rb"^authorization:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+_BUSY_REPLY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+               b"Connection: close\r\n\r\nToo many connections\n")
+_NOT_TLS_REPLY = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+                  b"Client sent an HTTP request to an HTTPS server.\n")
+_TOO_LARGE_REPLY = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
+                    b"Connection: close\r\n\r\n")
+
+
+@dataclass(eq=False)
+class _Conn:
+    sock: socket.socket
+    addr: Any
+    state: str
+    deadline: float
+    inbuf: bytes = b""
+    outbuf: memoryview = memoryview(b"")
+    close_after: bool = False
+
+    @property
+    def fd(self) -> int:
+        return self.sock.fileno()
+
+
+class MetricsServer:
+    """An HTTP/1.1 server that idle or hostile clients cannot exhaust.
+
+    One event-loop thread does every socket operation without blocking: accept, the TLS handshake,
+    reading requests and writing replies. A complete request goes to a small fixed pool of worker
+    threads, which only compute the reply. So a thousand idle keep-alive connections cost a thousand
+    file descriptors and no threads, a client that trickles its request (slowloris) or never reads its
+    reply ties up nothing, and every connection has a deadline: `read_timeout` to send a request's
+    headers (and the TLS handshake) or take a reply, `idle_timeout` between keep-alive requests.
+    At `max_connections`, a new connection closes the one that has waited longest for a request, so a
+    scrape always gets in; only when every connection is being served does it get a quick 503.
+    """
+
+    WORKERS = 4
+    BCRYPT_WORKERS = 2
+    MAX_HEADER_BYTES = 64 * 1024
 
     def __init__(self, address: tuple[str, int], collectors: list[Collector], web: WebConfig, title: str,
-                 version: str):
+                 version: str, *, read_timeout: float = 10.0, idle_timeout: float = 120.0,
+                 max_connections: int = 512):
         self.exposition = Exposition(collectors)
         self.ssl_context = web.ssl_context
         self.auth = _Auth(web.users)
         self.landing = LANDING.format(title=title, version=version).encode()
+        self.read_timeout, self.idle_timeout = read_timeout, idle_timeout
+        self.max_connections = min(max_connections, _usable_fds())
         host = address[0]
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
         try:
-            super().__init__(address, _Handler)
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(1024)
         except OSError as exc:
+            self.socket.close()
             raise SettingError(f"--listen: cannot listen on {host}:{address[1]}: {exc.strerror or exc}") from None
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.socket, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._conns: dict[int, _Conn] = {}
+        self._waiting: OrderedDict[int, _Conn] = OrderedDict()  # waiting for a request, oldest first
+        self._done: deque[tuple[_Conn, bytes, bool]] = deque()
+        self._workers = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="mlscope-http")
+        self._bcrypt_workers = ThreadPoolExecutor(self.BCRYPT_WORKERS, thread_name_prefix="mlscope-auth")
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._accept_paused_until = 0.0
+        self._next_expiry = 0.0
 
-    def finish_request(self, request: socket.socket, client_address: Any) -> None:
-        # The TLS handshake runs in the request's own thread, so one slow client cannot stall accept().
-        if self.ssl_context is not None:
+    # ---- the event loop ----
+
+    def serve_forever(self, poll_interval: float = 0.25) -> None:
+        try:
+            while not self._stop.is_set():
+                for key, mask in self._selector.select(poll_interval):
+                    if key.data is None:
+                        self._accept()
+                    elif key.data == "wake":
+                        self._drain_wake()
+                    else:
+                        self._on_ready(key.data, mask)
+                now = time.monotonic()
+                if now >= self._next_expiry:  # a sweep over every connection, a few times a second at most
+                    self._next_expiry = now + 0.1
+                    self._expire(now)
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake()
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        for pool in (self._workers, self._bcrypt_workers):
+            pool.shutdown(wait=False, cancel_futures=True)
+        for sock in (self.socket, self._wake_r, self._wake_w):
+            sock.close()
+        self._selector.close()
+
+    def _accept(self) -> None:
+        for _ in range(256):  # then give the other connections a turn
             try:
-                request.settimeout(10)
-                if request.recv(1, socket.MSG_PEEK) != b"\x16":  # not a TLS handshake record
-                    request.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n"
-                                    b"Client sent an HTTP request to an HTTPS server.\n")
-                    return
-                request = self.ssl_context.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError) as exc:
-                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+                sock, addr = self.socket.accept()
+            except _WAITS:
                 return
-        super().finish_request(request, client_address)
+            except OSError as exc:  # EMFILE and friends: free a slot, or pause accepting for a moment
+                log.warning("cannot accept a connection: %s", exc.strerror or exc)
+                if not self._evict_oldest():
+                    self._pause_accept()
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if len(self._conns) >= self.max_connections and not self._evict_oldest():
+                try:
+                    sock.send(_BUSY_REPLY)
+                except OSError:
+                    pass
+                sock.close()
+                continue
+            state = _PEEK if self.ssl_context is not None else _READ
+            conn = _Conn(sock, addr, state, time.monotonic() + self.read_timeout)
+            self._conns[conn.fd] = conn
+            self._wait_for_request(conn)
+            self._selector.register(conn.fd, selectors.EVENT_READ, conn)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("error serving %s", client_address, exc_info=True)
+    def _pause_accept(self) -> None:
+        self._selector.unregister(self.socket)
+        self._accept_paused_until = time.monotonic() + 0.1
+
+    def _evict_oldest(self) -> bool:
+        if not self._waiting:
+            return False
+        _, conn = self._waiting.popitem(last=False)
+        log.debug("closing the oldest waiting connection, from %s, to make room", conn.addr[0])
+        self._close(conn)
+        return True
+
+    def _wait_for_request(self, conn: _Conn) -> None:
+        self._waiting.pop(conn.fd, None)
+        self._waiting[conn.fd] = conn
+
+    def _on_ready(self, conn: _Conn, mask: int) -> None:
+        if self._conns.get(conn.fd) is not conn:
+            return  # closed earlier in this round
+        try:
+            if conn.state == _PEEK:
+                self._peek_tls(conn)
+            elif conn.state == _HANDSHAKE:
+                self._handshake(conn)
+            elif conn.state == _READ:
+                self._read(conn)
+            elif conn.state == _WRITE:
+                self._write(conn)
+        except OSError as exc:  # includes ssl.SSLError: the client went away or spoke nonsense
+            log.debug("connection from %s: %s", conn.addr[0], exc)
+            self._close(conn)
+        except Exception:  # a bug must cost one connection, not the server
+            log.warning("error on the connection from %s", conn.addr[0], exc_info=True)
+            self._close(conn)
+
+    def _peek_tls(self, conn: _Conn) -> None:
+        first = conn.sock.recv(1, socket.MSG_PEEK)
+        if not first:
+            self._close(conn)
+        elif first != b"\x16":  # not a TLS handshake record
+            self._reply(conn, _NOT_TLS_REPLY, close=True)
+        else:
+            self._selector.unregister(conn.fd)
+            conn.sock = self.ssl_context.wrap_socket(conn.sock, server_side=True, do_handshake_on_connect=False)
+            self._selector.register(conn.fd, selectors.EVENT_READ, conn)
+            conn.state = _HANDSHAKE
+            self._handshake(conn)
+
+    def _handshake(self, conn: _Conn) -> None:
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._selector.modify(conn.fd, selectors.EVENT_READ, conn)
+            return
+        except ssl.SSLWantWriteError:
+            self._selector.modify(conn.fd, selectors.EVENT_WRITE, conn)
+            return
+        conn.state = _READ
+        self._selector.modify(conn.fd, selectors.EVENT_READ, conn)
+        self._read(conn)
+
+    def _read(self, conn: _Conn) -> None:
+        chunks = []
+        while True:
+            try:
+                data = conn.sock.recv(65536)
+            except _WAITS:
+                break
+            if not data:
+                self._close(conn)
+                return
+            chunks.append(data)
+            if len(data) < 65536 and not getattr(conn.sock, "pending", lambda: 0)():
+                break
+        if not chunks:
+            return
+        if not conn.inbuf.strip():
+            conn.deadline = time.monotonic() + self.read_timeout  # a request has started
+        conn.inbuf += b"".join(chunks)
+        self._dispatch_if_complete(conn)
+
+    def _dispatch_if_complete(self, conn: _Conn) -> None:
+        conn.inbuf = conn.inbuf.lstrip(b"\r\n")
+        end = _REQUEST_END.search(conn.inbuf)
+        if end is None:
+            if len(conn.inbuf) > self.MAX_HEADER_BYTES:
+                self._reply(conn, _TOO_LARGE_REPLY, close=True)
+            return
+        request, conn.inbuf = conn.inbuf[:end.end()], conn.inbuf[end.end():]
+        conn.state = _BUSY
+        self._waiting.pop(conn.fd, None)
+        self._selector.unregister(conn.fd)
+        # Credentials that need a bcrypt check (new, wrong, unknown) queue apart, so a flood of them
+        # cannot delay a scrape whose credentials are cached.
+        slow = self.auth.users and self.auth.needs_bcrypt(_authorization(request))
+        (self._bcrypt_workers if slow else self._workers).submit(self._work, conn, request)
+
+    def _work(self, conn: _Conn, request: bytes) -> None:
+        """In a worker thread: compute the reply, hand it back to the loop."""
+        try:
+            handler = _Handler(request, conn.addr, self)
+            reply, close = handler.wfile.getvalue(), handler.close_connection
+        except Exception:  # a bug must cost one request, not the server
+            log.warning("error serving %s", conn.addr[0], exc_info=True)
+            reply, close = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                            b"Connection: close\r\n\r\n"), True
+        self._done.append((conn, reply, close))
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the loop is already due to wake up
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except _WAITS:
+            pass
+        while self._done:
+            conn, reply, close = self._done.popleft()
+            if conn.fd in self._conns:
+                self._selector.register(conn.fd, selectors.EVENT_READ, conn)
+                self._reply(conn, reply, close)
+
+    def _reply(self, conn: _Conn, reply: bytes, close: bool) -> None:
+        self._waiting.pop(conn.fd, None)
+        conn.state, conn.outbuf, conn.close_after = _WRITE, memoryview(reply), close
+        conn.deadline = time.monotonic() + self.read_timeout
+        try:
+            self._write(conn)
+        except OSError as exc:
+            log.debug("writing to %s: %s", conn.addr[0], exc)
+            self._close(conn)
+
+    def _write(self, conn: _Conn) -> None:
+        while conn.outbuf:
+            try:
+                sent = conn.sock.send(conn.outbuf)
+            except _WAITS:
+                self._selector.modify(conn.fd, selectors.EVENT_WRITE, conn)
+                return
+            conn.outbuf = conn.outbuf[sent:]
+        if conn.close_after:
+            self._close(conn)
+            return
+        conn.state = _READ
+        conn.deadline = time.monotonic() + self.idle_timeout
+        self._selector.modify(conn.fd, selectors.EVENT_READ, conn)
+        self._wait_for_request(conn)
+        if conn.inbuf:  # a pipelined request
+            conn.deadline = time.monotonic() + self.read_timeout
+            self._dispatch_if_complete(conn)
+
+    def _expire(self, now: float) -> None:
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._selector.register(self.socket, selectors.EVENT_READ, None)
+        for conn in [c for c in self._conns.values() if c.deadline < now and c.state != _BUSY]:
+            log.debug("closing connection from %s: no progress for its deadline (%s)", conn.addr[0], conn.state)
+            self._close(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        fd = conn.fd
+        self._conns.pop(fd, None)
+        self._waiting.pop(fd, None)
+        if conn.state != _BUSY:
+            try:
+                self._selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+        if conn.state == _WRITE and not isinstance(conn.sock, ssl.SSLSocket):
+            _discard_unread(conn.sock)
+        conn.sock.close()
+
+
+def _discard_unread(sock: socket.socket) -> None:
+    """Closing with unread input sends a reset, which can destroy the reply still in flight."""
+    try:
+        for _ in range(16):
+            if not sock.recv(65536):
+                return
+    except OSError:
+        pass
+
+
+def _authorization(request: bytes) -> str | None:
+    found = _AUTHORIZATION.search(request)
+    return found.group(1).strip().decode("latin-1") if found else None
+
+
+def _usable_fds() -> int:
+    """How many connections the fd limit allows, after raising the soft limit to the hard one (as Go does)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    return max(16, soft - 64)  # the rest for the exporter's own files and AWS/NVML connections

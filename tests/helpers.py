@@ -32,7 +32,15 @@ APT_PACKAGE = {
 }
 
 
+CURRENT_TEST: pytest.Item | None = None  # set by conftest.py
+
+
 def require_binary(name: str) -> str:
+    """The binary's path. A test that needs one must be marked integration (or e2e), so that `make unit`
+    runs everywhere and skips nothing; this fails the test that is not."""
+    item = CURRENT_TEST
+    if item is not None and not (item.get_closest_marker("integration") or item.get_closest_marker("e2e")):
+        pytest.fail(f"{item.nodeid} needs {name}: mark it @pytest.mark.integration")
     path = shutil.which(name)
     if path:
         return path
@@ -95,10 +103,21 @@ def start_exporter(command: str, *args: str, env: dict | None = None, port: int 
     return proc, base
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
-    """Run `mlscope ARGS` to completion (for commands expected to exit)."""
+def run_cli(*args: str, env: dict | None = None, timeout: float = 30, stdin: str | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run `mlscope ARGS` to completion (for commands expected to exit), with `stdin` as its input."""
     return subprocess.run(mlscope_args(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+                          env={**os.environ, **(env or {})}, input=stdin or "")
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit status 2 and one line on stderr that holds every needle: how every bad input must end."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
 
 
 def scrape(url: str, **kwargs) -> str:
@@ -176,35 +195,25 @@ def scrape_config(job: str, targets: list[str], interval: str = "1s", **extra) -
 
 
 class WebhookReceiver:
-    """A stand-in for on-call: an HTTP server on 127.0.0.1 that records every Alertmanager webhook POST."""
+    """A stand-in for on-call: `mlscope demo oncall`'s server, in this process on 127.0.0.1, which records
+    every alert Alertmanager POSTs (the newest 200)."""
 
     def __init__(self) -> None:
-        import json
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        received: list[dict] = []
-        self.received = received
+        from mlscope.demo.oncall import OnCallServer
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.append({"path": self.path, **json.loads(body or b"{}")})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = OnCallServer(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+
+    @property
+    def received(self) -> list[dict]:
+        return list(self.server.received)
 
     def alerts(self, path: str | None = None) -> list[dict]:
         """Every alert received (optionally only on one path), newest notification last."""
-        return [alert for msg in list(self.received) if path is None or msg["path"] == path
-                for alert in msg.get("alerts", [])]
+        return [alert for alert in self.received if path is None or alert["path"] == path]
 
     def at(self, path: str) -> list[dict]:
         """The labels of every alert that reached `path`."""

@@ -7,6 +7,7 @@ import http.client
 import json
 import logging
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -135,13 +136,15 @@ def _cbor_text(s: str) -> bytes:
 
 
 class FaultProxy:
-    """Forwards to `upstream`; while `faults[operation]` is set, answers that operation with the fault.
+    """Forwards to `upstream`; while `faults[operation]` (or `faults["*"]`) is set, answers with the fault.
 
-    Faults: "throttle" (400 Throttling, in the request's protocol: JSON or rpc-v2-cbor), "503".
+    Faults: "throttle" (400 Throttling, in the request's protocol: JSON or rpc-v2-cbor), "503", and "reset"
+    (the connection is reset with no reply: AWS, or the emulator, is down). `upstream` may be changed
+    while it runs (an emulator restarted on another port).
     """
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = urlparse(upstream)
+        self.set_upstream(upstream)
         self.faults: dict[str, str] = {}
         self.hits: dict[str, int] = {}
         proxy = self
@@ -153,7 +156,12 @@ class FaultProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 op = self.path.rsplit("/", 1)[-1] if "/operation/" in self.path else \
                     (self.headers.get("X-Amz-Target") or "").rsplit(".", 1)[-1]
-                fault = proxy.faults.get(op)
+                fault = proxy.faults.get(op) or proxy.faults.get("*")
+                if fault == "reset":
+                    proxy.hits[op] = proxy.hits.get(op, 0) + 1
+                    self.close_connection = True
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
                 if fault:
                     proxy.hits[op] = proxy.hits.get(op, 0) + 1
                     cbor = "cbor" in (self.headers.get("Content-Type") or "")
@@ -194,6 +202,12 @@ class FaultProxy:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def set_upstream(self, url: str) -> None:
+        self.upstream = urlparse(url)
+
+    def injected(self) -> int:
+        return sum(self.hits.values())
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -42,6 +42,7 @@ def test_no_secret_in_the_config():
         assert cfg["global"][key].startswith("/etc/alertmanager/secrets/")
 
 
+@pytest.mark.integration
 def test_amtool_check_config(tmp_path):
     amtool = require_binary("amtool")
     result = subprocess.run([amtool, "check-config", str(shipped_copy(tmp_path))], capture_output=True,
@@ -50,6 +51,7 @@ def test_amtool_check_config(tmp_path):
     assert "1 templates" in result.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("labels,receiver", [
     ({"alertname": "SageMakerEndpointErrorBudgetBurn", "severity": "page", "endpoint": "bert"}, "page"),
     ({"alertname": "GPULost", "severity": "page", "instance": "gpu-node-1"}, "page"),
@@ -91,6 +93,7 @@ def post(base: str, *alerts: dict) -> None:
     assert resp.status_code == 200, resp.text
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_real_alertmanager_routes_and_inhibits(tmp_path):
     binary = require_binary("prometheus-alertmanager")
@@ -130,4 +133,5 @@ def test_real_alertmanager_routes_and_inhibits(tmp_path):
     finally:
         output = am.stop()
         receiver.close()
-    assert "level=error" not in output or "notify" not in output, output[-3000:]
+    # every notification was delivered: Alertmanager logs each failed one at error level
+    assert [line for line in output.splitlines() if "level=error" in line] == [], output[-3000:]

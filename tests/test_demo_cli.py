@@ -127,3 +127,43 @@ def test_bad_flag_as_a_real_process():
     done = run_cli("demo", "traffic", "--aws-endpoint", "http://x:1", "--endpoints", "-3")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--endpoints" in done.stderr
     assert done.stdout == ""
+
+
+def test_stopping_the_emulator_puts_moto_back():
+    from moto.sagemaker.models import FakeEndpointConfig
+
+    from mlscope.demo import patches
+    from mlscope.demo.aws import start_emulator
+    from moto.cloudwatch.responses import CloudWatchResponse
+    original = (FakeEndpointConfig.validate_instance_type, CloudWatchResponse.get_metric_data)
+    first, _ = start_emulator()
+    second, _ = start_emulator()  # two in one process: the patches stay until the last one stops
+    try:
+        assert FakeEndpointConfig.validate_instance_type is patches._validate_instance_type
+        first.stop()
+        assert patches.applied() and CloudWatchResponse.get_metric_data is patches._response_get_metric_data
+    finally:
+        first.stop()  # twice is harmless
+        second.stop()
+    assert not patches.applied()
+    assert (FakeEndpointConfig.validate_instance_type, CloudWatchResponse.get_metric_data) == original
+
+
+def test_oncall_stand_in_as_a_real_process():
+    """`mlscope demo oncall` is the receiver the tests use in-process (helpers.WebhookReceiver); here as users run it."""
+    port = free_port()
+    oncall = Process(mlscope_args("demo", "oncall", "--listen", f"127.0.0.1:{port}"), cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert oncall.wait_http(base + "/-/healthy").text == "ok\n"
+        alert = {"status": "firing", "labels": {"alertname": "GPULost", "severity": "page", "instance": "n1"},
+                 "annotations": {"summary": "GPU 1 fell off the bus"}}
+        assert requests.post(base + "/page", json={"alerts": [alert]}, timeout=5).status_code == 200
+        assert requests.post(base + "/page", data=b"not json", timeout=5).status_code == 400
+        got = requests.get(base + "/alerts", timeout=5).json()
+        assert got == [{"path": "/page", **alert}]
+        assert requests.get(base + "/nope", timeout=5).status_code == 404
+    finally:
+        out = oncall.stop()
+    assert "page FIRING GPULost severity=page instance=n1 summary='GPU 1 fell off the bus'" in out
+    assert "Traceback" not in out

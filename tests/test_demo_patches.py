@@ -276,3 +276,4 @@ def test_moto_reset_empties_the_patched_store(url):
     assert requests.post(url + "/moto-api/reset", timeout=10).status_code == 200
     assert series(cw, [query("a", "Sum", "Invocations")], T0, T0 + 60) == {"a": []}
     assert cw.list_metrics(Namespace="AWS/SageMaker")["Metrics"] == []
+

@@ -409,6 +409,7 @@ def test_serves_every_contract_family_with_node_exporter_labels_and_types(live):
     assert {lbl["collector"] for lbl, _ in parsed["node_scrape_collector_success"]} == set(host.COLLECTORS)
 
 
+@pytest.mark.integration
 def test_output_passes_promtool(live):
     assert_promtool_clean(helpers.scrape(live))
 
@@ -420,6 +421,7 @@ def test_openmetrics_when_asked(live):
     assert "node_cpu_seconds_total{" in resp.text and resp.text.rstrip().endswith("# EOF")
 
 
+@pytest.mark.integration
 def test_procfs_sysfs_rootfs_are_honoured(tmp_path):
     rootfs = tmp_path / "host"
     for sub in ("data", "run", "mnt/with space"):

@@ -30,6 +30,7 @@ def local_copy(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_promtool_check_config(tmp_path):
     promtool = require_binary("promtool")
     result = subprocess.run([promtool, "check", "config", str(local_copy(tmp_path))], capture_output=True,
@@ -51,6 +52,7 @@ def test_jobs_targets_rules_and_alerting():
     assert "remote_write:" in CONFIG.read_text() and "remote_write" not in cfg  # commented example only
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_real_prometheus_loads_it(tmp_path):
     cfg = yaml.safe_load(local_copy(tmp_path).read_text())

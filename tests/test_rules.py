@@ -53,6 +53,7 @@ def test_rule_files_exist_each_beside_its_test():
         assert path.with_name(path.name.replace(".rules.yml", ".rules.test.yml")).exists(), path
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
 def test_promtool_check_rules(path):
     promtool = require_binary("promtool")
@@ -60,6 +61,7 @@ def test_promtool_check_rules(path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
 def test_promtool_test_rules(path):
     promtool = require_binary("promtool")

@@ -47,6 +47,7 @@ def seed(url: str) -> None:
         put(url, "web", "CPUUtilization", now - minute * 60 + 1, 300, namespace=INSTANCE_NS)  # 4 vCPUs -> 0.75
 
 
+@pytest.mark.integration
 def test_exporter_process_serves_moto_data_passes_promtool_and_is_scraped_by_prometheus(moto, tmp_path):
     seed(moto.url)
     proc, base = start_exporter("sagemaker-exporter", "--config", write_config(tmp_path, moto.url), env=CREDS)
@@ -110,7 +111,24 @@ def test_missing_credentials_log_one_line_per_cycle_without_traceback(moto, tmp_
     lines = [line for line in output.splitlines() if "credentials" in line]
     assert lines and all("level=error" in line and "AWS credentials missing or rejected" in line for line in lines)
     assert errors >= 2 and abs(len(lines) - errors) <= 1  # one line per failed cycle
-    assert "testing" not in output
+
+
+def test_credentials_never_reach_the_log_even_at_debug(moto, tmp_path):
+    secret, token = "MLSCOPE-SECRET-b3e1d9", "MLSCOPE-TOKEN-7f2a0c"
+    env = {**CREDS, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token}
+    create_endpoint(moto.url, "web")
+    proc, base = start_exporter("sagemaker-exporter", "--config", write_config(tmp_path, moto.url),
+                                "--log-level", "debug", env=env)
+    try:
+        wait_metric(base, "sagemaker_endpoint_info", endpoint="web")  # signed calls succeeded ...
+        moto.stop()                                                   # ... and then failed
+        deadline = time.monotonic() + 30
+        while "poll failed" not in proc.output() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        output = proc.stop()
+    assert "poll failed" in output and "level=debug" in output  # the verbose error paths really ran
+    assert secret not in output and token not in output
 
 
 def test_bad_settings_exit_2_with_one_line(tmp_path):

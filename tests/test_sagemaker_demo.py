@@ -19,6 +19,7 @@ def emulator():
     server.stop()
 
 
+@pytest.mark.integration
 def test_percentiles_in_seconds_and_g5_utilization_and_cost(emulator):
     url = emulator
     create_endpoint(url, "llm", [("AllTraffic", "ml.g5.12xlarge", 2)])   # 48 vCPUs, 4 GPUs

@@ -33,6 +33,7 @@ def names(text: str, metric: str, label: str = "endpoint") -> set:
     return {lbls[label] for lbls, _ in samples(text).get(metric, [])}
 
 
+@pytest.mark.integration
 def test_known_traffic_gives_exact_counters_latency_utilization_and_cost(aws):
     create_endpoint(aws, "ep-cpu", [("AllTraffic", "ml.m5.xlarge", 2)],
                     tags={"mlscope:slo": "0.99", "mlscope:latency-objective-seconds": "0.5", "team": "search"})

@@ -57,6 +57,7 @@ class EmulatorServer(ThreadedMotoServer):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         super().__init__(ip_address=host, port=port, verbose=False)
+        self._patched = False
 
     def start(self) -> None:
         app = HealthMiddleware(DomainDispatcherApplication(create_backend_app))
@@ -68,6 +69,8 @@ class EmulatorServer(ThreadedMotoServer):
                                        request_handler=QuietRequestHandler, fd=sock.fileno())
         finally:
             sock.close()  # werkzeug holds its own duplicate of the socket
+        patches.apply()  # undone by stop(): moto is itself again for whatever runs next in this process
+        self._patched = True
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="mlscope-aws-emulator", daemon=True)
@@ -87,6 +90,9 @@ class EmulatorServer(ThreadedMotoServer):
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(5)
+        if self._patched:
+            self._patched = False
+            patches.undo()
 
 
 def start_emulator(host: str = "127.0.0.1", port: int = 0,
@@ -95,7 +101,6 @@ def start_emulator(host: str = "127.0.0.1", port: int = 0,
 
     Port 0 picks a free port. Raises OSError when the address cannot be bound.
     """
-    patches.apply()
     if retention_seconds is not None:
         patches.set_retention(retention_seconds)
     server = EmulatorServer(host, port)

@@ -88,7 +88,9 @@ MAX_STATISTICS_DATAPOINTS = 1_440
 DEFAULT_RETENTION_SECONDS = 6 * 3600
 
 _LOCK = threading.RLock()
-_APPLIED = False
+_USERS = 0  # emulators running in this process; the patches are installed while it is above 0
+_ORIGINALS: dict[tuple[type, str], Any] = {}
+_MISSING = object()
 _RETENTION = [float(DEFAULT_RETENTION_SECONDS)]
 
 # ---------------------------------------------------------------- 1. instance types
@@ -498,15 +500,40 @@ def set_retention(seconds: float) -> None:
     _RETENTION[0] = float(seconds)
 
 
+def _targets() -> list[tuple[type, str, Any]]:
+    return [(sm_models.FakeEndpointConfig, "validate_instance_type", _validate_instance_type),
+            (cw_models.CloudWatchBackend, "put_metric_data", _put_metric_data),
+            (cw_models.CloudWatchBackend, "get_filtered_metrics", _get_filtered_metrics),
+            (cw_responses.CloudWatchResponse, "get_metric_data", _response_get_metric_data),
+            (cw_responses.CloudWatchResponse, "get_metric_statistics", _response_get_metric_statistics)]
+
+
 def apply() -> None:
-    """Install every patch (idempotent)."""
-    global _APPLIED
+    """Install every patch into moto; each call needs a matching `undo()` (a count, so emulators can overlap)."""
+    global _USERS
     with _LOCK:
-        if _APPLIED:
+        if _USERS == 0:
+            for owner, name, patch in _targets():
+                _ORIGINALS[(owner, name)] = owner.__dict__.get(name, _MISSING)
+                setattr(owner, name, patch)
+        _USERS += 1
+
+
+def undo() -> None:
+    """Release one `apply()`; the last one puts moto back exactly as it was."""
+    global _USERS
+    with _LOCK:
+        if _USERS == 0:
             return
-        sm_models.FakeEndpointConfig.validate_instance_type = _validate_instance_type
-        cw_models.CloudWatchBackend.put_metric_data = _put_metric_data
-        cw_models.CloudWatchBackend.get_filtered_metrics = _get_filtered_metrics
-        cw_responses.CloudWatchResponse.get_metric_data = _response_get_metric_data
-        cw_responses.CloudWatchResponse.get_metric_statistics = _response_get_metric_statistics
-        _APPLIED = True
+        _USERS -= 1
+        if _USERS == 0:
+            for (owner, name), original in _ORIGINALS.items():
+                if original is _MISSING:
+                    delattr(owner, name)
+                else:
+                    setattr(owner, name, original)
+            _ORIGINALS.clear()
+
+
+def applied() -> bool:
+    return _USERS > 0
