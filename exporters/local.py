@@ -33,8 +33,9 @@ SERVICES = {
     "prometheus": (9090, 9090),
     "alertmanager": (9093, 9093),
     "host-exporter": (9856, 9856),
-    "gpu-exporter-sim": (9859, 9857),
+    "gpu-exporter-sim": (9860, 9857),
     "sagemaker-exporter": (9858, 9858),
+    "rightsizer": (9859, 9859),
     "aws-emulator": (5000, 5000),
     "oncall-webhook": (9095, 9095),
 }
@@ -202,7 +203,9 @@ class LocalStack:
                                      f"--web.listen-address=127.0.0.1:{p['alertmanager']}",
                                      "--cluster.listen-address="])
         self.start_prometheus()
-        for name in ("host-exporter", "gpu-exporter-sim", "sagemaker-exporter"):
+        self._start("rightsizer", self.mlscope("rightsize", "--serve", "--prometheus", self.url("prometheus"),
+                                               "--listen", f"127.0.0.1:{p['rightsizer']}"))
+        for name in ("host-exporter", "gpu-exporter-sim", "sagemaker-exporter", "rightsizer"):
             self._wait(name, self.url(name) + "/-/healthy")
         self._wait("alertmanager", self.url("alertmanager") + "/-/ready")
 
@@ -268,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("MLScope is running natively on 127.0.0.1 (Ctrl-C stops everything):")
     for name in ("prometheus", "alertmanager", "host-exporter", "gpu-exporter-sim", "sagemaker-exporter",
-                 "aws-emulator", "oncall-webhook"):
+                 "rightsizer", "aws-emulator", "oncall-webhook"):
         print(f"  {name:<20} {stack.url(name)}")
     print(f"  pages and heartbeats are logged in {stack.logs / 'oncall-webhook.log'}")
     print(f"  logs                 {stack.logs}")

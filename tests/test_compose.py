@@ -47,7 +47,7 @@ def test_refuses_to_start_without_grafana_password():
 def test_default_demo_and_gpu_profile(config):
     default = compose_config("config", "--services", env=ENV).stdout.split()
     assert {"prometheus", "alertmanager", "grafana", "host-exporter", "sagemaker-exporter", "gpu-exporter-sim",
-            "aws-emulator", "demo-traffic"} <= set(default)
+            "rightsizer", "aws-emulator", "demo-traffic"} <= set(default)
     assert "gpu-exporter" not in default
     gpu = config["services"]["gpu-exporter"]
     assert gpu["profiles"] == ["gpu"]
@@ -116,3 +116,17 @@ def test_sagemaker_exporter_points_at_the_emulator_by_default(config):
     assert env["MLSCOPE_ENDPOINT_URL"] == "http://aws-emulator:5000"
     real = compose_config("config", "--format", "json", env={**ENV, "MLSCOPE_AWS_ENDPOINT_URL": ""})
     assert json.loads(real.stdout)["services"]["sagemaker-exporter"]["environment"]["MLSCOPE_ENDPOINT_URL"] == ""
+
+
+def test_rightsizer_serves_from_prometheus_locked_down(config):
+    svc = config["services"]["rightsizer"]
+    command = svc["command"]
+    assert command[:2] == ["rightsize", "--serve"]
+    assert command[command.index("--prometheus") + 1] == "http://prometheus:9090"
+    assert [(p["host_ip"], p["published"], p["target"]) for p in svc["ports"]] == [("127.0.0.1", "9859", 9859)]
+    assert svc["user"] == "10001:10001" and svc["read_only"] is True
+    assert svc["cap_drop"] == ["ALL"] and svc["security_opt"] == ["no-new-privileges:true"]
+    assert "9859/-/healthy" in " ".join(svc["healthcheck"]["test"])
+    assert svc["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    published = [p["published"] for s in config["services"].values() for p in s.get("ports", [])]
+    assert len(published) == len(set(published)), f"two services publish one host port: {sorted(published)}"
