@@ -26,6 +26,7 @@ EXPORTERS = {
 TOOLS = {
     "demo": ("mlscope.demo", "local AWS emulator and demo traffic (no AWS account needed)"),
     "prices": ("mlscope.prices", "rebuild the instance price table from the AWS Pricing API"),
+    "rightsize": ("mlscope.rightsize.cli", "recommend instance types and counts from Prometheus history"),
 }
 
 

@@ -11,7 +11,10 @@ import datetime as dt
 import json
 import logging
 import re
+import csv
+import io
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +38,63 @@ _HEADER = [
     "# mlscope prices refresh --region us-east-1 [--output FILE]",
     "# gpu = NVIDIA GPUs (Inferentia/Trainium accelerators are not GPUs and count 0). Lines starting with # are comments.",
 ]
+
+
+CATALOGUE = Path(__file__).resolve().parent / "data" / "instance_catalogue.csv"
+CATALOGUE_COLUMNS = ["instance_type", "region", "vcpu", "memory_gib", "gpu", "gpu_model", "gpu_memory_gib",
+                     "usd_per_hour"]
+
+
+@dataclass(frozen=True)
+class CatalogueRow:
+    """One instance type in one region: what it offers and its on-demand USD per instance-hour."""
+
+    instance_type: str
+    region: str
+    vcpu: int
+    memory_gib: float
+    gpu: int
+    gpu_model: str
+    gpu_memory_gib: float
+    usd_per_hour: float
+
+
+def parse_catalogue(text: str, source: str = "instance catalogue") -> tuple[list[str], list[CatalogueRow]]:
+    """(comment lines, rows) of the instance catalogue CSV; PriceTableError names the line that is wrong."""
+    comments = [line for line in text.splitlines() if line.startswith("#")]
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")]
+    if not lines or [h.strip() for h in next(csv.reader([lines[0][1]]))] != CATALOGUE_COLUMNS:
+        raise PriceTableError(f"{source}: header must be {','.join(CATALOGUE_COLUMNS)}")
+    rows = []
+    for number, line in lines[1:]:
+        f = [x.strip() for x in next(csv.reader([line]))]
+        if len(f) != len(CATALOGUE_COLUMNS):
+            raise PriceTableError(f"{source}: line {number}: expected {len(CATALOGUE_COLUMNS)} fields, got {len(f)}")
+        try:
+            rows.append(CatalogueRow(f[0], f[1], int(f[2]), float(f[3]), int(f[4]), f[5], float(f[6]), float(f[7])))
+        except ValueError as exc:
+            raise PriceTableError(f"{source}: line {number}: {exc}") from None
+    return comments, rows
+
+
+def load_catalogue(path: str | Path | None = None) -> list[CatalogueRow]:
+    path = Path(path) if path else CATALOGUE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PriceTableError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_catalogue(text, str(path))[1]
+
+
+def render_catalogue(comments: list[str], rows: list[CatalogueRow]) -> str:
+    out = io.StringIO()
+    out.writelines(line.rstrip("\n") + "\n" for line in comments)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CATALOGUE_COLUMNS)
+    for r in sorted(rows, key=lambda r: (r.instance_type.startswith("ml."), r.region, r.instance_type)):
+        writer.writerow([r.instance_type, r.region, r.vcpu, f"{r.memory_gib:g}", r.gpu, r.gpu_model,
+                         f"{r.gpu_memory_gib:g}", f"{r.usd_per_hour:g}"])
+    return out.getvalue()
 
 
 def product_filters(region: str) -> list[dict]:

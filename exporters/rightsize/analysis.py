@@ -1,0 +1,69 @@
+"""Statistics over a subject's 5-minute windows: percentiles, the latency knee, Little's law."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import median
+
+Points = list[tuple[float, float]]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), linear between closest ranks (NumPy's default)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max of a utilization series, as 0-1 ratios rounded to 4 places."""
+    return {name: round(percentile(values, q), 4) for name, q in (("p50", 50), ("p95", 95), ("p99", 99),
+                                                                  ("max", 100))}
+
+
+def joined(a: Points, b: Points) -> list[tuple[float, float]]:
+    """(a, b) value pairs at the timestamps both series have."""
+    bs = dict(b)
+    return [(va, bs[t]) for t, va in a if t in bs]
+
+
+@dataclass
+class Knee:
+    """Sustainable requests/s per instance: where p99 latency starts to rise, from the history itself."""
+
+    reached: bool
+    sustainable_rate: float | None  # requests per second per instance
+    baseline_latency: float | None  # seconds: median p99 latency at the lowest quarter of the load
+    bin_width: float | None = None
+
+
+def knee(per_instance_rate: Points, latency: Points, factor: float, bins: int = 20, min_points: int = 3) -> Knee:
+    """Split the observed per-instance request rate into `bins` equal-width bins; the knee is the lowest bin
+    whose median p99 latency exceeds `factor` x the baseline (median latency of the lowest-load quarter of
+    the windows). The sustainable rate is that bin's lower edge. Bins with fewer than `min_points` windows
+    are ignored, so one outlier cannot make a knee."""
+    pairs = [(x, y) for x, y in joined(per_instance_rate, latency) if x > 0]
+    if len(pairs) < 4 * min_points:
+        return Knee(False, None, None)
+    pairs.sort()
+    baseline = median(y for _, y in pairs[: max(min_points, len(pairs) // 4)])
+    top = pairs[-1][0]
+    width = top / bins
+    by_bin: dict[int, list[float]] = {}
+    for x, y in pairs:
+        by_bin.setdefault(min(int(x / width), bins - 1), []).append(y)
+    for index in sorted(by_bin):
+        ys = by_bin[index]
+        if len(ys) >= min_points and median(ys) > factor * baseline:
+            return Knee(True, index * width, baseline, width)
+    return Knee(False, None, baseline, width)
+
+
+def in_flight(rate: float, latency: float) -> float:
+    """Little's law: requests in flight = arrival rate x time in the system."""
+    return rate * latency

@@ -1,0 +1,154 @@
+"""Fetch the fleet's history: one PromQL query per metric for the whole fleet, never one per subject.
+
+Range queries at a 5-minute step over the lookback return, for each subject, the maximum of each
+5-minute window (`max_over_time(x[5m])`) or the window's rate; instant queries at `at` say what runs
+today (instance type, count, cost). Only the exporters' raw series are read, no recording rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .query import PromQL, RightsizeError
+
+STEP = 300  # seconds: the "5-minute window" of the statistic
+ENDPOINT_BY = "account, region, endpoint, variant"
+ENDPOINT_KEYS = ("account", "region", "endpoint", "variant")
+
+ENDPOINT_RANGE = {
+    "cpu": "max by ({by}) (max_over_time(sagemaker_instance_cpu_utilization_ratio{{{sel}}}[{w}]))",
+    "memory": "max by ({by}) (max_over_time(sagemaker_instance_memory_utilization_ratio{{{sel}}}[{w}]))",
+    "gpu": "max by ({by}) (max_over_time(sagemaker_instance_gpu_utilization_ratio{{{sel}}}[{w}]))",
+    "gpu_memory": "max by ({by}) (max_over_time(sagemaker_instance_gpu_memory_utilization_ratio{{{sel}}}[{w}]))",
+    "instances": "max by ({by}) (max_over_time(sagemaker_variant_instances{{{sel}}}[{w}]))",
+    "requests": "sum by ({by}) (rate(sagemaker_invocations_total{{{sel}}}[{w}]))",
+    "latency_p99": "max by ({by}) (max_over_time(sagemaker_model_latency_seconds{{quantile=\"0.99\",{sel}}}[{w}]))",
+}
+ENDPOINT_NOW = {
+    "info": "max by ({by}, instance_type) (last_over_time(sagemaker_variant_info{{{sel}}}[1h]))",
+    "cost": "max by ({by}, instance_type) (last_over_time(sagemaker_variant_hourly_cost_dollars{{{sel}}}[1h]))",
+}
+HOST_RANGE = {
+    "cpu": "1 - avg by (instance) (rate(node_cpu_seconds_total{{mode=\"idle\",{sel}}}[{w}]))",
+    "memory": "1 - min by (instance) (min_over_time(node_memory_MemAvailable_bytes{{{sel}}}[{w}])"
+              " / max_over_time(node_memory_MemTotal_bytes{{{sel}}}[{w}]))",
+    "gpu": "avg by (instance) (max_over_time(gpu_utilization_ratio{{{sel}}}[{w}]))",
+    "gpu_sm": "avg by (instance) (max_over_time(gpu_sm_active_ratio{{{sel}}}[{w}]))",
+    "gpu_memory": "sum by (instance) (max_over_time(gpu_memory_used_bytes{{{sel}}}[{w}]))"
+                  " / sum by (instance) (max_over_time(gpu_memory_total_bytes{{{sel}}}[{w}]))",
+    "gpu_memory_per_gpu": "max by (instance) (max_over_time(gpu_memory_used_bytes{{{sel}}}[{w}])"
+                          " / max_over_time(gpu_memory_total_bytes{{{sel}}}[{w}]))",
+}
+HOST_NOW = {
+    "cost": "max by (instance, instance_type, region) (last_over_time(mlscope_host_hourly_cost_dollars{{{sel}}}[1h]))",
+    "gpus": "count by (instance, model) (last_over_time(gpu_info{{{sel}}}[1h]))",
+}
+
+Points = list[tuple[float, float]]
+
+
+@dataclass
+class History:
+    """One subject's history: 5-minute series and what runs now."""
+
+    kind: str  # sagemaker_variant | host
+    labels: dict[str, str]  # region/endpoint/variant(/account) or instance
+    region: str
+    instance_type: str | None = None
+    instances_now: int = 1
+    hourly_cost: float | None = None  # total for instances_now, from the exporters' cost series
+    series: dict[str, Points] = field(default_factory=dict)
+    gpus_observed: int = 0
+    gpu_model_observed: str | None = None
+
+    def values(self, name: str) -> list[float]:
+        return [v for _, v in self.series.get(name, [])]
+
+    @property
+    def history_hours(self) -> float:
+        counts = [len(self.series.get(name, [])) for name in ("cpu", "gpu", "memory", "instances", "requests")]
+        return max(counts, default=0) * STEP / 3600
+
+    @property
+    def name(self) -> str:
+        if self.kind == "host":
+            return self.labels["instance"]
+        return f"{self.labels['endpoint']}/{self.labels['variant']}"
+
+
+def _selector(label: str, pattern: str | None) -> str:
+    if not pattern:
+        return ""
+    if "`" in pattern:
+        raise RightsizeError(f"--{label}: a regular expression with a backquote cannot be sent as PromQL")
+    return f"{label}=~`{pattern}`"
+
+
+def _query(template: str, by: str, sel: str) -> str:
+    text = template.format(by=by, sel=sel, w=f"{STEP}s")
+    return text.replace(",}", "}").replace("{,", "{")
+
+
+def fetch(client: PromQL, at: float, lookback: float, endpoint: str | None = None, instance: str | None = None,
+          host_region: str = "us-east-1", hosts: bool = True, endpoints: bool = True) -> list[History]:
+    start = at - lookback + STEP
+    out: list[History] = []
+    # A filter on one kind of subject leaves the other kind out, unless it has its own filter.
+    if endpoints and (endpoint or not instance):
+        out += _endpoints(client, at, start, _selector("endpoint", endpoint))
+    if hosts and (instance or not endpoint):
+        out += _hosts(client, at, start, _selector("instance", instance), host_region)
+    return out
+
+
+def _endpoints(client: PromQL, at: float, start: float, sel: str) -> list[History]:
+    subjects: dict[tuple, History] = {}
+    for labels, _ in client.instant(_query(ENDPOINT_NOW["info"], ENDPOINT_BY, sel), at):
+        key = tuple(labels.get(k, "") for k in ENDPOINT_KEYS)
+        itype = labels.get("instance_type", "")
+        if itype == "serverless" or key in subjects:
+            continue
+        subjects[key] = History("sagemaker_variant", {k: v for k, v in zip(ENDPOINT_KEYS, key) if v},
+                                labels.get("region", ""), itype or None)
+    for labels, cost in client.instant(_query(ENDPOINT_NOW["cost"], ENDPOINT_BY, sel), at):
+        subject = subjects.get(tuple(labels.get(k, "") for k in ENDPOINT_KEYS))
+        if subject is not None and labels.get("instance_type") == subject.instance_type:
+            subject.hourly_cost = cost
+    for name, template in ENDPOINT_RANGE.items():
+        for labels, points in client.range(_query(template, ENDPOINT_BY, sel), start, at, STEP):
+            subject = subjects.get(tuple(labels.get(k, "") for k in ENDPOINT_KEYS))
+            if subject is not None:
+                subject.series[name] = points
+    for subject in subjects.values():
+        counts = subject.series.get("instances")
+        subject.instances_now = max(1, round(counts[-1][1])) if counts else 1
+    return list(subjects.values())
+
+
+def _hosts(client: PromQL, at: float, start: float, sel: str, default_region: str) -> list[History]:
+    subjects: dict[str, History] = {}
+
+    def subject(instance: str) -> History:
+        if instance not in subjects:
+            subjects[instance] = History("host", {"instance": instance}, default_region)
+        return subjects[instance]
+
+    for labels, cost in client.instant(_query(HOST_NOW["cost"], "", sel), at):
+        if labels.get("instance"):
+            host = subject(labels["instance"])
+            host.instance_type = labels.get("instance_type") or None
+            host.region = labels.get("region") or default_region
+            host.hourly_cost = cost
+    for labels, count in client.instant(_query(HOST_NOW["gpus"], "", sel), at):
+        if labels.get("instance"):
+            host = subject(labels["instance"])
+            host.gpus_observed += int(count)
+            host.gpu_model_observed = labels.get("model") or host.gpu_model_observed
+    for name, template in HOST_RANGE.items():
+        for labels, points in client.range(_query(template, "", sel), start, at, STEP):
+            if labels.get("instance"):
+                subject(labels["instance"]).series[name] = points
+    for host in subjects.values():
+        if "gpu_sm" in host.series:  # SM activity (GPM) is the truer measure of GPU use where it exists
+            host.series["gpu"] = host.series.pop("gpu_sm")
+    return [h for h in subjects.values() if "cpu" in h.series or "gpu" in h.series]

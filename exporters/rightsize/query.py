@@ -1,0 +1,169 @@
+"""A small client for the PromQL HTTP API (Prometheus, VictoriaMetrics, Thanos, Mimir).
+
+Basic auth, bearer token, a CA file or no TLS verification, and a timeout. Every failure becomes one
+`RightsizeError` line that says what went wrong and what to check. It counts the queries it sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import socket
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+
+Labels = tuple[tuple[str, str], ...]
+# Prometheus refuses a range query of more than 11,000 points per series; stay under it.
+MAX_POINTS = 10_000
+
+
+class RightsizeError(Exception):
+    """Bad input or an unusable query API: the message is the one line the user sees."""
+
+
+@dataclass
+class Auth:
+    basic_user: str | None = None
+    basic_password: str | None = None
+    bearer_token: str | None = None
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+
+
+@dataclass
+class PromQL:
+    url: str
+    timeout: float = 60.0
+    auth: Auth = field(default_factory=Auth)
+    queries: int = 0
+
+    def __post_init__(self) -> None:
+        self.url = self.url.rstrip("/")
+        parsed = urllib.parse.urlparse(self.url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise RightsizeError(f"--prometheus: must be an http:// or https:// URL, got {self.url!r}")
+        self._context = None
+        if parsed.scheme == "https":
+            try:
+                self._context = ssl.create_default_context(cafile=self.auth.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise RightsizeError(f"--ca-file: cannot load {self.auth.ca_file}: {exc}") from None
+            if self.auth.insecure_skip_verify:
+                self._context.check_hostname = False
+                self._context.verify_mode = ssl.CERT_NONE
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "mlscope-rightsize"}
+        if self.auth.bearer_token:
+            headers["Authorization"] = f"Bearer {self.auth.bearer_token}"
+        elif self.auth.basic_user is not None:
+            pair = f"{self.auth.basic_user}:{self.auth.basic_password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        return headers
+
+    def api(self, path: str, params: dict[str, str] | None = None) -> object:
+        """POST (GET without params) to /api/v1/<path>; return `data` of a successful answer."""
+        body = urllib.parse.urlencode(params).encode() if params else None
+        request = urllib.request.Request(f"{self.url}/api/v1/{path}", data=body, headers=self._headers(),
+                                         method="POST" if body else "GET")
+        if params is not None:
+            self.queries += 1
+        what = f"{self.url}"
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raw = exc.read() or b""
+            if exc.code in (401, 403):
+                raise RightsizeError(f"{what} refused the query (HTTP {exc.code}): check --basic-auth-user, "
+                                     "--basic-auth-password-file or --bearer-token-file") from None
+            message = _error_message(raw)
+            if exc.code in (422, 503) and message and "timeout" in message.lower():
+                raise RightsizeError(f"{what}: the query timed out on the server ({message}); use a shorter "
+                                     "--lookback or raise --query-timeout") from None
+            raise RightsizeError(f"{what} answered HTTP {exc.code} to /api/v1/{path}"
+                                 f"{': ' + message if message else ''}") from None
+        except (socket.timeout, TimeoutError):
+            raise RightsizeError(f"{what}: no answer within {self.timeout:g} s (--query-timeout); "
+                                 "use a shorter --lookback or raise --query-timeout") from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise RightsizeError(f"{what}: no answer within {self.timeout:g} s (--query-timeout)") from None
+            if isinstance(reason, ssl.SSLError):
+                raise RightsizeError(f"{what}: TLS failed ({reason.reason or reason}); "
+                                     "check --ca-file or --insecure-skip-verify") from None
+            raise RightsizeError(f"cannot reach the query API at {what}: {getattr(reason, 'strerror', None) or reason}") \
+                from None
+        except (OSError, ValueError) as exc:
+            raise RightsizeError(f"cannot reach the query API at {what}: {exc}") from None
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise RightsizeError(f"{what}/api/v1/{path} did not answer JSON: is it a Prometheus-compatible "
+                                 "query API?") from None
+        if not isinstance(answer, dict) or answer.get("status") != "success":
+            raise RightsizeError(f"{what}: query failed: {_error_message(raw) or 'no error message'}")
+        return answer.get("data")
+
+    def instant(self, expr: str, at: float) -> list[tuple[dict, float]]:
+        data = self.api("query", {"query": expr, "time": _ts(at), "timeout": f"{self.timeout:g}s"})
+        return [(item["metric"], float(item["value"][1])) for item in _vector(data, expr)]
+
+    def range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict, list[tuple[float, float]]]]:
+        """One range query, split into chunks of at most MAX_POINTS steps; series merged by labels."""
+        merged: dict[Labels, tuple[dict, list[tuple[float, float]]]] = {}
+        chunk_start = start
+        while chunk_start <= end:
+            chunk_end = min(end, chunk_start + step * (MAX_POINTS - 1))
+            data = self.api("query_range", {"query": expr, "start": _ts(chunk_start), "end": _ts(chunk_end),
+                                            "step": f"{step:g}", "timeout": f"{self.timeout:g}s"})
+            for item in _vector(data, expr, "matrix"):
+                key = tuple(sorted(item["metric"].items()))
+                points = [(float(t), float(v)) for t, v in item["values"]]
+                merged.setdefault(key, (item["metric"], []))[1].extend(
+                    p for p in points if not math.isnan(p[1]))
+            chunk_start = chunk_end + step
+        return list(merged.values())
+
+    def retention_seconds(self) -> float | None:
+        """The store's time-based retention, where it says (Prometheus); None when unknown."""
+        try:
+            data = self.api("status/runtimeinfo")
+        except RightsizeError as exc:
+            if "HTTP 404" in str(exc) or "HTTP 400" in str(exc):
+                return None  # VictoriaMetrics, Thanos and Mimir do not serve this page
+            raise
+        text = str((data or {}).get("storageRetention", "")) if isinstance(data, dict) else ""
+        match = re.match(r"^\s*((?:\d+(?:ms|s|m|h|d|w|y))+)", text)
+        return _prom_duration(match.group(1)) if match else None
+
+
+def _vector(data: object, expr: str, kind: str = "vector") -> list[dict]:
+    if not isinstance(data, dict) or data.get("resultType") != kind or not isinstance(data.get("result"), list):
+        raise RightsizeError(f"unexpected answer to {expr!r}: not a {kind}")
+    return data["result"]
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        body = json.loads(raw)
+        return str(body.get("error") or "").splitlines()[0][:300] if isinstance(body, dict) else ""
+    except (ValueError, IndexError):
+        return raw.decode(errors="replace").strip().splitlines()[0][:300] if raw.strip() else ""
+
+
+def _ts(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def _prom_duration(text: str) -> float:
+    return sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text))
