@@ -33,7 +33,7 @@ RETRY_AFTER_FAILURE = 300.0  # seconds; a failed run is retried sooner than --in
 SUBJECT = ("kind", "account", "region", "endpoint", "variant", "instance")
 
 Report = dict[str, Any]
-Analyse = Callable[[], tuple[Report, int]]  # one run: (the JSON report, HTTP queries it sent)
+Analyse = Callable[[float], tuple[Report, int]]  # one run as of a time: (the JSON report, queries it sent)
 
 
 def subject_labels(rec: dict) -> list[str]:
@@ -45,7 +45,7 @@ class Result:
     """The last good run: immutable, replaced as a whole."""
 
     report: Report
-    finished: float   # Unix time the run ended
+    at: float         # Unix time the report analyses up to (its run's start)
     duration: float   # seconds
     queries: int
 
@@ -80,18 +80,19 @@ class Rightsizer:
 
     def run_once(self) -> bool:
         started = time.perf_counter()
+        at = self.clock()
         try:
-            report, queries = self.analyse()
+            report, queries = self.analyse(at)
         except Exception as exc:  # one line, never a traceback; the last good report stays served
             self.errors += 1
             self.health.observe(COLLECTOR, False, time.perf_counter() - started)
-            kept = (f"serving the report of {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.result.finished))}"
+            kept = (f"serving the report of {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.result.at))}"
                     if self.result else "nothing to serve yet")
             log.error("rightsizing run failed: %s; %s", _one_line(exc), kept)
             log.debug("rightsizing run traceback", exc_info=True)
             return False
         duration = time.perf_counter() - started
-        self.result = Result(report, self.clock(), duration, queries)
+        self.result = Result(report, at, duration, queries)
         self.health.observe(COLLECTOR, True, duration)
         log.info("rightsized %d subjects in %.1fs (%d queries)", len(report.get("recommendations", [])),
                  duration, queries)
@@ -195,8 +196,9 @@ def families(result: Result) -> list[Metric]:
     if settings.get("target_utilization") is not None and settings.get("overprovisioned_below") is not None:
         lower.add_metric([], settings["target_utilization"] * settings["overprovisioned_below"])
     last = GaugeMetricFamily("mlscope_rightsizing_last_run_timestamp_seconds",
-                             "Unix time the served report was made (its last successful run).")
-    last.add_metric([], result.finished)
+                             "Unix time the served report analyses up to: the start of the last successful run "
+                             "(`mlscope rightsize --at` this value gives the same report).")
+    last.add_metric([], result.at)
     duration = GaugeMetricFamily("mlscope_rightsizing_last_run_duration_seconds",
                                  "How long the served report's run took.")
     duration.add_metric([], result.duration)
@@ -231,8 +233,8 @@ def build(cfg: Config, health: Health) -> Parts:
     except PriceTableError as exc:
         raise SettingError(f"--catalogue: {exc}") from None
 
-    def analyse() -> tuple[Report, int]:
-        report = run_once(cfg, at=time.time())
+    def analyse(at: float) -> tuple[Report, int]:
+        report = run_once(cfg, at=at)
         return report.as_dict(), report.queries
 
     service = Rightsizer(analyse, health, cfg.interval)
