@@ -69,7 +69,7 @@ def build():
                         "options."),
             "risk (0-4)", RISK_COLOURS),
         bargauge_panel("Savings by subject $/month", [
-            Q(f"sort_desc(topk(15, max by ({SUBJECT}) ({M}estimated_monthly_savings_dollars) > 0))",
+            Q(f"sort_desc(topk(15, max by ({SUBJECT}) ({M}estimated_monthly_savings_dollars)))",
               "{{endpoint}} {{variant}} {{instance}}", instant=True)],
             "currencyUSD", neutral(), w=12, h=9, min_val=0, decimals=0,
             description="The 15 subjects that would save the most."),

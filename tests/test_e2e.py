@@ -17,7 +17,7 @@ from mlscope.local import LocalStack, Options
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-JOBS = ("host", "gpu", "sagemaker", "prometheus", "alertmanager")
+JOBS = ("host", "gpu", "sagemaker", "rightsizer", "prometheus", "alertmanager")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def stack(tmp_path_factory, receiver):
     require_binary("prometheus-alertmanager")
     options = Options.ephemeral(tmp_path_factory.mktemp("stack"), scrape_interval="2s", evaluation_interval="2s",
                                 webhook_url=receiver.url, sagemaker_poll="5s", sagemaker_delay="70s",
-                                backfill="30m")
+                                backfill="30m", rightsize_interval="10s")
     s = LocalStack(options).start()
     yield s
     s.stop()

@@ -27,7 +27,9 @@ from ..spec import ExporterSpec, Parts
 log = logging.getLogger(__name__)
 
 COLLECTOR = "rightsizer"
-RETRY_AFTER_FAILURE = 300.0  # seconds; a failed run is retried sooner than --interval, but never hammered
+# A failed run is retried sooner than --interval: after 10 s, then twice as long each time, at most 5 minutes
+# (a store that is still starting answers soon; one that is down is not hammered).
+FIRST_RETRY, LAST_RETRY = 10.0, 300.0
 # Every subject series carries all six labels; those that do not apply are "" (endpoints have no instance,
 # hosts no endpoint/variant), so one PromQL `on (...)` joins them all.
 SUBJECT = ("kind", "account", "region", "endpoint", "variant", "instance")
@@ -74,9 +76,14 @@ class Rightsizer:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        retry = FIRST_RETRY
         while not self._stop.is_set():
-            ok = self.run_once()
-            self._stop.wait(self.interval if ok else min(self.interval, RETRY_AFTER_FAILURE))
+            if self.run_once():
+                retry = FIRST_RETRY
+                self._stop.wait(self.interval)
+            else:
+                self._stop.wait(min(self.interval, retry))
+                retry = min(2 * retry, LAST_RETRY)
 
     def run_once(self) -> bool:
         started = time.perf_counter()
