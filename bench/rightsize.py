@@ -107,6 +107,22 @@ def write_openmetrics(path: Path, series: list, end: int) -> int:
     return written
 
 
+def write_history(tsdb: Path, work: Path, end: int, log) -> None:
+    start = end - DAYS * DAY - GAUGE_RES      # a little more than the lookback
+    t0 = time.monotonic()
+    series = fleet(start, ENDPOINTS, HOSTS)
+    path = work / "history.om"
+    samples = write_openmetrics(path, series, end)
+    t1 = time.monotonic()
+    size_gb = path.stat().st_size / 1e9
+    backfill.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet",
+                  "--max-block-duration=384h", str(path), str(tsdb)], timeout=3600)
+    path.unlink()
+    log(f"history: {ENDPOINTS} endpoints, {HOSTS} GPU hosts, {len(series):,} series, {samples:,} samples "
+        f"({size_gb:.1f} GB of OpenMetrics) over {DAYS} d; generate {t1 - t0:.0f} s, "
+        f"promtool import {time.monotonic() - t1:.0f} s")
+
+
 def query_count(prom: Prometheus) -> float:
     """Queries Prometheus has answered so far (its own /metrics: instant and range query APIs)."""
     _, body = prom.get("/metrics")
@@ -144,23 +160,19 @@ def main() -> None:
         print(f"  [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
     work = backfill.temp_dir("mlscope-bench-rightsize-")
-    tsdb = work / "tsdb"
-    tsdb.mkdir()
+    # MLSCOPE_BENCH_RIGHTSIZE_TSDB=DIR keeps the imported history there and reuses it on the next run.
+    kept = os.environ.get("MLSCOPE_BENCH_RIGHTSIZE_TSDB")
+    tsdb = Path(kept) if kept else work / "tsdb"
+    tsdb.mkdir(parents=True, exist_ok=True)
     try:
-        end = int(time.time()) // GAUGE_RES * GAUGE_RES
-        start = end - DAYS * DAY - GAUGE_RES      # a little more than the lookback
-        t0 = time.monotonic()
-        series = fleet(start, ENDPOINTS, HOSTS)
-        path = work / "history.om"
-        samples = write_openmetrics(path, series, end)
-        t1 = time.monotonic()
-        size_gb = path.stat().st_size / 1e9
-        backfill.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet",
-                      "--max-block-duration=384h", str(path), str(tsdb)], timeout=3600)
-        path.unlink()
-        log(f"history: {ENDPOINTS} endpoints, {HOSTS} GPU hosts, {len(series):,} series, {samples:,} samples "
-            f"({size_gb:.1f} GB of OpenMetrics) over {DAYS} d; generate {t1 - t0:.0f} s, "
-            f"promtool import {time.monotonic() - t1:.0f} s")
+        stamp = tsdb / "mlscope-bench-end"
+        if stamp.is_file():
+            end = int(stamp.read_text())
+            log(f"history: reusing {tsdb} (ends {time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(end))})")
+        else:
+            end = int(time.time()) // GAUGE_RES * GAUGE_RES
+            write_history(tsdb, work, end, log)
+            stamp.write_text(str(end))
         with Prometheus(tsdb, work, name="prometheus-rightsize") as prom:
             # the retention check reads /api/v1/status/runtimeinfo: 60 d here, more than the 14 d lookback
             small_e, small_h = max(1, ENDPOINTS // 10), max(1, HOSTS // 10)
