@@ -84,7 +84,7 @@ def utilization_svg(util: dict, target: float, low: float) -> str:
     width, left, row = 300, 78, 18
     names = [r for r in RESOURCE_LABELS if r in util]
     height = row * len(names) + 14
-    scale = width - left - 6
+    scale = width - left - 14  # room for the 100 % label
     x = lambda v: left + max(0.0, min(1.0, v)) * scale  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
              f'aria-label="utilization against thresholds">']

@@ -89,12 +89,12 @@ class PromQL:
             raise RightsizeError(f"{what} answered HTTP {exc.code} to /api/v1/{path}"
                                  f"{': ' + message if message else ''}") from None
         except (socket.timeout, TimeoutError):
-            raise RightsizeError(f"{what}: no answer within {self.timeout:g} s (--query-timeout); "
+            raise RightsizeError(f"{what}: timed out, no answer within {self.timeout:g} s (--query-timeout); "
                                  "use a shorter --lookback or raise --query-timeout") from None
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise RightsizeError(f"{what}: no answer within {self.timeout:g} s (--query-timeout)") from None
+                raise RightsizeError(f"{what}: timed out, no answer within {self.timeout:g} s (--query-timeout)") from None
             if isinstance(reason, ssl.SSLError):
                 raise RightsizeError(f"{what}: TLS failed ({reason.reason or reason}); "
                                      "check --ca-file or --insecure-skip-verify") from None
@@ -111,8 +111,12 @@ class PromQL:
             raise RightsizeError(f"{what}: query failed: {_error_message(raw) or 'no error message'}")
         return answer.get("data")
 
+    def _server_timeout(self) -> str:
+        """The same timeout for the server's query engine, in whole milliseconds (Prometheus parses no 0.001s)."""
+        return f"{max(1, round(self.timeout * 1000))}ms"
+
     def instant(self, expr: str, at: float) -> list[tuple[dict, float]]:
-        data = self.api("query", {"query": expr, "time": _ts(at), "timeout": f"{self.timeout:g}s"})
+        data = self.api("query", {"query": expr, "time": _ts(at), "timeout": self._server_timeout()})
         return [(item["metric"], float(item["value"][1])) for item in _vector(data, expr)]
 
     def range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict, list[tuple[float, float]]]]:
@@ -122,7 +126,7 @@ class PromQL:
         while chunk_start <= end:
             chunk_end = min(end, chunk_start + step * (MAX_POINTS - 1))
             data = self.api("query_range", {"query": expr, "start": _ts(chunk_start), "end": _ts(chunk_end),
-                                            "step": f"{step:g}", "timeout": f"{self.timeout:g}s"})
+                                            "step": f"{step:g}", "timeout": self._server_timeout()})
             for item in _vector(data, expr, "matrix"):
                 key = tuple(sorted(item["metric"].items()))
                 points = [(float(t), float(v)) for t, v in item["values"]]
