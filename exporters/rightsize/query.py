@@ -83,7 +83,7 @@ class PromQL:
                 raise RightsizeError(f"{what} refused the query (HTTP {exc.code}): check --basic-auth-user, "
                                      "--basic-auth-password-file or --bearer-token-file") from None
             message = _error_message(raw)
-            if exc.code in (422, 503) and message and "timeout" in message.lower():
+            if exc.code in (422, 503) and (b'"timeout"' in raw or "timed out" in message or "timeout" in message):
                 raise RightsizeError(f"{what}: the query timed out on the server ({message}); use a shorter "
                                      "--lookback or raise --query-timeout") from None
             raise RightsizeError(f"{what} answered HTTP {exc.code} to /api/v1/{path}"
