@@ -325,3 +325,18 @@ def test_bad_settings(prom, args, words):
 def test_missing_or_bad_url():
     one_line_error(run_cli("rightsize"), "--prometheus")
     one_line_error(run_cli("rightsize", "--prometheus", "ftp://x"), "--prometheus", "http")
+
+
+def test_one_query_per_metric_whatever_the_fleet(prom):
+    from mlscope.rightsize import PromQL, analyse
+    from mlscope.rightsize.cli import timestamp
+    from mlscope.rightsize.query import Auth
+
+    def queries(**filters) -> tuple[int, int]:
+        client = PromQL(prom.url, auth=Auth(USER, PASSWORD))
+        rep = analyse(client, timestamp(AT), 14 * 86400, **filters)
+        return rep.queries, len(rep.recommendations)
+
+    assert queries() == (17, 9)  # 7 range + 2 instant for variants, 6 + 2 for hosts
+    assert queries(endpoint="spiky") == (9, 1)
+    assert queries(instance=".*host") == (8, 2)
