@@ -10,7 +10,6 @@ logs one line, and the last good report stays served.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -22,7 +21,7 @@ from ..cli import serve_exporter
 from ..health import Health
 from ..prices import PriceTableError
 from ..settings import Config, SettingError
-from ..spec import ExporterSpec, Parts
+from ..spec import BackgroundLoop, ExporterSpec, Parts
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class Result:
     queries: int
 
 
-class Rightsizer:
+class Rightsizer(BackgroundLoop):
     """The background service: runs the analysis now, then every `interval`; keeps the last good result."""
 
     def __init__(self, analyse: Analyse, health: Health, interval: float, clock: Callable[[], float] = time.time):
@@ -62,18 +61,8 @@ class Rightsizer:
         self.clock = clock
         self.result: Result | None = None
         self.errors = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__("rightsizer")
         health.register(COLLECTOR)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="rightsizer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         retry = FIRST_RETRY
