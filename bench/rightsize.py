@@ -18,7 +18,6 @@ Target (issue 7): under 60 s and 300 MB for the whole fleet on this 2-core machi
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import resource
@@ -75,44 +74,13 @@ def fleet(start: float, endpoints: int, hosts: int) -> list:
     return series
 
 
-def write_openmetrics(path: Path, series: list, end: int) -> int:
-    """Like rightsize_histories.write_openmetrics, with a coarser step per type (see the module doc)."""
-    by_family: dict[str, list] = {}
-    for s in series:
-        by_family.setdefault(s.family, []).append(s)
-    written = 0
-    suffixes: dict[tuple[int, int], list[tuple[int, str]]] = {}
-    with open(path, "w", buffering=1 << 22) as out:
-        for family, members in by_family.items():
-            out.write(f"# TYPE {family} {members[0].type}\n")
-            for s in members:
-                res = COUNTER_RES if s.type == "counter" else GAUGE_RES
-                first = int(math.ceil(s.start / res) * res)
-                times = suffixes.get((first, res))
-                if times is None:
-                    times = suffixes[(first, res)] = [(t, f" {t}\n") for t in range(first, end, res)]
-                prefix = s.sample + "{" + ",".join(f'{k}="{v}"' for k, v in s.labels.items()) + "} "
-                fn, total, lines = s.value, 0.0, []
-                for t, suffix in times:
-                    v = fn(t)
-                    if v is None:
-                        continue
-                    if s.type == "counter":
-                        total += v * res
-                        v = total
-                    lines.append(f"{prefix}{v:.9g}{suffix}")
-                written += len(lines)
-                out.write("".join(lines))
-        out.write("# EOF\n")
-    return written
-
-
 def write_history(tsdb: Path, work: Path, end: int, log) -> None:
     start = end - DAYS * DAY - GAUGE_RES      # a little more than the lookback
     t0 = time.monotonic()
     series = fleet(start, ENDPOINTS, HOSTS)
     path = work / "history.om"
-    samples = write_openmetrics(path, series, end)
+    samples = hist.write_openmetrics(path, series, end, res={"gauge": GAUGE_RES, "summary": GAUGE_RES,
+                                                              "counter": COUNTER_RES})
     t1 = time.monotonic()
     size_gb = path.stat().st_size / 1e9
     backfill.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet",

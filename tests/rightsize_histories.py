@@ -104,8 +104,9 @@ def _labels(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
-def write_openmetrics(path: Path, series: Iterable[Series], end: float, res: int = 60) -> int:
-    """All series as one OpenMetrics file (families contiguous); returns the number of samples."""
+def write_openmetrics(path: Path, series: Iterable[Series], end: float, res: int | dict[str, int] = 60) -> int:
+    """All series as one OpenMetrics file (families contiguous); returns the number of samples.
+    `res` is the step in seconds, or one per series type (e.g. {"gauge": 300, "counter": 150, "summary": 300})."""
     by_family: dict[str, list[Series]] = {}
     for s in series:
         by_family.setdefault(s.family, []).append(s)
@@ -114,16 +115,17 @@ def write_openmetrics(path: Path, series: Iterable[Series], end: float, res: int
         for family, members in by_family.items():
             out.write(f"# TYPE {family} {members[0].type}\n")
             for s in members:
+                step = res[s.type] if isinstance(res, dict) else res
                 prefix = s.sample + _labels(s.labels) + " "
-                first = math.ceil(s.start / res) * res
+                first = math.ceil(s.start / step) * step
                 stop = min(end, s.end) if s.end is not None else end
                 lines, total = [], 0.0
-                for t in range(int(first), int(stop), res):
+                for t in range(int(first), int(stop), step):
                     v = s.value(t)
                     if v is None:
                         continue
                     if s.type == "counter":
-                        total += v * res
+                        total += v * step
                         v = total
                     lines.append(f"{prefix}{v:.9g} {t}\n")
                 written += len(lines)
