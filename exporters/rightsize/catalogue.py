@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 from ..prices import CatalogueRow, load_catalogue
 
@@ -15,24 +15,17 @@ GPU_PERFORMANCE = {"T4": 1.0, "A10G": 1.875, "L4": 0.94, "L40S": 2.7, "V100": 1.
 SPECIAL_FAMILIES = ("t2", "t3", "t3a", "t4g", "inf1", "inf2", "trn1", "trn1n")
 
 
-@dataclass(frozen=True)
-class Instance:
-    instance_type: str
-    vcpu: int
-    memory_gib: float
-    gpu: int
-    gpu_model: str
-    gpu_memory_gib: float
-    usd_per_hour: float
+# What the rightsizer knows of an instance type in one region (its price with the user's overrides applied).
+Instance = CatalogueRow
 
-    @property
-    def family(self) -> str:
-        return self.instance_type.removeprefix("ml.").split(".")[0]
 
-    @property
-    def gpu_units(self) -> float:
-        """GPU throughput of one instance in T4 equivalents."""
-        return self.gpu * GPU_PERFORMANCE.get(self.gpu_model, 1.0)
+def family(instance: Instance) -> str:
+    return instance.instance_type.removeprefix("ml.").split(".")[0]
+
+
+def gpu_units(instance: Instance) -> float:
+    """GPU throughput of one instance in T4 equivalents."""
+    return instance.gpu * GPU_PERFORMANCE.get(instance.gpu_model, 1.0)
 
 
 class Catalogue:
@@ -55,11 +48,7 @@ class Catalogue:
         row = self._rows.get((instance_type or "", region))
         if row is None:
             return None
-        return Instance(row.instance_type, row.vcpu, row.memory_gib, row.gpu, row.gpu_model, row.gpu_memory_gib,
-                        self.price(row.instance_type, region, row.usd_per_hour))
-
-    def knows(self, instance_type: str | None) -> bool:
-        return any(t == instance_type for t, _ in self._rows)
+        return replace(row, usd_per_hour=self.price(row.instance_type, region, row.usd_per_hour))
 
     def candidates(self, region: str, sagemaker: bool) -> list[Instance]:
         types = sorted(t for t, r in self._rows if r == region and t.startswith("ml.") == sagemaker)

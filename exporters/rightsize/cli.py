@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import sys
 import time
@@ -21,7 +20,6 @@ from .findings import PROFILES, Policy
 from .outputs import RENDERERS
 from .query import Auth, PromQL, RightsizeError
 
-log = logging.getLogger("mlscope.rightsize")
 
 
 def timestamp(raw: Any) -> float:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from .analysis import Knee, in_flight, knee, percentile, summary
-from .catalogue import SPECIAL_FAMILIES, Catalogue, Instance
+from .catalogue import SPECIAL_FAMILIES, Catalogue, Instance, family, gpu_units
 from .history import History
 
 RESOURCES = ("cpu", "memory", "gpu", "gpu_memory")
@@ -90,7 +90,7 @@ def demand_of(h: History, cur: Instance, stats: dict[str, float], knee_: Knee, p
     if "cpu" in stats:
         d.vcpus = stats["cpu"] * cur.vcpu * n
     if "gpu" in stats and cur.gpu:
-        d.gpu_units = stats["gpu"] * cur.gpu_units * n
+        d.gpu_units = stats["gpu"] * gpu_units(cur) * n
     if "memory" in stats:
         d.memory_gib = stats["memory"] * cur.memory_gib
     if "gpu_memory" in stats and cur.gpu:
@@ -114,10 +114,10 @@ def size(cand: Instance, cur: Instance, d: Demand, policy: Policy, min_n: int, h
     if d.vcpus is not None:
         n = max(n, _ceil(d.vcpus / (cand.vcpu * t)))
     if d.gpu_units is not None:
-        n = max(n, _ceil(d.gpu_units / (cand.gpu_units * t)))
+        n = max(n, _ceil(d.gpu_units / (gpu_units(cand) * t)))
     rate_capacity = None
     if d.sustainable_rate:
-        ratio = cand.gpu_units / cur.gpu_units if cur.gpu else cand.vcpu / cur.vcpu
+        ratio = gpu_units(cand) / gpu_units(cur) if cur.gpu else cand.vcpu / cur.vcpu
         rate_capacity = d.sustainable_rate * ratio
         n = max(n, _ceil(d.peak_rate / (rate_capacity * t)))
     if host and n > 1:
@@ -128,7 +128,7 @@ def size(cand: Instance, cur: Instance, d: Demand, policy: Policy, min_n: int, h
     if d.memory_gib is not None:
         projected["memory"] = d.memory_gib / cand.memory_gib
     if d.gpu_units is not None:
-        projected["gpu"] = d.gpu_units / (n * cand.gpu_units)
+        projected["gpu"] = d.gpu_units / (n * gpu_units(cand))
     if d.gpu_memory_gib is not None:
         projected["gpu_memory"] = d.gpu_memory_gib / (cand.gpu * cand.gpu_memory_gib)
     peak = max(projected.values(), default=0.0)
@@ -146,7 +146,7 @@ def options(h: History, cur: Instance, d: Demand, policy: Policy, catalogue: Cat
     for cand in catalogue.candidates(h.region, sagemaker=not host):
         if bool(cand.gpu) != bool(cur.gpu) or cand.usd_per_hour is None:
             continue
-        if cand.family in SPECIAL_FAMILIES and cand.family != cur.family:
+        if family(cand) in SPECIAL_FAMILIES and family(cand) != family(cur):
             continue
         sized = size(cand, cur, d, policy, 1 if host else min_n, host)
         if sized is None or sized["performance_risk"] > policy.max_performance_risk:
