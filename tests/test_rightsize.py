@@ -340,3 +340,22 @@ def test_one_query_per_metric_whatever_the_fleet(prom):
     assert queries() == (17, 9)  # 7 range + 2 instant for variants, 6 + 2 for hosts
     assert queries(endpoint="spiky") == (9, 1)
     assert queries(instance=".*host") == (8, 2)
+
+
+def test_tls_query_api(tmp_path):
+    """A Prometheus serving HTTPS (its own web config): the CA file verifies it, no CA fails the handshake in
+    one line, --insecure-skip-verify gets through. Its store is empty, so a run that got through says so."""
+    from test_runtime import _cert
+
+    ca, ca_key, ca_crt, _ = _cert(tmp_path, "ca", ca=True)
+    _, _, server_crt, server_key = _cert(tmp_path, "server", ca.subject, ca_key)
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {server_crt}\n  key_file: {server_key}\n")
+    server = Prometheus({"scrape_configs": []}, tmp_path, extra_args=[f"--web.config.file={web}"])
+    try:
+        url = f"https://127.0.0.1:{server.port}"
+        one_line_error(run_cli("rightsize", "--prometheus", url, "--ca-file", str(ca_crt)), "no MLScope series")
+        one_line_error(run_cli("rightsize", "--prometheus", url), "TLS failed", "--ca-file")
+        one_line_error(run_cli("rightsize", "--prometheus", url, "--insecure-skip-verify"), "no MLScope series")
+    finally:
+        server.stop()
