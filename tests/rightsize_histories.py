@@ -51,11 +51,13 @@ def spike(base: Fn, value: float, start: float, hours: float) -> Fn:
 
 def sagemaker_variant(endpoint: str, instance_type: str, instances: int, price: float, start: float, *,
                       cpu: Fn, memory: Fn, gpu: Fn | None = None, gpu_memory: Fn | None = None,
-                      requests: Fn = const(0.0), latency: Fn | None = None, region: str = "us-east-1",
-                      variant: str = "AllTraffic") -> list[Series]:
+                      requests: Fn = const(0.0), latency: Fn | None = None, errors_5xx: Fn | None = None,
+                      region: str = "us-east-1", variant: str = "AllTraffic",
+                      account: str | None = None) -> list[Series]:
     """The SageMaker exporter's series for one variant. `requests` is req/s for the whole variant;
-    `latency` is the p99 model latency in seconds (None while there is no traffic, as CloudWatch)."""
-    labels = {"region": region, "endpoint": endpoint, "variant": variant}
+    `latency` is the p99 model latency in seconds (None while there is no traffic, as CloudWatch);
+    `errors_5xx` is 5xx responses per second."""
+    labels = {**({"account": account} if account else {}), "region": region, "endpoint": endpoint, "variant": variant}
     out = [Series("sagemaker_variant_info", "gauge", "sagemaker_variant_info",
                   {**labels, "instance_type": instance_type}, const(1), start),
            Series("sagemaker_variant_instances", "gauge", "sagemaker_variant_instances", labels, const(instances),
@@ -67,6 +69,9 @@ def sagemaker_variant(endpoint: str, instance_type: str, instances: int, price: 
         if fn is not None:
             metric = f"sagemaker_instance_{name}_utilization_ratio"
             out.append(Series(metric, "gauge", metric, labels, fn, start))
+    if errors_5xx is not None:
+        out.append(Series("sagemaker_invocation_5xx_errors", "counter", "sagemaker_invocation_5xx_errors_total", labels,
+                          errors_5xx, start))
     if latency is not None:
         out.append(Series("sagemaker_model_latency_seconds", "summary", "sagemaker_model_latency_seconds",
                           {**labels, "quantile": "0.99"},
@@ -165,7 +170,8 @@ def test_fleet(end: float = END) -> list[Series]:
                            latency=spiky_latency(spiky_rate, 2, 31.5, 0.05, 0.05)),
         # Well sized: CPU peaks at 70 %, memory 60 %, flat latency.
         *sagemaker_variant("steady", "ml.c5.xlarge", 2, 0.204, two_weeks, cpu=diurnal(0.35, 0.70),
-                           memory=const(0.6), requests=diurnal(20, 40), latency=const(0.03)),
+                           memory=const(0.6), requests=diurnal(20, 40), latency=const(0.03),
+                           errors_5xx=const(0.0), account="123456789012"),
         # GPU memory 75 % of 24 GB (18 GB): a 16 GB T4 cannot hold it, though the GPU is 20 % busy.
         *sagemaker_variant("llm-24gb", "ml.g5.xlarge", 1, 1.408, two_weeks, cpu=const(0.15), memory=const(0.5),
                            gpu=diurnal(0.10, 0.20), gpu_memory=const(0.75), requests=diurnal(1, 5),

@@ -148,6 +148,7 @@ def test_latency_spiking_static_endpoint_is_underprovisioned(two_weeks):
 def test_well_sized_endpoint_is_optimized(two_weeks):
     rec = find(two_weeks, "steady")
     assert rec["finding"] == "Optimized" and rec["reasons"] == []
+    assert rec["account"] == "123456789012"  # carried over from the series' account label
     assert rec["utilization"]["cpu"]["max"] == pytest.approx(0.70, abs=1e-3)
     best = rec["options"][0]
     assert (best["instance_type"], best["instances"], best["estimated_monthly_savings_dollars"]) == \
@@ -337,8 +338,8 @@ def test_one_query_per_metric_whatever_the_fleet(prom):
         rep = analyse(client, timestamp(AT), 14 * 86400, **filters)
         return rep.queries, len(rep.recommendations)
 
-    assert queries() == (17, 9)  # 7 range + 2 instant for variants, 6 + 2 for hosts
-    assert queries(endpoint="spiky") == (9, 1)
+    assert queries() == (18, 9)  # 8 range + 2 instant for variants, 6 + 2 for hosts
+    assert queries(endpoint="spiky") == (10, 1)
     assert queries(instance=".*host") == (8, 2)
 
 

@@ -83,6 +83,17 @@ def test_overprovisioned_needs_real_savings():
     assert rec["confidence"] == "medium" and rec["estimated_monthly_savings_dollars"] == 0.0
 
 
+def test_5xx_only_at_peak_is_a_throughput_shortage():
+    n = 12 * 40
+    rates = [10.0 + 30.0 * (i % 20) / 19 for i in range(n)]  # 10 .. 40 req/s, evenly
+    errors = [r * 0.05 if r > 38 else 0.0 for r in rates]  # 5 % fail in the busiest windows only
+    h = history(cpu=[0.5] * n, memory=[0.5] * n, instances=[2] * n, requests=rates, errors_5xx=errors)
+    rec = recommend(h, Catalogue.load(), Policy())
+    assert rec["finding"] == "Underprovisioned" and rec["reasons"] == ["ThroughputUnderprovisioned"]
+    h.series["errors_5xx"] = series([0.001 * r for r in rates])  # 0.1 % everywhere: not capacity
+    assert recommend(h, Catalogue.load(), Policy())["finding"] == "Optimized"
+
+
 def test_profiles_and_overrides():
     assert Policy().target == pytest.approx(1 / 1.2)
     assert Policy(profile="cost").cpu_percentile == 95.0

@@ -84,6 +84,7 @@ SETTINGS = [
     Setting("overprovisioned_below", fraction, 0.5, "demand with headroom under this share of capacity = over"),
     Setting("min_savings_percent", percent, 10.0, "an Overprovisioned finding must save at least this much"),
     Setting("knee_factor", non_negative_number, 1.5, "latency this many times its low-load baseline = the knee"),
+    Setting("peak_error_ratio", fraction, 0.01, "5xx share at the busiest 5 % of windows above this = throughput"),
     Setting("latency_objective", positive_duration, None, "p99 latency objective (default: the knee's latency)"),
     Setting("autoscaling_safety_factor", fraction, 0.5, "autoscaling target = sustainable rate x this x 60"),
     Setting("production_min_instances", positive_int, 2, "keep at least this many where that many run today"),
@@ -121,7 +122,8 @@ def policy_from(cfg: Config) -> Policy:
                   min_history_hours=cfg.min_history / 3600, idle_utilization=cfg.idle_utilization,
                   idle_requests_per_minute=cfg.idle_requests_per_minute,
                   overprovisioned_below=cfg.overprovisioned_below, min_savings_percent=cfg.min_savings_percent,
-                  knee_factor=cfg.knee_factor, latency_objective=cfg.latency_objective,
+                  knee_factor=cfg.knee_factor, peak_error_ratio=cfg.peak_error_ratio,
+                  latency_objective=cfg.latency_objective,
                   autoscaling_safety_factor=cfg.autoscaling_safety_factor,
                   production_min_instances=cfg.production_min_instances, max_options=cfg.max_options,
                   max_performance_risk=cfg.max_performance_risk)

@@ -37,6 +37,7 @@ class Policy:
     overprovisioned_below: float = 0.5
     min_savings_percent: float = 10.0
     knee_factor: float = 1.5
+    peak_error_ratio: float = 0.01
     latency_objective: float | None = None
     autoscaling_safety_factor: float = 0.5
     production_min_instances: int = 2
@@ -205,6 +206,9 @@ def recommend(h: History, catalogue: Catalogue, policy: Policy) -> dict:
             reasons.append("LatencyUnderprovisioned")
         if percentile([r for _, r in per_instance], rate_pct) > knee_.sustainable_rate:
             reasons.append("ThroughputUnderprovisioned")
+    if endpoint and "ThroughputUnderprovisioned" not in reasons and \
+            peak_error_ratio(per_instance, requests, h.series.get("errors_5xx", [])) > policy.peak_error_ratio:
+        reasons.append("ThroughputUnderprovisioned")
     under = bool(reasons)
     over = [f"{REASON[r]}Overprovisioned" for r in RESOURCES
             if r in stats and stats[r] * (1 + policy.headroom) < policy.overprovisioned_below]
@@ -243,6 +247,18 @@ def recommend(h: History, catalogue: Catalogue, policy: Policy) -> dict:
             "before": round(cost / (mean_rate * 3.6), 6),
             "after": round(best["hourly_cost_dollars"] / (mean_rate * 3.6), 6) if best else None}
     return rec
+
+
+def peak_error_ratio(per_instance: list, requests: list, errors: list, top: float = 0.05) -> float:
+    """5xx errors / requests over the busiest `top` share of the windows (by per-instance rate): an
+    endpoint that fails requests only when it is busiest is out of capacity, whatever its latency says."""
+    if not errors or not per_instance:
+        return 0.0
+    busiest = sorted(per_instance, key=lambda p: p[1], reverse=True)[: max(1, round(len(per_instance) * top))]
+    times = {t for t, _ in busiest}
+    asked = sum(r for t, r in requests if t in times)
+    failed = sum(e for t, e in errors if t in times)
+    return failed / asked if asked > 0 else 0.0
 
 
 def _aligned(a: list, b: list) -> tuple[list, list]:

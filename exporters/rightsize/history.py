@@ -22,6 +22,7 @@ ENDPOINT_RANGE = {
     "gpu_memory": "max by ({by}) (max_over_time(sagemaker_instance_gpu_memory_utilization_ratio{{{sel}}}[{w}]))",
     "instances": "max by ({by}) (max_over_time(sagemaker_variant_instances{{{sel}}}[{w}]))",
     "requests": "sum by ({by}) (rate(sagemaker_invocations_total{{{sel}}}[{w}]))",
+    "errors_5xx": "sum by ({by}) (rate(sagemaker_invocation_5xx_errors_total{{{sel}}}[{w}]))",
     "latency_p99": "max by ({by}) (max_over_time(sagemaker_model_latency_seconds{{quantile=\"0.99\",{sel}}}[{w}]))",
 }
 ENDPOINT_NOW = {
