@@ -4,6 +4,7 @@ instance catalogue and `mlscope prices refresh --catalogue` (botocore Stubber, a
 from __future__ import annotations
 
 import datetime as dt
+from array import array
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,9 +23,6 @@ from mlscope.rightsize.history import History, _query, ENDPOINT_RANGE
 from mlscope.rightsize.query import Auth, PromQL, RightsizeError
 from test_prices import product
 
-STEP = 300
-
-
 def test_percentile_is_linear_between_ranks():
     values = [float(v) for v in range(1, 201)]  # 1..200
     assert percentile(values, 50) == 100.5
@@ -33,14 +31,10 @@ def test_percentile_is_linear_between_ranks():
     assert summary([0.1, 0.2, 0.3, 0.4]) == {"p50": 0.25, "p95": 0.385, "p99": 0.397, "max": 0.4}
 
 
-def series(values):
-    return [(i * STEP, v) for i, v in enumerate(values)]
-
-
 def test_knee_is_the_lower_edge_of_the_first_slow_bin():
     xs = [i / 10 for i in range(1, 401)]  # 0.1 .. 40 req/s per instance, evenly
     lat = [0.1 if x <= 30 else 0.1 + (x - 30) * 0.1 for x in xs]
-    k = knee(series(xs), series(lat), factor=1.5)
+    k = knee(xs, lat, factor=1.5)
     # bins of 40/20 = 2 req/s; [30, 32) has median x 31 -> latency 0.2 > 0.15: knee at 30.
     assert k.reached and k.sustainable_rate == pytest.approx(30.0) and k.baseline_latency == 0.1
 
@@ -49,15 +43,16 @@ def test_no_knee_when_latency_stays_flat_and_one_outlier_is_not_a_knee():
     xs = [i / 10 for i in range(1, 401)]
     lat = [0.1] * 400
     lat[5] = 5.0  # one slow window at low load
-    k = knee(series(xs), series(lat), factor=1.5)
+    k = knee(xs, lat, factor=1.5)
     assert not k.reached and k.sustainable_rate is None
 
 
 def history(**series_values) -> History:
     h = History("sagemaker_variant", {"region": "us-east-1", "endpoint": "e", "variant": "v"}, "us-east-1",
                 "ml.c5.xlarge", instances_now=2, hourly_cost=0.408)
+    percentiles = Policy().percentiles()
     for name, values in series_values.items():
-        h.series[name] = series(values)
+        h.add(name, array("f", values), percentiles.get(name, 100.0))
     return h
 
 
@@ -90,7 +85,7 @@ def test_5xx_only_at_peak_is_a_throughput_shortage():
     h = history(cpu=[0.5] * n, memory=[0.5] * n, instances=[2] * n, requests=rates, errors_5xx=errors)
     rec = recommend(h, Catalogue.load(), Policy())
     assert rec["finding"] == "Underprovisioned" and rec["reasons"] == ["ThroughputUnderprovisioned"]
-    h.series["errors_5xx"] = series([0.001 * r for r in rates])  # 0.1 % everywhere: not capacity
+    h.traffic["errors_5xx"] = array("f", [0.001 * r for r in rates])  # 0.1 % everywhere: not capacity
     assert recommend(h, Catalogue.load(), Policy())["finding"] == "Optimized"
 
 

@@ -59,7 +59,8 @@ def analyse(client: PromQL, at: float, lookback: float, policy: Policy | None = 
     if retention and lookback > retention:
         raise RightsizeError(f"--lookback {lookback / 86400:g}d is longer than the store's retention "
                              f"({retention / 86400:g}d): the oldest part of it is gone")
-    histories = fetch(client, at, lookback, endpoint=endpoint, instance=instance, host_region=host_region)
+    histories = fetch(client, at, lookback, policy.percentiles(), endpoint=endpoint, instance=instance,
+                      host_region=host_region)
     if not histories:
         what = " matching --endpoint/--instance" if endpoint or instance else ""
         raise RightsizeError(f"no MLScope series{what} at {client.url} in the {lookback / 86400:g}d before "

@@ -6,30 +6,29 @@ import math
 from dataclasses import dataclass
 from statistics import median
 
-Points = list[tuple[float, float]]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100), linear between closest ranks (NumPy's default)."""
-    if not values:
+def at_percentile(ordered: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of sorted values, linear between closest ranks (NumPy's default)."""
+    if not ordered:
         return math.nan
-    ordered = sorted(values)
     pos = (len(ordered) - 1) * q / 100
     low = math.floor(pos)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    """p50/p95/p99/max of a utilization series, as 0-1 ratios rounded to 4 places."""
-    return {name: round(percentile(values, q), 4) for name, q in (("p50", 50), ("p95", 95), ("p99", 99),
-                                                                  ("max", 100))}
+def percentile(values, q: float) -> float:
+    """The q-th percentile of values; NaN (no sample) is left out."""
+    return at_percentile(sorted(v for v in values if v == v), q)
 
 
-def joined(a: Points, b: Points) -> list[tuple[float, float]]:
-    """(a, b) value pairs at the timestamps both series have."""
-    bs = dict(b)
-    return [(va, bs[t]) for t, va in a if t in bs]
+def summary_of_sorted(ordered: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max of a sorted utilization series, as 0-1 ratios rounded to 4 places."""
+    return {name: round(at_percentile(ordered, q), 4) for name, q in (("p50", 50), ("p95", 95), ("p99", 99),
+                                                                      ("max", 100))}
+
+
+def summary(values) -> dict[str, float]:
+    return summary_of_sorted(sorted(v for v in values if v == v))
 
 
 @dataclass
@@ -42,12 +41,12 @@ class Knee:
     bin_width: float | None = None
 
 
-def knee(per_instance_rate: Points, latency: Points, factor: float, bins: int = 20, min_points: int = 3) -> Knee:
+def knee(per_instance_rate, latency, factor: float, bins: int = 20, min_points: int = 3) -> Knee:
     """Split the observed per-instance request rate into `bins` equal-width bins; the knee is the lowest bin
     whose median p99 latency exceeds `factor` x the baseline (median latency of the lowest-load quarter of
     the windows). The sustainable rate is that bin's lower edge. Bins with fewer than `min_points` windows
-    are ignored, so one outlier cannot make a knee."""
-    pairs = [(x, y) for x, y in joined(per_instance_rate, latency) if x > 0]
+    are ignored, so one outlier cannot make a knee. Both series are on the same step grid (NaN = none)."""
+    pairs = [(x, y) for x, y in zip(per_instance_rate, latency) if x == x and y == y and x > 0]
     if len(pairs) < 4 * min_points:
         return Knee(False, None, None)
     pairs.sort()

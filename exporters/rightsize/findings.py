@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .analysis import Knee, in_flight, knee, percentile, summary
+from .analysis import Knee, in_flight, knee, percentile
 from .catalogue import SPECIAL_FAMILIES, Catalogue, Instance, family, gpu_units
 from .history import History
 
@@ -59,8 +59,10 @@ class Policy:
         out["target_utilization"] = round(self.target, 6)
         return out
 
-    def percentile_of(self, resource: str) -> float:
-        return {"cpu": self.cpu_percentile, "gpu": self.gpu_percentile}.get(resource, self.memory_percentile)
+    def percentiles(self) -> dict[str, float]:
+        """Per resource, the percentile of the 5-minute maxima that stands for its demand."""
+        return {"cpu": self.cpu_percentile, "gpu": self.gpu_percentile, "memory": self.memory_percentile,
+                "gpu_memory": self.memory_percentile}
 
 
 def _ceil(x: float) -> int:
@@ -96,7 +98,7 @@ def demand_of(h: History, cur: Instance, stats: dict[str, float], knee_: Knee, p
         d.memory_gib = stats["memory"] * cur.memory_gib
     if "gpu_memory" in stats and cur.gpu:
         d.gpu_memory_gib = stats["gpu_memory"] * cur.gpu * cur.gpu_memory_gib
-        per_gpu = max(h.values("gpu_memory_per_gpu"), default=stats["gpu_memory"])
+        per_gpu = h.demand.get("gpu_memory_per_gpu", stats["gpu_memory"])
         d.gpu_memory_per_gpu_gib = per_gpu * cur.gpu_memory_gib
     if knee_.reached:
         d.peak_rate, d.sustainable_rate = peak_rate, knee_.sustainable_rate
@@ -181,7 +183,7 @@ def recommend(h: History, catalogue: Catalogue, policy: Policy) -> dict:
                  "current": {"instance_type": h.instance_type, "instances": h.instances_now,
                              "hourly_cost_dollars": round(cost, 4) if cost is not None else None},
                  "finding": "Optimized", "reasons": [],
-                 "utilization": {r: summary(h.values(r)) for r in RESOURCES if h.values(r)},
+                 "utilization": {r: h.stats[r] for r in RESOURCES if r in h.stats},
                  "options": [], "confidence": _confidence(hours, policy), "history_hours": round(hours, 1),
                  "estimated_monthly_savings_dollars": 0.0, "message": None}
     endpoint = h.kind == "sagemaker_variant"
@@ -192,22 +194,21 @@ def recommend(h: History, catalogue: Catalogue, policy: Policy) -> dict:
             rec.update(autoscaling=None, cost_per_1k_requests_dollars=None)
         return rec
 
-    stats = {r: percentile(h.values(r), policy.percentile_of(r)) for r in RESOURCES if h.values(r)}
+    stats = {r: h.demand[r] for r in RESOURCES if r in h.demand}
     rate_pct = policy.cpu_percentile
-    requests = h.series.get("requests", [])
-    per_instance = [(t, r / n) for (t, r), (_, n) in zip(*_aligned(requests, h.series.get("instances", []))) if n > 0]
-    peak_rate = percentile([r for _, r in requests], rate_pct) if requests else None
-    knee_ = knee(per_instance, h.series.get("latency_p99", []), policy.knee_factor) if endpoint else Knee(False, None, None)
+    traffic = Traffic.of(h, rate_pct)
+    knee_ = knee(traffic.per_instance, traffic.latency, policy.knee_factor) if endpoint else Knee(False, None, None)
+    peak_rate = traffic.peak_rate
 
     reasons = [f"{REASON[r]}Underprovisioned" for r in RESOURCES if r in stats and stats[r] > policy.target]
     if endpoint and knee_.reached:
         objective = policy.latency_objective or policy.knee_factor * knee_.baseline_latency
-        if percentile(h.values("latency_p99"), rate_pct) > objective:
+        if percentile(traffic.latency, rate_pct) > objective:
             reasons.append("LatencyUnderprovisioned")
-        if percentile([r for _, r in per_instance], rate_pct) > knee_.sustainable_rate:
+        if traffic.peak_per_instance > knee_.sustainable_rate:
             reasons.append("ThroughputUnderprovisioned")
     if endpoint and "ThroughputUnderprovisioned" not in reasons and \
-            peak_error_ratio(per_instance, requests, h.series.get("errors_5xx", [])) > policy.peak_error_ratio:
+            peak_error_ratio(traffic.per_instance, traffic.requests, traffic.errors) > policy.peak_error_ratio:
         reasons.append("ThroughputUnderprovisioned")
     under = bool(reasons)
     over = [f"{REASON[r]}Overprovisioned" for r in RESOURCES
@@ -241,60 +242,80 @@ def recommend(h: History, catalogue: Catalogue, policy: Policy) -> dict:
         rec["estimated_monthly_savings_dollars"] = best["estimated_monthly_savings_dollars"] if best else 0.0
 
     if endpoint:
-        rec["autoscaling"] = autoscaling(h, cur, stats, knee_, requests, per_instance, peak_rate, policy)
-        mean_rate = sum(r for _, r in requests) / len(requests) if requests else 0.0
-        rec["cost_per_1k_requests_dollars"] = None if mean_rate <= 0 or cost is None else {
-            "before": round(cost / (mean_rate * 3.6), 6),
-            "after": round(best["hourly_cost_dollars"] / (mean_rate * 3.6), 6) if best else None}
+        rec["autoscaling"] = autoscaling(h, stats, knee_, traffic, policy)
+        rec["cost_per_1k_requests_dollars"] = None if traffic.mean_rate <= 0 or cost is None else {
+            "before": round(cost / (traffic.mean_rate * 3.6), 6),
+            "after": round(best["hourly_cost_dollars"] / (traffic.mean_rate * 3.6), 6) if best else None}
     return rec
 
 
-def peak_error_ratio(per_instance: list, requests: list, errors: list, top: float = 0.05) -> float:
+@dataclass
+class Traffic:
+    """An endpoint's traffic on the 5-minute grid (NaN where a window has no value) and its peaks."""
+
+    requests: list[float]
+    per_instance: list[float]  # requests/s per instance
+    latency: list[float]
+    errors: list[float]
+    peak_rate: float | None  # requests/s, the policy's percentile
+    trough_rate: float | None  # the mirror percentile (p0.5 for p99.5)
+    mean_rate: float
+    peak_per_instance: float | None
+
+    @classmethod
+    def of(cls, h: History, pct: float) -> "Traffic":
+        nan = math.nan
+        requests = list(h.traffic.get("requests", ()))
+        instances = list(h.traffic.get("instances", ())) or [nan] * len(requests)
+        per_instance = [r / n if n > 0 else nan for r, n in zip(requests, instances)]  # NaN in, NaN out
+        present = [r for r in requests if r == r]
+        return cls(requests, per_instance, list(h.traffic.get("latency_p99", ())),
+                   list(h.traffic.get("errors_5xx", ())),
+                   percentile(present, pct) if present else None,
+                   percentile(present, 100 - pct) if present else None,
+                   sum(present) / len(present) if present else 0.0,
+                   percentile(per_instance, pct) if present else None)
+
+
+def peak_error_ratio(per_instance: list[float], requests: list[float], errors: list[float],
+                     top: float = 0.05) -> float:
     """5xx errors / requests over the busiest `top` share of the windows (by per-instance rate): an
     endpoint that fails requests only when it is busiest is out of capacity, whatever its latency says."""
-    if not errors or not per_instance:
+    windows = [i for i, x in enumerate(per_instance) if x == x]
+    if not errors or not windows:
         return 0.0
-    busiest = sorted(per_instance, key=lambda p: p[1], reverse=True)[: max(1, round(len(per_instance) * top))]
-    times = {t for t, _ in busiest}
-    asked = sum(r for t, r in requests if t in times)
-    failed = sum(e for t, e in errors if t in times)
+    busiest = sorted(windows, key=lambda i: per_instance[i], reverse=True)[: max(1, round(len(windows) * top))]
+    asked = sum(requests[i] for i in busiest)
+    failed = sum(errors[i] for i in busiest if i < len(errors) and errors[i] == errors[i])
     return failed / asked if asked > 0 else 0.0
 
 
-def _aligned(a: list, b: list) -> tuple[list, list]:
-    bs = dict(b)
-    common = [(t, v) for t, v in a if t in bs]
-    return common, [(t, bs[t]) for t, _ in common]
-
-
-def autoscaling(h: History, cur: Instance | None, stats: dict[str, float], knee_: Knee, requests: list,
-                per_instance: list, peak_rate: float | None, policy: Policy) -> dict:
+def autoscaling(h: History, stats: dict[str, float], knee_: Knee, t: Traffic, policy: Policy) -> dict:
     """Target tracking on SageMakerVariantInvocationsPerInstance (invocations per instance per minute)."""
     min_n = policy.production_min_instances if h.instances_now >= policy.production_min_instances else 1
     out = {"metric": "SageMakerVariantInvocationsPerInstance", "target_value": None, "min_capacity": min_n,
            "max_capacity": max(min_n, h.instances_now), "knee_reached": knee_.reached,
            "sustainable_invocations_per_instance_per_second": None, "sustainable_source": None,
-           "peak_requests_per_second": round(peak_rate, 4) if peak_rate is not None else None,
+           "peak_requests_per_second": round(t.peak_rate, 4) if t.peak_rate is not None else None,
            "peak_in_flight_per_instance": None, "note": None}
-    if not per_instance or not peak_rate:
+    if not t.peak_rate or not t.peak_per_instance:
         out["note"] = "no traffic in the lookback: no target to set"
         return out
-    x_peak = percentile([r for _, r in per_instance], policy.cpu_percentile)
     compute = max((stats[r] for r in ("cpu", "gpu") if r in stats), default=0.0)
     if knee_.reached:
         sustainable, source = knee_.sustainable_rate, "knee"
     elif compute > 0:
         # The history never reached the knee: extrapolate the per-instance rate linearly to full use.
-        sustainable, source = x_peak / compute, "utilization"
-        out["note"] = (f"the history never reached the latency knee (per-instance rate up to {x_peak:.3g}/s); "
-                       "the sustainable rate is extrapolated from CPU/GPU utilization")
+        sustainable, source = t.peak_per_instance / compute, "utilization"
+        out["note"] = (f"the history never reached the latency knee (per-instance rate up to "
+                       f"{t.peak_per_instance:.3g}/s); the sustainable rate is extrapolated from CPU/GPU utilization")
     else:
         return out
-    trough = percentile([r for _, r in requests], 100 - policy.cpu_percentile)
-    latency = percentile(h.values("latency_p99"), policy.cpu_percentile) if h.values("latency_p99") else None
+    latency = percentile(t.latency, policy.cpu_percentile) if any(v == v for v in t.latency) else None
     out.update(target_value=round(sustainable * policy.autoscaling_safety_factor * 60, 1),
                sustainable_invocations_per_instance_per_second=round(sustainable, 4), sustainable_source=source,
-               min_capacity=max(min_n, _ceil(trough / (sustainable * policy.target))),
-               peak_in_flight_per_instance=round(in_flight(x_peak, latency), 3) if latency is not None else None)
-    out["max_capacity"] = max(out["min_capacity"], _ceil(peak_rate / (sustainable * policy.target)))
+               min_capacity=max(min_n, _ceil(t.trough_rate / (sustainable * policy.target))),
+               peak_in_flight_per_instance=round(in_flight(t.peak_per_instance, latency), 3)
+               if latency is not None else None)
+    out["max_capacity"] = max(out["min_capacity"], _ceil(t.peak_rate / (sustainable * policy.target)))
     return out

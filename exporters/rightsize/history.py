@@ -3,17 +3,23 @@
 Range queries at a 5-minute step over the lookback return, for each subject, the maximum of each
 5-minute window (`max_over_time(x[5m])`) or the window's rate; instant queries at `at` say what runs
 today (instance type, count, cost). Only the exporters' raw series are read, no recording rules.
+
+Utilization series are reduced to their statistics as soon as they arrive (a fleet's 14 days of every
+series would not fit in memory); the traffic series an endpoint's knee needs are kept as float32 arrays.
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
+from .analysis import at_percentile, summary_of_sorted
 from .query import PromQL, RightsizeError
 
 STEP = 300  # seconds: the "5-minute window" of the statistic
 ENDPOINT_BY = "account, region, endpoint, variant"
 ENDPOINT_KEYS = ("account", "region", "endpoint", "variant")
+TRAFFIC = ("instances", "requests", "errors_5xx", "latency_p99")
 
 ENDPOINT_RANGE = {
     "cpu": "max by ({by}) (max_over_time(sagemaker_instance_cpu_utilization_ratio{{{sel}}}[{w}]))",
@@ -34,6 +40,7 @@ HOST_RANGE = {
     "memory": "1 - min by (instance) (min_over_time(node_memory_MemAvailable_bytes{{{sel}}}[{w}])"
               " / max_over_time(node_memory_MemTotal_bytes{{{sel}}}[{w}]))",
     "gpu": "avg by (instance) (max_over_time(gpu_utilization_ratio{{{sel}}}[{w}]))",
+    # SM activity (GPM) is the truer measure of GPU use: where it exists it replaces gpu_utilization_ratio.
     "gpu_sm": "avg by (instance) (max_over_time(gpu_sm_active_ratio{{{sel}}}[{w}]))",
     "gpu_memory": "sum by (instance) (max_over_time(gpu_memory_used_bytes{{{sel}}}[{w}]))"
                   " / sum by (instance) (max_over_time(gpu_memory_total_bytes{{{sel}}}[{w}]))",
@@ -45,12 +52,10 @@ HOST_NOW = {
     "gpus": "count by (instance, model) (last_over_time(gpu_info{{{sel}}}[1h]))",
 }
 
-Points = list[tuple[float, float]]
-
 
 @dataclass
 class History:
-    """One subject's history: 5-minute series and what runs now."""
+    """One subject: what runs now, the statistics of its utilization, and (endpoints) its traffic."""
 
     kind: str  # sagemaker_variant | host
     labels: dict[str, str]  # region/endpoint/variant(/account) or instance
@@ -58,23 +63,30 @@ class History:
     instance_type: str | None = None
     instances_now: int = 1
     hourly_cost: float | None = None  # total for instances_now, from the exporters' cost series
-    series: dict[str, Points] = field(default_factory=dict)
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)  # resource -> p50/p95/p99/max
+    demand: dict[str, float] = field(default_factory=dict)  # resource -> the policy's percentile
+    points: dict[str, int] = field(default_factory=dict)  # metric -> 5-minute windows with data
+    traffic: dict[str, array] = field(default_factory=dict)  # TRAFFIC name -> values on the step grid, NaN = none
     gpus_observed: int = 0
     gpu_model_observed: str | None = None
 
-    def values(self, name: str) -> list[float]:
-        return [v for _, v in self.series.get(name, [])]
-
     @property
     def history_hours(self) -> float:
-        counts = [len(self.series.get(name, [])) for name in ("cpu", "gpu", "memory", "instances", "requests")]
-        return max(counts, default=0) * STEP / 3600
+        counts = [self.points.get(name, 0) for name in ("cpu", "gpu", "memory", "instances", "requests")]
+        return max(counts) * STEP / 3600
 
-    @property
-    def name(self) -> str:
-        if self.kind == "host":
-            return self.labels["instance"]
-        return f"{self.labels['endpoint']}/{self.labels['variant']}"
+    def add(self, name: str, values: array, percentile: float) -> None:
+        """Keep a traffic series; reduce a utilization series to its statistics."""
+        present = sorted(v for v in values if v == v)
+        if not present:
+            return
+        self.points[name] = len(present)
+        if name in TRAFFIC:
+            self.traffic[name] = values
+            return
+        name = "gpu" if name == "gpu_sm" else name
+        self.stats[name] = summary_of_sorted(present)
+        self.demand[name] = at_percentile(present, percentile)
 
 
 def _selector(label: str, pattern: str | None) -> str:
@@ -90,19 +102,25 @@ def _query(template: str, by: str, sel: str) -> str:
     return text.replace(",}", "}").replace("{,", "{")
 
 
-def fetch(client: PromQL, at: float, lookback: float, endpoint: str | None = None, instance: str | None = None,
-          host_region: str = "us-east-1", hosts: bool = True, endpoints: bool = True) -> list[History]:
+def fetch(client: PromQL, at: float, lookback: float, percentiles: dict[str, float], endpoint: str | None = None,
+          instance: str | None = None, host_region: str = "us-east-1") -> list[History]:
+    """Every subject's history over (at - lookback, at]. `percentiles` gives, per resource, the percentile of
+    the 5-minute maxima that stands for its demand (memory's for memory-like series)."""
     start = at - lookback + STEP
     out: list[History] = []
     # A filter on one kind of subject leaves the other kind out, unless it has its own filter.
-    if endpoints and (endpoint or not instance):
-        out += _endpoints(client, at, start, _selector("endpoint", endpoint))
-    if hosts and (instance or not endpoint):
-        out += _hosts(client, at, start, _selector("instance", instance), host_region)
+    if endpoint or not instance:
+        out += _endpoints(client, at, start, _selector("endpoint", endpoint), percentiles)
+    if instance or not endpoint:
+        out += _hosts(client, at, start, _selector("instance", instance), host_region, percentiles)
     return out
 
 
-def _endpoints(client: PromQL, at: float, start: float, sel: str) -> list[History]:
+def _percentile(name: str, percentiles: dict[str, float]) -> float:
+    return percentiles.get({"gpu_sm": "gpu", "gpu_memory_per_gpu": "gpu_memory"}.get(name, name), 100.0)
+
+
+def _endpoints(client: PromQL, at: float, start: float, sel: str, percentiles: dict[str, float]) -> list[History]:
     subjects: dict[tuple, History] = {}
     for labels, _ in client.instant(_query(ENDPOINT_NOW["info"], ENDPOINT_BY, sel), at):
         key = tuple(labels.get(k, "") for k in ENDPOINT_KEYS)
@@ -116,17 +134,18 @@ def _endpoints(client: PromQL, at: float, start: float, sel: str) -> list[Histor
         if subject is not None and labels.get("instance_type") == subject.instance_type:
             subject.hourly_cost = cost
     for name, template in ENDPOINT_RANGE.items():
-        for labels, points in client.range(_query(template, ENDPOINT_BY, sel), start, at, STEP):
+        for labels, values in client.range(_query(template, ENDPOINT_BY, sel), start, at, STEP, len(subjects)):
             subject = subjects.get(tuple(labels.get(k, "") for k in ENDPOINT_KEYS))
             if subject is not None:
-                subject.series[name] = points
+                subject.add(name, values, _percentile(name, percentiles))
     for subject in subjects.values():
-        counts = subject.series.get("instances")
-        subject.instances_now = max(1, round(counts[-1][1])) if counts else 1
+        counts = [v for v in subject.traffic.get("instances", ()) if v == v]
+        subject.instances_now = max(1, round(counts[-1])) if counts else 1
     return list(subjects.values())
 
 
-def _hosts(client: PromQL, at: float, start: float, sel: str, default_region: str) -> list[History]:
+def _hosts(client: PromQL, at: float, start: float, sel: str, default_region: str,
+           percentiles: dict[str, float]) -> list[History]:
     subjects: dict[str, History] = {}
 
     def subject(instance: str) -> History:
@@ -146,10 +165,7 @@ def _hosts(client: PromQL, at: float, start: float, sel: str, default_region: st
             host.gpus_observed += int(count)
             host.gpu_model_observed = labels.get("model") or host.gpu_model_observed
     for name, template in HOST_RANGE.items():
-        for labels, points in client.range(_query(template, "", sel), start, at, STEP):
+        for labels, values in client.range(_query(template, "", sel), start, at, STEP, len(subjects)):
             if labels.get("instance"):
-                subject(labels["instance"]).series[name] = points
-    for host in subjects.values():
-        if "gpu_sm" in host.series:  # SM activity (GPM) is the truer measure of GPU use where it exists
-            host.series["gpu"] = host.series.pop("gpu_sm")
-    return [h for h in subjects.values() if "cpu" in h.series or "gpu" in h.series]
+                subject(labels["instance"]).add(name, values, _percentile(name, percentiles))
+    return [h for h in subjects.values() if "cpu" in h.stats or "gpu" in h.stats]

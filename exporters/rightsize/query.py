@@ -15,11 +15,14 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from array import array
 from dataclasses import dataclass, field
 
 Labels = tuple[tuple[str, str], ...]
 # Prometheus refuses a range query of more than 11,000 points per series; stay under it.
 MAX_POINTS = 10_000
+POINT_BUDGET = 400_000  # points per answer: about 12 MB of JSON
+MIN_CHUNK_STEPS = 288  # a day of 5-minute steps
 
 
 class RightsizeError(Exception):
@@ -119,20 +122,34 @@ class PromQL:
         data = self.api("query", {"query": expr, "time": _ts(at), "timeout": self._server_timeout()})
         return [(item["metric"], float(item["value"][1])) for item in _vector(data, expr)]
 
-    def range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict, list[tuple[float, float]]]]:
-        """One range query, split into chunks of at most MAX_POINTS steps; series merged by labels."""
-        merged: dict[Labels, tuple[dict, list[tuple[float, float]]]] = {}
-        chunk_start = start
-        while chunk_start <= end:
-            chunk_end = min(end, chunk_start + step * (MAX_POINTS - 1))
-            data = self.api("query_range", {"query": expr, "start": _ts(chunk_start), "end": _ts(chunk_end),
-                                            "step": f"{step:g}", "timeout": self._server_timeout()})
-            for item in _vector(data, expr, "matrix"):
+    def range(self, expr: str, start: float, end: float, step: float,
+              expected_series: int = 1) -> list[tuple[dict, array]]:
+        """Each series' values on the step grid start, start+step, ..., end (float32, NaN where it has none).
+
+        The range is split in time so that one answer holds about POINT_BUDGET points (series x steps): the
+        JSON of a whole fleet's 14 days would not fit in memory at once. The chunk length follows the number
+        of series seen so far, so small fleets take one query per metric."""
+        steps = int(round((end - start) / step)) + 1
+        merged: dict[Labels, tuple[dict, array]] = {}
+        first = 0
+        while first < steps:
+            chunk = max(MIN_CHUNK_STEPS, min(MAX_POINTS, POINT_BUDGET // max(1, expected_series)))
+            last = min(steps, first + chunk) - 1
+            data = self.api("query_range", {"query": expr, "start": _ts(start + first * step),
+                                            "end": _ts(start + last * step), "step": f"{step:g}",
+                                            "timeout": self._server_timeout()})
+            result = _vector(data, expr, "matrix")
+            expected_series = max(expected_series, len(result))
+            for item in result:
                 key = tuple(sorted(item["metric"].items()))
-                points = [(float(t), float(v)) for t, v in item["values"]]
-                merged.setdefault(key, (item["metric"], []))[1].extend(
-                    p for p in points if not math.isnan(p[1]))
-            chunk_start = chunk_end + step
+                entry = merged.get(key)
+                if entry is None:
+                    entry = merged[key] = (item["metric"], array("f", [math.nan]) * steps)
+                values = entry[1]
+                for t, v in item["values"]:
+                    values[int(round((float(t) - start) / step))] = float(v)
+            del data, result
+            first = last + 1
         return list(merged.values())
 
     def retention_seconds(self) -> float | None:
