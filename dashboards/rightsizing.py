@@ -20,8 +20,7 @@ SAVINGS_BY_KIND = "kind:mlscope_rightsizing_estimated_monthly_savings_dollars:su
 FINDINGS = "finding:mlscope_rightsizing_subjects:count"
 # p99 of the 5-minute maxima over the lookback, as a share of the profile's target for that resource:
 # under 0.5 there is room to shrink, over 1 the subject runs hotter than the profile allows.
-P99_OF_TARGET = (f'{M}utilization_ratio{{statistic="p99"}} '
-                 f'/ on (resource) group_left () max by (resource) ({M}target_utilization_ratio)')
+P99_OF_TARGET = f'{M}utilization_ratio{{statistic="p99"}} / on () group_left () max({M}target_utilization_ratio)'
 OF_TARGET_COLOURS = [(None, BLUE), (0.5, GREEN), (1, RED)]
 RISK_COLOURS = [(None, GREEN), (2, ORANGE), (3, RED)]
 
@@ -84,8 +83,8 @@ def build():
             [Q(f'max by ({SUBJECT}, resource) ({M}utilization_ratio{{statistic="p50"}})'),
              Q(f'max by ({SUBJECT}, resource) ({M}utilization_ratio{{statistic="p99"}})'),
              Q(f'max by ({SUBJECT}, resource) ({M}utilization_ratio{{statistic="max"}})'),
-             Q(f"max by ({SUBJECT}, resource) ({M}utilization_ratio{{statistic=\"max\"}}) * 0 "
-               f"+ on (resource) group_left () max by (resource) ({M}target_utilization_ratio)"),
+             Q(f'max by ({SUBJECT}, resource) ({M}utilization_ratio{{statistic="max"}}) * 0 '
+               f"+ on () group_left () max({M}target_utilization_ratio)"),
              Q(f"max by ({SUBJECT}, resource) ({P99_OF_TARGET})")],
             "percentunit", neutral(), w=14, h=10, merge=True, hide=("Time", "kind", "account"),
             rename={"Value #A": "p50", "Value #B": "p99", "Value #C": "max", "Value #D": "target",

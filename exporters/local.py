@@ -58,7 +58,7 @@ class Options:
     webhook_url: str | None = None           # every Alertmanager webhook goes here (the e2e receiver)
     sagemaker_poll: str | None = None        # e.g. "5s" for tests
     sagemaker_delay: str | None = None       # e.g. "90s" for tests
-    rightsize_interval: str | None = None    # e.g. "10s" for tests; None keeps the rightsizer's 1h
+    rightsize_args: tuple[str, ...] = ()     # e.g. ("--interval", "10s") for tests
     backfill: str = "30m"
     quiet: bool = False
 
@@ -204,9 +204,8 @@ class LocalStack:
                                      f"--web.listen-address=127.0.0.1:{p['alertmanager']}",
                                      "--cluster.listen-address="])
         self.start_prometheus()
-        interval = ["--interval", self.o.rightsize_interval] if self.o.rightsize_interval else []
         self._start("rightsizer", self.mlscope("rightsize", "--serve", "--prometheus", self.url("prometheus"),
-                                               "--listen", f"127.0.0.1:{p['rightsizer']}", *interval))
+                                               "--listen", f"127.0.0.1:{p['rightsizer']}", *self.o.rightsize_args))
         for name in ("host-exporter", "gpu-exporter-sim", "sagemaker-exporter", "rightsizer"):
             self._wait(name, self.url(name) + "/-/healthy")
         self._wait("alertmanager", self.url("alertmanager") + "/-/ready")

@@ -33,7 +33,9 @@ def stack(tmp_path_factory, receiver):
     require_binary("prometheus-alertmanager")
     options = Options.ephemeral(tmp_path_factory.mktemp("stack"), scrape_interval="2s", evaluation_interval="2s",
                                 webhook_url=receiver.url, sagemaker_poll="5s", sagemaker_delay="70s",
-                                backfill="30m", rightsize_interval="10s")
+                                backfill="30m",
+                                # minutes of history: judge them anyway, so the rightsizing panels have options
+                                rightsize_args=("--interval", "10s", "--min-history", "1m"))
     s = LocalStack(options).start()
     yield s
     s.stop()

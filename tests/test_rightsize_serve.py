@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 
 import pytest
@@ -23,6 +24,8 @@ import yaml
 from helpers import (ROOT, Prometheus, free_port, promtool_check_metrics, require_binary, run_cli, samples,
                      scrape, start_exporter)
 from rightsize_histories import test_fleet as rightsize_fleet, write_tsdb
+
+sys.path.insert(0, str(ROOT))
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -174,6 +177,28 @@ def test_prometheus_scrapes_it_with_the_shipped_job_and_rules(stack):
     assert pending[0]["metric"]["alertstate"] == "pending" and pending[0]["metric"]["severity"] == "ticket"
     expr = prom.query('mlscope_rightsizing_estimated_monthly_savings_dollars{endpoint="idle-gpu"}')
     assert float(expr[0]["value"][1]) == pytest.approx(1027.84)
+
+
+def test_every_rightsizing_panel_has_data(stack):
+    """The Rightsizing dashboard and the cost dashboard's provisioning table, on the served series."""
+    from dashboards.queries import all_queries
+
+    prom, _, base = stack
+    served(base)
+    prom.wait_for("fleet:mlscope_rightsizing_estimated_monthly_savings_dollars:sum")
+    every = {v: ".*" for v in ("endpoint", "variant", "instance", "gpu")}
+    wanted = [(uid, title, expr) for uid, title, expr in all_queries(every)
+              if uid == "mlscope-rightsizing" or "mlscope_rightsizing" in expr]
+    assert len(wanted) > 15
+    empty = []
+    for uid, title, expr in wanted:
+        deadline = time.monotonic() + 10
+        while not prom.query(expr):
+            if time.monotonic() > deadline:
+                empty.append((uid, title, expr))
+                break
+            time.sleep(0.5)
+    assert not empty, empty
 
 
 def test_prometheus_unreachable_keeps_the_last_report(stack):
