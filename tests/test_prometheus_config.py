@@ -75,6 +75,6 @@ def test_real_prometheus_loads_it(tmp_path):
         groups = requests.get(prom.url + "/api/v1/rules", timeout=10).json()["data"]["groups"]
         names = {g["name"] for g in groups}
         assert {"mlscope-sagemaker-alerts", "mlscope-gpu-alerts", "mlscope-host-alerts", "mlscope-cost",
-                "mlscope-stack-alerts"} <= names
+                "mlscope-stack-alerts", "mlscope-rightsizing-alerts"} <= names
     finally:
         prom.stop()
