@@ -236,3 +236,19 @@ def test_bad_settings_exit_2_with_one_line():
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("mlscope rightsize") and needle in lines[0], (args, lines)
+
+
+def test_basic_auth_through_the_shared_runtime(tmp_path):
+    """--web-config is the exporters' own: without the password, no metrics; with it, the self-metrics."""
+    import bcrypt
+
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prometheus: '{bcrypt.hashpw(b's3cret', bcrypt.gensalt(rounds=4)).decode()}'\n")
+    server, base = start_exporter("rightsize", "--serve", "--prometheus", "http://127.0.0.1:9", "--web-config",
+                                  str(web), auth=("prometheus", "s3cret"))
+    try:
+        assert requests.get(base + "/metrics", timeout=5).status_code == 401
+        text = requests.get(base + "/metrics", auth=("prometheus", "s3cret"), timeout=5).text
+        assert 'mlscope_collector_up{collector="rightsizer"}' in text and "mlscope_rightsizing_errors_total" in text
+    finally:
+        server.stop()
