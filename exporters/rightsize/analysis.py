@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 from statistics import median
 
@@ -16,9 +17,15 @@ def at_percentile(ordered: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
+def present_sorted(values) -> list[float]:
+    """The values without NaN (windows without a sample), sorted."""
+    total = sum(values)
+    return sorted(values) if total == total else sorted([v for v in values if v == v])
+
+
 def percentile(values, q: float) -> float:
     """The q-th percentile of values; NaN (no sample) is left out."""
-    return at_percentile(sorted(v for v in values if v == v), q)
+    return at_percentile(present_sorted(values), q)
 
 
 def summary_of_sorted(ordered: list[float]) -> dict[str, float]:
@@ -28,7 +35,7 @@ def summary_of_sorted(ordered: list[float]) -> dict[str, float]:
 
 
 def summary(values) -> dict[str, float]:
-    return summary_of_sorted(sorted(v for v in values if v == v))
+    return summary_of_sorted(present_sorted(values))
 
 
 @dataclass
@@ -51,15 +58,14 @@ def knee(per_instance_rate, latency, factor: float, bins: int = 20, min_points: 
         return Knee(False, None, None)
     pairs.sort()
     baseline = median(y for _, y in pairs[: max(min_points, len(pairs) // 4)])
-    top = pairs[-1][0]
-    width = top / bins
-    by_bin: dict[int, list[float]] = {}
-    for x, y in pairs:
-        by_bin.setdefault(min(int(x / width), bins - 1), []).append(y)
-    for index in sorted(by_bin):
-        ys = by_bin[index]
-        if len(ys) >= min_points and median(ys) > factor * baseline:
+    xs = [x for x, _ in pairs]
+    width = xs[-1] / bins
+    low = 0
+    for index in range(bins):  # the pairs are sorted by rate: each bin is a slice
+        high = len(xs) if index == bins - 1 else bisect_left(xs, (index + 1) * width, low)
+        if high - low >= min_points and median(y for _, y in pairs[low:high]) > factor * baseline:
             return Knee(True, index * width, baseline, width)
+        low = high
     return Knee(False, None, baseline, width)
 
 

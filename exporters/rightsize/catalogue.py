@@ -32,6 +32,7 @@ class Catalogue:
     def __init__(self, rows: list[CatalogueRow], overrides: dict | None = None):
         self._rows = {(r.instance_type, r.region): r for r in rows}
         self._overrides = overrides or {}
+        self._candidates: dict[tuple[str, bool], list[Instance]] = {}
 
     @classmethod
     def load(cls, path: str | None = None, overrides: dict | None = None) -> "Catalogue":
@@ -51,5 +52,8 @@ class Catalogue:
         return replace(row, usd_per_hour=self.price(row.instance_type, region, row.usd_per_hour))
 
     def candidates(self, region: str, sagemaker: bool) -> list[Instance]:
-        types = sorted(t for t, r in self._rows if r == region and t.startswith("ml.") == sagemaker)
-        return [i for i in (self.get(t, region) for t in types) if i is not None]
+        key = (region, sagemaker)
+        if key not in self._candidates:
+            types = sorted(t for t, r in self._rows if r == region and t.startswith("ml.") == sagemaker)
+            self._candidates[key] = [i for i in (self.get(t, region) for t in types) if i is not None]
+        return self._candidates[key]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .analysis import Knee, in_flight, knee, percentile
+from .analysis import Knee, at_percentile, in_flight, knee, present_sorted
 from .catalogue import SPECIAL_FAMILIES, Catalogue, Instance, family, gpu_units
 from .history import History
 
@@ -203,7 +203,7 @@ def recommend(h: History, catalogue: Catalogue, policy: Policy) -> dict:
     reasons = [f"{REASON[r]}Underprovisioned" for r in RESOURCES if r in stats and stats[r] > policy.target]
     if endpoint and knee_.reached:
         objective = policy.latency_objective or policy.knee_factor * knee_.baseline_latency
-        if percentile(traffic.latency, rate_pct) > objective:
+        if traffic.peak_latency is not None and traffic.peak_latency > objective:
             reasons.append("LatencyUnderprovisioned")
         if traffic.peak_per_instance > knee_.sustainable_rate:
             reasons.append("ThroughputUnderprovisioned")
@@ -261,6 +261,7 @@ class Traffic:
     trough_rate: float | None  # the mirror percentile (p0.5 for p99.5)
     mean_rate: float
     peak_per_instance: float | None
+    peak_latency: float | None  # p99 latency, the policy's percentile
 
     @classmethod
     def of(cls, h: History, pct: float) -> "Traffic":
@@ -268,13 +269,12 @@ class Traffic:
         requests = list(h.traffic.get("requests", ()))
         instances = list(h.traffic.get("instances", ())) or [nan] * len(requests)
         per_instance = [r / n if n > 0 else nan for r, n in zip(requests, instances)]  # NaN in, NaN out
-        present = [r for r in requests if r == r]
-        return cls(requests, per_instance, list(h.traffic.get("latency_p99", ())),
-                   list(h.traffic.get("errors_5xx", ())),
-                   percentile(present, pct) if present else None,
-                   percentile(present, 100 - pct) if present else None,
-                   sum(present) / len(present) if present else 0.0,
-                   percentile(per_instance, pct) if present else None)
+        latency = list(h.traffic.get("latency_p99", ()))
+        rates, per, lat = present_sorted(requests), present_sorted(per_instance), present_sorted(latency)
+        return cls(requests, per_instance, latency, list(h.traffic.get("errors_5xx", ())),
+                   at_percentile(rates, pct) if rates else None, at_percentile(rates, 100 - pct) if rates else None,
+                   sum(rates) / len(rates) if rates else 0.0, at_percentile(per, pct) if per else None,
+                   at_percentile(lat, pct) if lat else None)
 
 
 def peak_error_ratio(per_instance: list[float], requests: list[float], errors: list[float],
@@ -311,7 +311,7 @@ def autoscaling(h: History, stats: dict[str, float], knee_: Knee, t: Traffic, po
                        f"{t.peak_per_instance:.3g}/s); the sustainable rate is extrapolated from CPU/GPU utilization")
     else:
         return out
-    latency = percentile(t.latency, policy.cpu_percentile) if any(v == v for v in t.latency) else None
+    latency = t.peak_latency
     out.update(target_value=round(sustainable * policy.autoscaling_safety_factor * 60, 1),
                sustainable_invocations_per_instance_per_second=round(sustainable, 4), sustainable_source=source,
                min_capacity=max(min_n, _ceil(t.trough_rate / (sustainable * policy.target))),

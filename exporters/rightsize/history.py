@@ -13,7 +13,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 
-from .analysis import at_percentile, summary_of_sorted
+from .analysis import at_percentile, present_sorted, summary_of_sorted
 from .query import PromQL, RightsizeError
 
 STEP = 300  # seconds: the "5-minute window" of the statistic
@@ -21,15 +21,18 @@ ENDPOINT_BY = "account, region, endpoint, variant"
 ENDPOINT_KEYS = ("account", "region", "endpoint", "variant")
 TRAFFIC = ("instances", "requests", "errors_5xx", "latency_p99")
 
+# No aggregation in the range queries: grouping thousands of series at every step costs Prometheus several
+# times what the selection does, so series are keyed by their subject labels here (duplicates, e.g. two
+# exporters polling the same account, are merged by taking the larger value).
 ENDPOINT_RANGE = {
-    "cpu": "max by ({by}) (max_over_time(sagemaker_instance_cpu_utilization_ratio{{{sel}}}[{w}]))",
-    "memory": "max by ({by}) (max_over_time(sagemaker_instance_memory_utilization_ratio{{{sel}}}[{w}]))",
-    "gpu": "max by ({by}) (max_over_time(sagemaker_instance_gpu_utilization_ratio{{{sel}}}[{w}]))",
-    "gpu_memory": "max by ({by}) (max_over_time(sagemaker_instance_gpu_memory_utilization_ratio{{{sel}}}[{w}]))",
-    "instances": "max by ({by}) (max_over_time(sagemaker_variant_instances{{{sel}}}[{w}]))",
-    "requests": "sum by ({by}) (rate(sagemaker_invocations_total{{{sel}}}[{w}]))",
-    "errors_5xx": "sum by ({by}) (rate(sagemaker_invocation_5xx_errors_total{{{sel}}}[{w}]))",
-    "latency_p99": "max by ({by}) (max_over_time(sagemaker_model_latency_seconds{{quantile=\"0.99\",{sel}}}[{w}]))",
+    "cpu": "max_over_time(sagemaker_instance_cpu_utilization_ratio{{{sel}}}[{w}])",
+    "memory": "max_over_time(sagemaker_instance_memory_utilization_ratio{{{sel}}}[{w}])",
+    "gpu": "max_over_time(sagemaker_instance_gpu_utilization_ratio{{{sel}}}[{w}])",
+    "gpu_memory": "max_over_time(sagemaker_instance_gpu_memory_utilization_ratio{{{sel}}}[{w}])",
+    "instances": "max_over_time(sagemaker_variant_instances{{{sel}}}[{w}])",
+    "requests": "rate(sagemaker_invocations_total{{{sel}}}[{w}])",
+    "errors_5xx": "rate(sagemaker_invocation_5xx_errors_total{{{sel}}}[{w}]) > 0",  # only windows with errors
+    "latency_p99": "max_over_time(sagemaker_model_latency_seconds{{quantile=\"0.99\",{sel}}}[{w}])",
 }
 ENDPOINT_NOW = {
     "info": "max by ({by}, instance_type) (last_over_time(sagemaker_variant_info{{{sel}}}[1h]))",
@@ -77,7 +80,7 @@ class History:
 
     def add(self, name: str, values: array, percentile: float) -> None:
         """Keep a traffic series; reduce a utilization series to its statistics."""
-        present = sorted(v for v in values if v == v)
+        present = present_sorted(values)
         if not present:
             return
         self.points[name] = len(present)
@@ -120,6 +123,11 @@ def _percentile(name: str, percentiles: dict[str, float]) -> float:
     return percentiles.get({"gpu_sm": "gpu", "gpu_memory_per_gpu": "gpu_memory"}.get(name, name), 100.0)
 
 
+def _larger(a: array, b: array) -> array:
+    """Step by step the larger value of two series of one subject (NaN where both have none)."""
+    return array("f", (y if x != x or y > x else x for x, y in zip(a, b)))
+
+
 def _endpoints(client: PromQL, at: float, start: float, sel: str, percentiles: dict[str, float]) -> list[History]:
     subjects: dict[tuple, History] = {}
     for labels, _ in client.instant(_query(ENDPOINT_NOW["info"], ENDPOINT_BY, sel), at):
@@ -134,10 +142,13 @@ def _endpoints(client: PromQL, at: float, start: float, sel: str, percentiles: d
         if subject is not None and labels.get("instance_type") == subject.instance_type:
             subject.hourly_cost = cost
     for name, template in ENDPOINT_RANGE.items():
-        for labels, values in client.range(_query(template, ENDPOINT_BY, sel), start, at, STEP, len(subjects)):
-            subject = subjects.get(tuple(labels.get(k, "") for k in ENDPOINT_KEYS))
-            if subject is not None:
-                subject.add(name, values, _percentile(name, percentiles))
+        by_subject: dict[tuple, array] = {}
+        for labels, values in client.range(_query(template, ENDPOINT_BY, sel), start, at, STEP):
+            key = tuple(labels.get(k, "") for k in ENDPOINT_KEYS)
+            if key in subjects:
+                by_subject[key] = _larger(by_subject[key], values) if key in by_subject else values
+        for key, values in by_subject.items():
+            subjects[key].add(name, values, _percentile(name, percentiles))
     for subject in subjects.values():
         counts = [v for v in subject.traffic.get("instances", ()) if v == v]
         subject.instances_now = max(1, round(counts[-1])) if counts else 1
@@ -165,7 +176,7 @@ def _hosts(client: PromQL, at: float, start: float, sel: str, default_region: st
             host.gpus_observed += int(count)
             host.gpu_model_observed = labels.get("model") or host.gpu_model_observed
     for name, template in HOST_RANGE.items():
-        for labels, values in client.range(_query(template, "", sel), start, at, STEP, len(subjects)):
+        for labels, values in client.range(_query(template, "", sel), start, at, STEP):
             if labels.get("instance"):
                 subject(labels["instance"]).add(name, values, _percentile(name, percentiles))
     return [h for h in subjects.values() if "cpu" in h.stats or "gpu" in h.stats]
