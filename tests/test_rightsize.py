@@ -312,6 +312,7 @@ def test_no_mlscope_series(prom):
     (["--at", "yesterday"], ["--at", "RFC 3339"]),
     (["--at", "2026-11-01T00:00:00"], ["--at", "time zone"]),
     (["--lookback", "two weeks"], ["--lookback"]),
+    (["--lookback", "5m"], ["--lookback", "too short"]),
     (["--profile", "cheap"], ["--profile"]),
     (["--format", "pdf"], ["--format"]),
     (["--endpoint", "("], ["--endpoint", "regular expression"]),

@@ -55,6 +55,8 @@ def analyse(client: PromQL, at: float, lookback: float, policy: Policy | None = 
     series are found."""
     policy = policy or Policy()
     catalogue = catalogue or Catalogue.load()
+    if lookback < 3600:
+        raise RightsizeError(f"--lookback {lookback:g}s is too short: rightsizing needs hours to weeks of history")
     retention = client.retention_seconds()
     if retention and lookback > retention:
         raise RightsizeError(f"--lookback {lookback / 86400:g}d is longer than the store's retention "

@@ -167,6 +167,24 @@ def options(h: History, cur: Instance, d: Demand, policy: Policy, catalogue: Cat
     return [{"rank": i, **o} for i, o in enumerate(found[: policy.max_options], 1)]
 
 
+def under_reasons(stats: dict[str, float], traffic: "Traffic | None", knee_: Knee, policy: Policy) -> list[str]:
+    """Resources whose demand is above the target utilization; for endpoints also latency past its objective
+    at a load-driven knee, and throughput: load past the knee, or 5xx errors only when busiest."""
+    reasons = [f"{REASON[r]}Underprovisioned" for r in RESOURCES if r in stats and stats[r] > policy.target]
+    if traffic is None:
+        return reasons
+    if knee_.reached:
+        objective = policy.latency_objective or policy.knee_factor * knee_.baseline_latency
+        if traffic.peak_latency is not None and traffic.peak_latency > objective:
+            reasons.append("LatencyUnderprovisioned")
+        if traffic.peak_per_instance > knee_.sustainable_rate:
+            reasons.append("ThroughputUnderprovisioned")
+    if "ThroughputUnderprovisioned" not in reasons and \
+            peak_error_ratio(traffic.per_instance, traffic.requests, traffic.errors) > policy.peak_error_ratio:
+        reasons.append("ThroughputUnderprovisioned")
+    return reasons
+
+
 def _confidence(hours: float, policy: Policy) -> str:
     if hours >= policy.high_confidence_hours:
         return "high"
@@ -200,20 +218,10 @@ def recommend(h: History, catalogue: Catalogue, policy: Policy) -> dict:
     knee_ = knee(traffic.per_instance, traffic.latency, policy.knee_factor) if endpoint else Knee(False, None, None)
     peak_rate = traffic.peak_rate
 
-    reasons = [f"{REASON[r]}Underprovisioned" for r in RESOURCES if r in stats and stats[r] > policy.target]
-    if endpoint and knee_.reached:
-        objective = policy.latency_objective or policy.knee_factor * knee_.baseline_latency
-        if traffic.peak_latency is not None and traffic.peak_latency > objective:
-            reasons.append("LatencyUnderprovisioned")
-        if traffic.peak_per_instance > knee_.sustainable_rate:
-            reasons.append("ThroughputUnderprovisioned")
-    if endpoint and "ThroughputUnderprovisioned" not in reasons and \
-            peak_error_ratio(traffic.per_instance, traffic.requests, traffic.errors) > policy.peak_error_ratio:
-        reasons.append("ThroughputUnderprovisioned")
-    under = bool(reasons)
+    under = under_reasons(stats, traffic if endpoint else None, knee_, policy)
     over = [f"{REASON[r]}Overprovisioned" for r in RESOURCES
             if r in stats and stats[r] * (1 + policy.headroom) < policy.overprovisioned_below]
-    rec["reasons"] = reasons + over
+    rec["reasons"] = under + over
 
     busiest = "gpu" if "gpu" in stats and (cur is None or cur.gpu) else "cpu"
     quiet = not endpoint or (peak_rate or 0.0) * 60 < policy.idle_requests_per_minute

@@ -172,7 +172,9 @@ class PromQL:
                 grid[first:last + 1] = array("f", map(float, values))
             else:
                 for stamp, value in zip(stamps, values):
-                    grid[int(round((_stamp(stamp) - start) / step))] = float(value)
+                    index = int(round((_stamp(stamp) - start) / step))
+                    if 0 <= index < steps:
+                        grid[index] = float(value)
 
     def _matrix(self, raw: bytes, expr: str) -> Iterator[tuple[dict, list, list]]:
         """(labels, timestamps, values) of each series of a range answer. Prometheus' compact JSON is cut
