@@ -324,6 +324,12 @@ def test_bad_settings(prom, args, words):
     one_line_error(rightsize(prom, *args), *words)
 
 
+def test_bad_price_override(prom, tmp_path):
+    config = tmp_path / "rightsize.yml"
+    config.write_text("prices:\n  g4dn.2xlarge: cheap\n")
+    one_line_error(rightsize(prom, "--config", str(config)), "prices in", "g4dn.2xlarge", "dollars per hour")
+
+
 def test_missing_or_bad_url():
     one_line_error(run_cli("rightsize"), "--prometheus")
     one_line_error(run_cli("rightsize", "--prometheus", "ftp://x"), "--prometheus", "http")

@@ -12,7 +12,8 @@ from typing import Any, Sequence
 from .. import logs
 from ..cli import OneLineParser, add_setting_flags
 from ..prices import PriceTableError
-from ..settings import (COMMON_SETTINGS, Config, Setting, SettingError, boolean, choice, listen_address, mapping,
+from ..sagemaker.config import prices as price_overrides  # the SageMaker exporter's format
+from ..settings import (COMMON_SETTINGS, Config, Setting, SettingError, boolean, choice, listen_address,
                         non_negative_number, positive_duration, positive_int, regex, resolve, string)
 from . import Report, analyse
 from .catalogue import Catalogue
@@ -70,7 +71,7 @@ SETTINGS = [
     Setting("query_timeout", positive_duration, 60.0, "timeout of each query, e.g. 60s (seconds)"),
     Setting("host_region", string, "us-east-1", "region to price hosts in when their cost series has no region label"),
     Setting("catalogue", string, None, "instance catalogue CSV (default: the shipped one)"),
-    Setting("prices", mapping, {}, "price overrides {instance_type: usd_per_hour or {region: usd_per_hour}}",
+    Setting("prices", price_overrides, {}, "price overrides {instance_type: $/h or {region: $/h}}",
             file_only=True),
     # Decision numbers (docs/rightsizing.md says where each default comes from); profile-dependent ones
     # default to the profile's value.
