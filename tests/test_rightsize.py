@@ -346,10 +346,10 @@ def test_one_query_per_metric_whatever_the_fleet(prom):
         return rep.queries, len(rep.recommendations)
 
     # Range queries come in 2-day chunks: 14 days = 7 per metric. Variants: 8 metrics + 2 instant queries;
-    # hosts: 6 + 2. However many subjects there are.
-    assert queries() == (8 * 7 + 2 + 6 * 7 + 2, 9)
+    # hosts: 6 + 1. However many subjects there are.
+    assert queries() == (8 * 7 + 2 + 6 * 7 + 1, 9)
     assert queries(endpoint="spiky") == (8 * 7 + 2, 1)
-    assert queries(instance=".*host") == (6 * 7 + 2, 2)
+    assert queries(instance=".*host") == (6 * 7 + 1, 2)
 
 
 def test_tls_query_api(tmp_path):

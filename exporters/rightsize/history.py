@@ -52,7 +52,6 @@ HOST_RANGE = {
 }
 HOST_NOW = {
     "cost": "max by (instance, instance_type, region) (last_over_time(mlscope_host_hourly_cost_dollars{{{sel}}}[1h]))",
-    "gpus": "count by (instance, model) (last_over_time(gpu_info{{{sel}}}[1h]))",
 }
 
 
@@ -70,8 +69,6 @@ class History:
     demand: dict[str, float] = field(default_factory=dict)  # resource -> the policy's percentile
     points: dict[str, int] = field(default_factory=dict)  # metric -> 5-minute windows with data
     traffic: dict[str, array] = field(default_factory=dict)  # TRAFFIC name -> values on the step grid, NaN = none
-    gpus_observed: int = 0
-    gpu_model_observed: str | None = None
 
     @property
     def history_hours(self) -> float:
@@ -170,11 +167,6 @@ def _hosts(client: PromQL, at: float, start: float, sel: str, default_region: st
             host.instance_type = labels.get("instance_type") or None
             host.region = labels.get("region") or default_region
             host.hourly_cost = cost
-    for labels, count in client.instant(_query(HOST_NOW["gpus"], "", sel), at):
-        if labels.get("instance"):
-            host = subject(labels["instance"])
-            host.gpus_observed += int(count)
-            host.gpu_model_observed = labels.get("model") or host.gpu_model_observed
     for name, template in HOST_RANGE.items():
         for labels, values in client.range(_query(template, "", sel), start, at, STEP):
             if labels.get("instance"):
