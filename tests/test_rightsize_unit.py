@@ -230,3 +230,22 @@ def test_prices_refresh_catalogue_learns_the_spec_columns(tmp_path):
     assert east["ml.g5.xlarge"].gpu_model == "A10G" and east["ml.g5.xlarge"].usd_per_hour == 1.5
     assert len(east) == 3  # the region's rows are replaced
     assert Catalogue(rows).get("g5.xlarge", "us-west-2").usd_per_hour == 1.006  # other regions kept
+
+
+def test_prices_refresh_catalogue_command(monkeypatch, tmp_path, capsys):
+    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []},
+                      {"ServiceCode": "AmazonSageMaker", "Filters": prices.product_filters("us-east-1"),
+                       "FormatVersion": "aws_v1", "MaxResults": 100})
+    stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [
+        ec2_product("c7i.large", "0.0893", "2", "4 GiB")]},
+        {"ServiceCode": "AmazonEC2", "Filters": prices.ec2_filters("us-east-1"), "FormatVersion": "aws_v1",
+         "MaxResults": 100})
+    stub.activate()
+    monkeypatch.setattr(prices, "make_client", lambda endpoint_url=None: client)
+    out = tmp_path / "catalogue.csv"
+    assert prices.main(["refresh", "--catalogue", "--region", "us-east-1", "--output", str(out)]) == 0
+    assert f"wrote 1 us-east-1 instance types to {out}" in capsys.readouterr().out
+    row = [r for r in load_catalogue(out) if r.region == "us-east-1"]
+    assert row == [CatalogueRow("c7i.large", "us-east-1", 2, 4, 0, "", 0, 0.0893)]
