@@ -252,6 +252,14 @@ def test_profiles_change_the_percentile(prom):
     assert find(perf, "steady")["finding"] == "Optimized"
 
 
+def test_latency_objective_of_the_user(prom):
+    # llm-24gb answers in 0.4 s, flat: no knee, so no latency finding by default; with a 0.3 s objective,
+    # its p99 at peak (0.4 s) is above it.
+    assert "LatencyUnderprovisioned" not in find(report(prom, "--endpoint", "llm-24gb"), "llm-24gb")["reasons"]
+    rec = find(report(prom, "--endpoint", "llm-24gb", "--latency-objective", "300ms"), "llm-24gb")
+    assert rec["finding"] == "Underprovisioned" and "LatencyUnderprovisioned" in rec["reasons"]
+
+
 def test_html_report_renders_in_chromium(prom, tmp_path):
     chromium = require_binary("chromium")
     page = tmp_path / "report.html"

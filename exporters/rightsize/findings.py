@@ -173,12 +173,12 @@ def under_reasons(stats: dict[str, float], traffic: "Traffic | None", knee_: Kne
     reasons = [f"{REASON[r]}Underprovisioned" for r in RESOURCES if r in stats and stats[r] > policy.target]
     if traffic is None:
         return reasons
-    if knee_.reached:
-        objective = policy.latency_objective or policy.knee_factor * knee_.baseline_latency
-        if traffic.peak_latency is not None and traffic.peak_latency > objective:
-            reasons.append("LatencyUnderprovisioned")
-        if traffic.peak_per_instance > knee_.sustainable_rate:
-            reasons.append("ThroughputUnderprovisioned")
+    # Without an objective of the user's, latency counts only where load drives it (a knee).
+    objective = policy.latency_objective or (policy.knee_factor * knee_.baseline_latency if knee_.reached else None)
+    if objective and traffic.peak_latency is not None and traffic.peak_latency > objective:
+        reasons.append("LatencyUnderprovisioned")
+    if knee_.reached and traffic.peak_per_instance > knee_.sustainable_rate:
+        reasons.append("ThroughputUnderprovisioned")
     if "ThroughputUnderprovisioned" not in reasons and \
             peak_error_ratio(traffic.per_instance, traffic.requests, traffic.errors) > policy.peak_error_ratio:
         reasons.append("ThroughputUnderprovisioned")
