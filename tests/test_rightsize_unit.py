@@ -18,7 +18,8 @@ from mlscope.prices import CATALOGUE, CatalogueRow, PriceTableError, load_catalo
 from mlscope.rightsize.analysis import knee, percentile, summary
 from mlscope.rightsize.catalogue import Catalogue
 from mlscope.rightsize.cli import timestamp
-from mlscope.rightsize.findings import Policy, recommend
+from mlscope.rightsize.findings import recommend
+from mlscope.rightsize.policy import Policy
 from mlscope.rightsize.history import History, _query, ENDPOINT_RANGE
 from mlscope.rightsize.query import Auth, PromQL, RightsizeError
 from test_prices import product

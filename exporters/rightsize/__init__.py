@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 
 from .catalogue import Catalogue
-from .findings import Policy, recommend
+from .findings import recommend
+from .policy import Policy
 from .history import fetch
 from .query import PromQL, RightsizeError
 

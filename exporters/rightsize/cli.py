@@ -17,7 +17,7 @@ from ..settings import (COMMON_SETTINGS, Config, Setting, SettingError, boolean,
                         non_negative_number, positive_duration, positive_int, regex, resolve, string)
 from . import Report, analyse
 from .catalogue import Catalogue
-from .findings import PROFILES, Policy
+from .policy import PROFILES, Policy
 from .outputs import RENDERERS
 from .query import Auth, PromQL, RightsizeError
 
