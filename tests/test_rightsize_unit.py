@@ -90,6 +90,15 @@ def test_5xx_only_at_peak_is_a_throughput_shortage():
     assert recommend(h, Catalogue.load(), Policy())["finding"] == "Optimized"
 
 
+def test_host_without_cost_series_says_why_it_has_no_options():
+    h = History("host", {"instance": "gpu-7"}, "us-east-1")
+    h.add("cpu", array("f", [0.5] * 12 * 40), 99.5)
+    rec = recommend(h, Catalogue.load(), Policy())
+    assert rec["options"] == [] and rec["current"] == {"instance_type": None, "instances": 1,
+                                                       "hourly_cost_dollars": None}
+    assert rec["message"].startswith("no mlscope_host_hourly_cost_dollars series")
+
+
 def test_profiles_and_overrides():
     assert Policy().target == pytest.approx(1 / 1.2)
     assert Policy(profile="cost").cpu_percentile == 95.0

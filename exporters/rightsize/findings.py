@@ -73,8 +73,11 @@ def recommend(h: History, catalogue: Catalogue, policy: Policy) -> dict:
     quiet = not endpoint or (peak_rate or 0.0) * 60 < policy.idle_requests_per_minute
     idle = busiest in stats and stats[busiest] < policy.idle_utilization and quiet
 
-    if cur is None:
-        rec["message"] = (f"instance type {h.instance_type or '(unknown)'} is not in the instance catalogue for "
+    if h.instance_type is None:
+        rec["message"] = ("no mlscope_host_hourly_cost_dollars series, so its instance type is unknown: no options "
+                          "(give the host exporter instance_type, or run it on EC2 where it reads it)")
+    elif cur is None:
+        rec["message"] = (f"instance type {h.instance_type} is not in the instance catalogue for "
                           f"{h.region}: no options (add it to the catalogue or run `mlscope prices refresh "
                           f"--catalogue --region {h.region}`)")
     elif cost is not None:
