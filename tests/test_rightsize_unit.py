@@ -195,6 +195,8 @@ def test_catalogue_overrides_and_bad_files(tmp_path):
     assert cat.get("g4dn.xlarge", "eu-west-1").usd_per_hour == 0.3
     assert cat.get("g5.xlarge", "us-west-2").usd_per_hour == 0.9
     assert cat.get("g5.xlarge", "us-east-1").usd_per_hour == 1.006
+    # A row without its specs (the Price List API left them out) is no candidate and no crash.
+    assert Catalogue([CatalogueRow("x9.large", "us-east-1", 0, 0, 0, "", 0, 0.1)]).get("x9.large", "us-east-1") is None
     broken = tmp_path / "c.csv"
     broken.write_text("instance_type,region,vcpu,memory_gib,gpu,gpu_model,gpu_memory_gib,usd_per_hour\nx,r,4,16\n")
     with pytest.raises(PriceTableError, match="line 2: expected 8 fields"):

@@ -47,7 +47,7 @@ class Catalogue:
 
     def get(self, instance_type: str | None, region: str) -> Instance | None:
         row = self._rows.get((instance_type or "", region))
-        if row is None:
+        if row is None or row.vcpu <= 0 or row.memory_gib <= 0:  # a refresh may leave a spec out: unusable
             return None
         return replace(row, usd_per_hour=self.price(row.instance_type, region, row.usd_per_hour))
 
