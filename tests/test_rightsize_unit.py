@@ -40,6 +40,12 @@ def test_knee_is_the_lower_edge_of_the_first_slow_bin():
     assert k.reached and k.sustainable_rate == pytest.approx(30.0) and k.baseline_latency == 0.1
 
 
+def test_slow_windows_at_the_lowest_load_are_no_knee():
+    xs = [i / 10 for i in range(1, 401)]
+    lat = [0.5 if x < 1.5 else 0.1 for x in xs]  # cold starts below 1.5 req/s, flat above
+    assert not knee(xs, lat, factor=1.5).reached
+
+
 def test_no_knee_when_latency_stays_flat_and_one_outlier_is_not_a_knee():
     xs = [i / 10 for i in range(1, 401)]
     lat = [0.1] * 400

@@ -50,20 +50,23 @@ class Knee:
 
 def knee(per_instance_rate, latency, factor: float, bins: int = 20, min_points: int = 3) -> Knee:
     """Split the observed per-instance request rate into `bins` equal-width bins; the knee is the lowest bin
-    whose median p99 latency exceeds `factor` x the baseline (median latency of the lowest-load quarter of
-    the windows). The sustainable rate is that bin's lower edge. Bins with fewer than `min_points` windows
+    above the lowest-load quarter of the windows whose median p99 latency exceeds `factor` x the baseline
+    (that quarter's median latency). The sustainable rate is that bin's lower edge. Bins with fewer than `min_points` windows
     are ignored, so one outlier cannot make a knee. Both series are on the same step grid (NaN = none)."""
     pairs = [(x, y) for x, y in zip(per_instance_rate, latency) if x == x and y == y and x > 0]
     if len(pairs) < 4 * min_points:
         return Knee(False, None, None)
     pairs.sort()
-    baseline = median(y for _, y in pairs[: max(min_points, len(pairs) // 4)])
+    quarter = max(min_points, len(pairs) // 4)
+    baseline = median(y for _, y in pairs[:quarter])
     xs = [x for x, _ in pairs]
     width = xs[-1] / bins
     low = 0
     for index in range(bins):  # the pairs are sorted by rate: each bin is a slice
         high = len(xs) if index == bins - 1 else bisect_left(xs, (index + 1) * width, low)
-        if high - low >= min_points and median(y for _, y in pairs[low:high]) > factor * baseline:
+        # Only above the baseline's load: slow windows at the lowest load (cold starts) are no knee.
+        if index * width >= xs[quarter - 1] and high - low >= min_points \
+                and median(y for _, y in pairs[low:high]) > factor * baseline:
             return Knee(True, index * width, baseline, width)
         low = high
     return Knee(False, None, baseline, width)
