@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-SUITES = ["bench.host", "bench.gpu", "bench.sagemaker", "bench.dashboards", "bench.faults"]
+SUITES = ["bench.host", "bench.gpu", "bench.sagemaker", "bench.dashboards", "bench.rightsize", "bench.faults"]
 
 
 def main(argv: list[str]) -> int:

@@ -4,9 +4,8 @@ the monitoring itself costs in CloudWatch API calls. No variables: everything is
 
 from __future__ import annotations
 
-from .panels import (Q, Section, bargauge_panel, build_dashboard, high_bad, neutral, stat_panel, steps,
-                     table_panel, timeseries_panel, BLUE, GREEN, ORANGE, RED)
-from grafana_foundation_sdk.models import dashboard
+from .panels import (Q, Section, bargauge_panel, build_dashboard, color_column, high_bad, neutral, stat_panel, steps,
+                     table_panel, timeseries_panel, GREEN, ORANGE)
 
 UID = "mlscope-cost"
 TITLE = "MLScope / Cost"
@@ -14,26 +13,11 @@ TITLE = "MLScope / Cost"
 HOURS_PER_MONTH = 730
 CLOUDWATCH_DOLLARS_PER_METRIC = "0.01 / 1000"   # GetMetricData: $0.01 per 1,000 metrics requested
 VARIANT = "region, endpoint, variant"
-BUSIEST = f'max by ({VARIANT}) (variant:sagemaker_instance_utilization:max_ratio{{resource!="disk"}})'
-OVER, UNDER = 0.2, 0.8
-PROVISIONING = steps(BLUE, (OVER, GREEN), (UNDER, RED))
-
-
-def _provisioning_verdict() -> str:
-    on = f" or on ({VARIANT}) "
-    return on.join([
-        f'label_replace({BUSIEST} < {OVER}, "verdict", "over-provisioned", "", "")',
-        f'label_replace({BUSIEST} > {UNDER}, "verdict", "under-provisioned", "", "")',
-        f'label_replace({BUSIEST}, "verdict", "ok", "", "")',
-    ])
-
-
-def _colour_column(p, column: str, thresholds: list[tuple[float | None, str]]):
-    return p.override_by_name(column, [
-        dashboard.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background", "mode": "basic"}),
-        dashboard.DynamicConfigValue(id_val="thresholds", value={
-            "mode": "absolute", "steps": [{"value": v, "color": c} for v, c in thresholds]}),
-    ])
+# The rightsizer's finding (`mlscope rightsize --serve`) is the one definition of over/under-provisioned;
+# the value is what its rank-1 option would save per month.
+FINDING = (f'max by ({VARIANT}, finding) (mlscope_rightsizing_finding{{kind="sagemaker_variant"}}) '
+           f'* on ({VARIANT}) group_left () '
+           f'max by ({VARIANT}) (mlscope_rightsizing_estimated_monthly_savings_dollars{{kind="sagemaker_variant"}})')
 
 
 def build():
@@ -75,18 +59,17 @@ def build():
             Q("fleet:gpu_idle_cost_dollars_per_hour:sum or vector(0)", "idle GPUs $/hour"),
             Q("fleet:node_cost_dollars_per_hour:sum", "all hosts $/hour"),
         ], "currencyUSD", neutral(), min_val=0, fill=0),
-        _colour_column(table_panel(
+        table_panel(
             "Over / under-provisioned variants",
-            [Q(_provisioning_verdict()), Q(f"sum by ({VARIANT}) (sagemaker_variant_instances)"),
+            [Q(FINDING), Q(f"sum by ({VARIANT}) (sagemaker_variant_instances)"),
              Q(f"sum by ({VARIANT}) (sagemaker_variant_hourly_cost_dollars)")],
             "none", neutral(), w=14, h=9, merge=True, hide=("Time",),
-            rename={"Value #A": "busiest resource", "Value #B": "instances", "Value #C": "$/hour"},
-            column_units={"busiest resource": "percentunit", "$/hour": "currencyUSD"},
-            sort_by="busiest resource", sort_desc=False,
-            description=f"Busiest of CPU, GPU, memory and GPU memory utilization per instance. Under {OVER:.0%}: over-provisioned "
-                        f"(fewer or smaller instances would do). Over {UNDER:.0%}: under-provisioned."),
-            "busiest resource", [(None, BLUE), (OVER, GREEN), (UNDER, RED)]),
-        _colour_column(table_panel(
+            rename={"Value #A": "savings $/month", "Value #B": "instances", "Value #C": "$/hour"},
+            column_units={"savings $/month": "currencyUSD", "$/hour": "currencyUSD"},
+            sort_by="savings $/month",
+            description="The rightsizer's finding per variant over its lookback (14 days by default) and what its "
+                        "rank-1 option would save per month (negative: it costs more). Details on mlscope-rightsizing."),
+        color_column(table_panel(
             "GPU cost vs use",
             [Q("instance_gpu:gpu_cost_dollars_per_hour:share"), Q("instance_gpu:gpu_utilization:avg_ratio_10m")],
             "none", neutral(), w=10, h=9, merge=True, hide=("Time", "uuid"),

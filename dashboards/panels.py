@@ -216,6 +216,15 @@ def fixed_color_for_query(p, ref_id: str, color: str = TEXT):
         id_val="color", value={"mode": "fixed", "fixedColor": color})])
 
 
+def color_column(p, column: str, thresholds: list[tuple[float | None, str]]):
+    """Colour one table column's cells by absolute thresholds [(None, base colour), (value, colour), ...]."""
+    return p.override_by_name(column, [
+        dashboard.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background", "mode": "basic"}),
+        dashboard.DynamicConfigValue(id_val="thresholds", value={
+            "mode": "absolute", "steps": [{"value": v, "color": c} for v, c in thresholds]}),
+    ])
+
+
 # --------------------------------------------------------------------------- variables
 
 def query_variable(name: str, label: str, query: str, *, include_all: bool = True) -> dash_b.QueryVariable:

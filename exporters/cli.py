@@ -12,7 +12,7 @@ from typing import Callable, NoReturn, Sequence
 
 from . import __version__, logs
 from .health import Health, ScrapeCollector
-from .settings import COMMON_SETTINGS, Setting, SettingError, boolean, listen_address, resolve
+from .settings import COMMON_SETTINGS, Config, Setting, SettingError, boolean, listen_address, resolve
 from .spec import ExporterSpec
 from .web import MetricsServer, load_web_config
 
@@ -29,6 +29,7 @@ TOOLS = {
     "healthcheck": ("mlscope.healthcheck", "exit 0 when an exporter answers (the container healthcheck)"),
     "local": ("mlscope.local", "the docker-compose stack natively on 127.0.0.1, without Docker (make local)"),
     "web-config": ("mlscope.webconfig", "write a --web-config file: bcrypt basic auth, optional self-signed TLS"),
+    "rightsize": ("mlscope.rightsize.cli", "recommend instance types and counts from Prometheus history"),
 }
 
 
@@ -86,6 +87,15 @@ def run_exporter(spec: ExporterSpec, argv: Sequence[str]) -> int:
     try:
         cfg = resolve(settings, vars(args))
         logs.setup(cfg.log_level)
+    except SettingError as exc:
+        fail(prog, str(exc))
+    return serve_exporter(spec, cfg)
+
+
+def serve_exporter(spec: ExporterSpec, cfg: Config) -> int:
+    """Serve the spec's collectors with already resolved settings (listen, web_config and the spec's own)."""
+    prog = f"mlscope {spec.command}"
+    try:
         web = load_web_config(cfg.web_config)
         health = Health()
         parts = spec.build(cfg, health)

@@ -11,7 +11,10 @@ import datetime as dt
 import json
 import logging
 import re
+import csv
+import io
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +30,7 @@ from .sagemaker.cost import DEFAULT_TABLE, PriceRow, PriceTableError, parse_tabl
 log = logging.getLogger("mlscope.prices")
 
 PRICING_REGION = "us-east-1"  # the Price List API lives in us-east-1 (and ap-south-1), whatever region you price
-_MEMORY_RE = re.compile(r"^([\d.,]+)\s*GiB$", re.IGNORECASE)
+_MEMORY_RE = re.compile(r"^([\d.,]+)\s*Gi?B$", re.IGNORECASE)
 _HEADER = [
     "# SageMaker real-time hosting (inference) instance types: vCPUs, GPUs, memory and on-demand price per instance-hour.",
     "# Source: AWS Price List API (pricing:GetProducts, ServiceCode AmazonSageMaker, component Hosting). These are LIST",
@@ -35,6 +38,63 @@ _HEADER = [
     "# mlscope prices refresh --region us-east-1 [--output FILE]",
     "# gpu = NVIDIA GPUs (Inferentia/Trainium accelerators are not GPUs and count 0). Lines starting with # are comments.",
 ]
+
+
+CATALOGUE = Path(__file__).resolve().parent / "data" / "instance_catalogue.csv"
+CATALOGUE_COLUMNS = ["instance_type", "region", "vcpu", "memory_gib", "gpu", "gpu_model", "gpu_memory_gib",
+                     "usd_per_hour"]
+
+
+@dataclass(frozen=True)
+class CatalogueRow:
+    """One instance type in one region: what it offers and its on-demand USD per instance-hour."""
+
+    instance_type: str
+    region: str
+    vcpu: int
+    memory_gib: float
+    gpu: int
+    gpu_model: str
+    gpu_memory_gib: float
+    usd_per_hour: float
+
+
+def parse_catalogue(text: str, source: str = "instance catalogue") -> tuple[list[str], list[CatalogueRow]]:
+    """(comment lines, rows) of the instance catalogue CSV; PriceTableError names the line that is wrong."""
+    comments = [line for line in text.splitlines() if line.startswith("#")]
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")]
+    if not lines or [h.strip() for h in next(csv.reader([lines[0][1]]))] != CATALOGUE_COLUMNS:
+        raise PriceTableError(f"{source}: header must be {','.join(CATALOGUE_COLUMNS)}")
+    rows = []
+    for number, line in lines[1:]:
+        f = [x.strip() for x in next(csv.reader([line]))]
+        if len(f) != len(CATALOGUE_COLUMNS):
+            raise PriceTableError(f"{source}: line {number}: expected {len(CATALOGUE_COLUMNS)} fields, got {len(f)}")
+        try:
+            rows.append(CatalogueRow(f[0], f[1], int(f[2]), float(f[3]), int(f[4]), f[5], float(f[6]), float(f[7])))
+        except ValueError as exc:
+            raise PriceTableError(f"{source}: line {number}: {exc}") from None
+    return comments, rows
+
+
+def load_catalogue(path: str | Path | None = None) -> list[CatalogueRow]:
+    path = Path(path) if path else CATALOGUE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PriceTableError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_catalogue(text, str(path))[1]
+
+
+def render_catalogue(comments: list[str], rows: list[CatalogueRow]) -> str:
+    out = io.StringIO()
+    out.writelines(line.rstrip("\n") + "\n" for line in comments)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CATALOGUE_COLUMNS)
+    for r in sorted(rows, key=lambda r: (r.instance_type.startswith("ml."), r.region, r.instance_type)):
+        writer.writerow([r.instance_type, r.region, r.vcpu, f"{r.memory_gib:g}", r.gpu, r.gpu_model,
+                         f"{r.gpu_memory_gib:g}", f"{r.usd_per_hour:g}"])
+    return out.getvalue()
 
 
 def product_filters(region: str) -> list[dict]:
@@ -52,9 +112,30 @@ def _int(text: Any) -> int:
         return 0
 
 
-def parse_product(raw: str, region: str) -> PriceRow | None:
-    """One PriceList entry (a JSON string) -> a row, or None when it is not an on-demand hosting instance."""
-    item = json.loads(raw)
+def ec2_filters(region: str) -> list[dict]:
+    """On-demand Linux, shared tenancy, no pre-installed software: one product per EC2 instance type."""
+    return [{"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in (
+        ("regionCode", region), ("operatingSystem", "Linux"), ("tenancy", "Shared"), ("preInstalledSw", "NA"),
+        ("capacitystatus", "Used"), ("licenseModel", "No License required"))]
+
+
+def _on_demand_usd(item: dict) -> float | None:
+    price = None
+    for term in item.get("terms", {}).get("OnDemand", {}).values():
+        for dim in term.get("priceDimensions", {}).values():
+            usd = dim.get("pricePerUnit", {}).get("USD")
+            if usd is not None and dim.get("unit", "").lower() in ("hrs", "hours", "hour") and float(usd) > 0:
+                price = float(usd)
+    return price
+
+
+def _gib(text: Any) -> float:
+    memory = _MEMORY_RE.match(str(text or "").strip())
+    return float(memory.group(1).replace(",", "")) if memory else 0.0
+
+
+def _sagemaker_hosting(item: dict, region: str) -> tuple[str, dict, float] | None:
+    """(instance type, attributes, on-demand $/h) of a SageMaker hosting instance product, else None."""
     attrs = item.get("product", {}).get("attributes", {})
     instance = attrs.get("instanceName") or attrs.get("instanceType") or ""
     usage = attrs.get("usagetype", "")
@@ -62,34 +143,96 @@ def parse_product(raw: str, region: str) -> PriceRow | None:
         return None  # e.g. Spot, async, training, notebook or data-processing usage types
     if attrs.get("regionCode", region) != region:
         return None
-    price = None
-    for term in item.get("terms", {}).get("OnDemand", {}).values():
-        for dim in term.get("priceDimensions", {}).values():
-            usd = dim.get("pricePerUnit", {}).get("USD")
-            if usd is not None and dim.get("unit", "").lower() in ("hrs", "hours", "hour") and float(usd) > 0:
-                price = float(usd)
-    if price is None:
+    price = _on_demand_usd(item)
+    return None if price is None else (instance, attrs, price)
+
+
+def parse_product(raw: str, region: str) -> PriceRow | None:
+    """One PriceList entry (a JSON string) -> a row, or None when it is not an on-demand hosting instance."""
+    found = _sagemaker_hosting(json.loads(raw), region)
+    if found is None:
         return None
-    memory = _MEMORY_RE.match(str(attrs.get("memory", "")).strip())
-    return PriceRow(instance, region, _int(attrs.get("vCpu")), _int(attrs.get("gpu")),
-                    float(memory.group(1).replace(",", "")) if memory else 0.0, price)
+    instance, attrs, price = found
+    return PriceRow(instance, region, _int(attrs.get("vCpu")), _int(attrs.get("gpu")), _gib(attrs.get("memory")),
+                    price)
+
+
+def parse_catalogue_product(raw: str, region: str) -> CatalogueRow | None:
+    """A SageMaker hosting or EC2 on-demand product -> a catalogue row with its specs (vcpu, memory, gpu,
+    gpuMemory attributes; gpuMemory is the total over the instance's GPUs). The GPU model is not an attribute."""
+    item = json.loads(raw)
+    found = _sagemaker_hosting(item, region)
+    if found is None:
+        attrs = item.get("product", {}).get("attributes", {})
+        instance = attrs.get("instanceType") or ""
+        if not instance or instance.startswith("ml.") or attrs.get("regionCode", region) != region:
+            return None
+        price = _on_demand_usd(item)
+        if price is None:
+            return None
+        found = (instance, attrs, price)
+    instance, attrs, price = found
+    gpus = _int(attrs.get("gpu"))
+    gpu_memory = _gib(attrs.get("gpuMemory") or attrs.get("gpuMemoryGiB"))
+    return CatalogueRow(instance, region, _int(attrs.get("vcpu") or attrs.get("vCpu")), _gib(attrs.get("memory")),
+                        gpus, "", gpu_memory / gpus if gpus else 0.0, price)
+
+
+def _products(client: Any, service: str, filters: list[dict]):
+    token = None
+    while True:
+        page = client.get_products(ServiceCode=service, Filters=filters, FormatVersion="aws_v1", MaxResults=100,
+                                   **({"NextToken": token} if token else {}))
+        yield from page.get("PriceList", [])
+        token = page.get("NextToken")
+        if not token:
+            return
 
 
 def fetch_rows(client: Any, region: str) -> list[PriceRow]:
-    rows: dict[str, PriceRow] = {}
-    token = None
-    while True:
-        params = {"ServiceCode": "AmazonSageMaker", "Filters": product_filters(region), "FormatVersion": "aws_v1",
-                  "MaxResults": 100, **({"NextToken": token} if token else {})}
-        page = client.get_products(**params)
-        for raw in page.get("PriceList", []):
-            row = parse_product(raw, region)
-            if row is not None:
-                rows[row.instance_type] = row
-        token = page.get("NextToken")
-        if not token:
-            break
-    return list(rows.values())
+    rows = (parse_product(raw, region) for raw in _products(client, "AmazonSageMaker", product_filters(region)))
+    return list({r.instance_type: r for r in rows if r is not None}.values())
+
+
+def fetch_catalogue(client: Any, region: str) -> list[CatalogueRow]:
+    """SageMaker hosting instances and EC2 instances of `region`, with their specs and on-demand prices."""
+    raws = [*_products(client, "AmazonSageMaker", product_filters(region)),
+            *_products(client, "AmazonEC2", ec2_filters(region))]
+    rows = (parse_catalogue_product(raw, region) for raw in raws)
+    return list({r.instance_type: r for r in rows if r is not None}.values())
+
+
+def refresh_catalogue(client: Any, region: str, output: Path, today: dt.date | None = None) -> int:
+    """Replace `region`'s rows of the instance catalogue `output`; keep what the API leaves out (GPU model,
+    GPU count and memory) from the catalogue's rows for the same type. Returns the rows written."""
+    new_rows = fetch_catalogue(client, region)
+    if not new_rows:
+        raise PriceTableError(f"the Price List API returned no instances for {region}")
+    source = output if output.exists() else CATALOGUE
+    comments, old_rows = parse_catalogue(source.read_text(encoding="utf-8"), str(source)) if source.exists() \
+        else ([], [])
+    known = {r.instance_type: r for r in old_rows}
+    new_rows = [_fill_from(r, known.get(r.instance_type)) for r in new_rows]
+    when = (today or dt.date.today()).isoformat()
+    comments = [c for c in comments if not c.startswith(f"# {region}: refreshed")]
+    comments.append(f"# {region}: refreshed from the AWS Price List API on {when} ({len(new_rows)} instance types)")
+    _replace(output, render_catalogue(comments, [r for r in old_rows if r.region != region] + new_rows))
+    return len(new_rows)
+
+
+def _fill_from(row: CatalogueRow, old: CatalogueRow | None) -> CatalogueRow:
+    if old is None:
+        return row
+    gpu = row.gpu or old.gpu
+    return CatalogueRow(row.instance_type, row.region, row.vcpu or old.vcpu, row.memory_gib or old.memory_gib, gpu,
+                        row.gpu_model or old.gpu_model, row.gpu_memory_gib or old.gpu_memory_gib, row.usd_per_hour)
+
+
+def _replace(output: Path, text: str) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(output.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
 
 
 def refresh(client: Any, region: str, output: Path, today: dt.date | None = None) -> int:
@@ -111,10 +254,7 @@ def refresh(client: Any, region: str, output: Path, today: dt.date | None = None
     when = (today or dt.date.today()).isoformat()
     comments.append(f"# {region}: refreshed from the AWS Price List API on {when} ({len(new_rows)} instance types)")
     rows = [r for r in old_rows if r.region != region] + new_rows
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(output.suffix + ".tmp")
-    tmp.write_text(render_table(comments, rows), encoding="utf-8")
-    tmp.replace(output)
+    _replace(output, render_table(comments, rows))
     return len(new_rows)
 
 
@@ -127,7 +267,10 @@ def main(argv: Sequence[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cmd = sub.add_parser("refresh", help="rebuild a region's rows from the AWS Price List API")
     cmd.add_argument("--region", required=True, help="AWS region to price, e.g. us-east-1")
-    cmd.add_argument("--output", default=str(DEFAULT_TABLE), help=f"CSV to rewrite (default: {DEFAULT_TABLE})")
+    cmd.add_argument("--catalogue", action="store_true",
+                     help="rebuild the rightsizer's instance catalogue (SageMaker and EC2 types, with specs) instead")
+    cmd.add_argument("--output", default=None,
+                     help=f"CSV to rewrite (default: {DEFAULT_TABLE}, or {CATALOGUE} with --catalogue)")
     cmd.add_argument("--endpoint-url", default=None, help="Pricing API endpoint override")
     cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(list(argv))
@@ -137,12 +280,13 @@ def main(argv: Sequence[str]) -> int:
     except ValueError as exc:
         parser.error(f"--region: {exc}")
     try:
-        count = refresh(make_client(args.endpoint_url), region, Path(args.output))
+        output = Path(args.output or (CATALOGUE if args.catalogue else DEFAULT_TABLE))
+        count = (refresh_catalogue if args.catalogue else refresh)(make_client(args.endpoint_url), region, output)
     except (ClientError, BotoCoreError) as exc:
         sys.stderr.write(f"mlscope prices: error: pricing:GetProducts failed: {describe_error(exc)}\n")
         return 1
     except (PriceTableError, OSError) as exc:
         sys.stderr.write(f"mlscope prices: error: {exc}\n")
         return 1
-    print(f"wrote {count} {region} instance types to {args.output}")
+    print(f"wrote {count} {region} instance types to {output}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -17,6 +18,27 @@ class Service(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class BackgroundLoop:
+    """A Service whose work runs in one daemon thread: `_run` loops until `_stop` is set, waiting on it."""
+
+    def __init__(self, thread_name: str) -> None:
+        self._thread_name = thread_name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        raise NotImplementedError
 
 
 @dataclass

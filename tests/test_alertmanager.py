@@ -135,3 +135,30 @@ def test_real_alertmanager_routes_and_inhibits(tmp_path):
         receiver.close()
     # every notification was delivered: Alertmanager logs each failed one at error level
     assert [line for line in output.splitlines() if "level=error" in line] == [], output[-3000:]
+
+
+@pytest.mark.timeout(120)
+def test_real_alertmanager_one_rightsizing_ticket_per_variant(tmp_path):
+    """RightsizingSavingsAvailable holds back SageMakerVariantOverProvisioned of the same variant."""
+    binary = require_binary("prometheus-alertmanager")
+    receiver = WebhookReceiver()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    am = Process([binary, f"--config.file={process_config(tmp_path, receiver.url)}",
+                  f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}",
+                  "--cluster.listen-address="])
+    try:
+        am.wait_http(base + "/-/ready", timeout=30)
+        variant = {"severity": "ticket", "region": "us-east-1", "endpoint": "big", "variant": "v1",
+                   "instance_type": "ml.g5.xlarge"}
+        post(base, {"alertname": "RightsizingSavingsAvailable", "kind": "sagemaker_variant", **variant})
+        receiver.wait("/ticket", alertname="RightsizingSavingsAvailable", endpoint="big")
+        post(base, {"alertname": "SageMakerVariantOverProvisioned", **variant},
+             {"alertname": "SageMakerVariantOverProvisioned", **variant, "endpoint": "small"})
+        receiver.wait("/ticket", alertname="SageMakerVariantOverProvisioned", endpoint="small")
+        time.sleep(3)  # the inhibited one would have come with the control
+        assert not [a for a in receiver.at("/ticket")
+                    if a["alertname"] == "SageMakerVariantOverProvisioned" and a["endpoint"] == "big"]
+    finally:
+        am.stop()
+        receiver.close()

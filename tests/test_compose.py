@@ -47,7 +47,7 @@ def test_refuses_to_start_without_grafana_password():
 def test_default_demo_and_gpu_profile(config):
     default = compose_config("config", "--services", env=ENV).stdout.split()
     assert {"prometheus", "alertmanager", "grafana", "host-exporter", "sagemaker-exporter", "gpu-exporter-sim",
-            "aws-emulator", "demo-traffic"} <= set(default)
+            "rightsizer", "aws-emulator", "demo-traffic"} <= set(default)
     assert "gpu-exporter" not in default
     gpu = config["services"]["gpu-exporter"]
     assert gpu["profiles"] == ["gpu"]
@@ -184,3 +184,17 @@ def test_compose_runs_the_versions_the_tests_run(config, service, binary):
     out = subprocess.run([require_binary(binary), "--version"], capture_output=True, text=True, timeout=30)
     tested = re.search(r"version (\d+\.\d+\.\d+)", out.stdout + out.stderr).group(1)
     assert config["services"][service]["image"].endswith(f":v{tested}")
+
+
+def test_rightsizer_serves_from_prometheus_locked_down(config):
+    svc = config["services"]["rightsizer"]
+    command = svc["command"]
+    assert command[:2] == ["rightsize", "--serve"]
+    assert command[command.index("--prometheus") + 1] == "http://prometheus:9090"
+    assert [(p["host_ip"], p["published"], p["target"]) for p in svc["ports"]] == [("127.0.0.1", "9859", 9859)]
+    assert svc["user"] == "10001:10001" and svc["read_only"] is True
+    assert svc["cap_drop"] == ["ALL"] and svc["security_opt"] == ["no-new-privileges:true"]
+    assert svc["healthcheck"]["test"] == ["CMD", "mlscope", "healthcheck", "http://127.0.0.1:9859/-/healthy"]
+    assert svc["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    published = [p["published"] for s in config["services"].values() for p in s.get("ports", [])]
+    assert len(published) == len(set(published)), f"two services publish one host port: {sorted(published)}"

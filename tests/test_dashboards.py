@@ -24,13 +24,14 @@ from dashboards import queries  # noqa: E402
 from dashboards.panels import DATASOURCE_UID  # noqa: E402
 
 EXPECTED_UIDS = ["mlscope-wall", "mlscope-endpoints", "mlscope-gpus", "mlscope-hosts", "mlscope-cost",
-                 "mlscope-stack"]
+                 "mlscope-rightsizing", "mlscope-stack"]
 DASHBOARD_VARIABLES = {
     "mlscope-wall": set(),
     "mlscope-endpoints": {"endpoint", "variant"},
     "mlscope-gpus": {"instance", "gpu"},
     "mlscope-hosts": {"instance"},
     "mlscope-cost": set(),
+    "mlscope-rightsizing": set(),
     "mlscope-stack": set(),
 }
 EXAMPLE_VARIABLES = {"endpoint": "demo-llm", "variant": "AllTraffic", "instance": ".*", "gpu": "0"}
@@ -71,6 +72,12 @@ CONTRACT_METRICS = {
     "sagemaker_variant_hourly_cost_dollars", "sagemaker_data_timestamp_seconds",
     "mlscope_cloudwatch_requests_total", "mlscope_cloudwatch_metrics_requested_total",
     "mlscope_cloudwatch_errors_total",
+    # rightsizer (`mlscope rightsize --serve`, docs/rightsizing.md)
+    *(f"mlscope_rightsizing_{name}" for name in (
+        "finding", "estimated_monthly_savings_dollars", "estimated_savings_ratio", "recommended_instances",
+        "recommended_hourly_cost_dollars", "performance_risk", "projected_utilization_ratio",
+        "current_hourly_cost_dollars", "current_instances", "utilization_ratio", "target_utilization_ratio",
+        "history_seconds", "last_run_timestamp_seconds", "errors_total")),
 }
 # Series Prometheus and Alertmanager make themselves.
 BUILTIN_METRICS = {"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds", "scrape_samples_scraped",
@@ -129,7 +136,7 @@ def panels_of(model: dict) -> list[dict]:
 # ------------------------------------------------------------------ generation
 
 
-def test_all_six_dashboards():
+def test_all_seven_dashboards():
     assert sorted(dashboards.UIDS) == sorted(EXPECTED_UIDS)
 
 

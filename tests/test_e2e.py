@@ -24,7 +24,7 @@ from mlscope.local import LocalStack, Options, render
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-JOBS = ("host", "gpu", "sagemaker", "prometheus", "alertmanager")
+JOBS = ("host", "gpu", "sagemaker", "rightsizer", "prometheus", "alertmanager")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,9 @@ def stack(tmp_path_factory, receiver):
     options = Options(data_dir=tmp_path_factory.mktemp("stack"), free_ports=True, scrape_interval="2s",
                       evaluation_interval="2s", webhook_url=receiver.url,
                       env={"sagemaker-exporter": {"MLSCOPE_POLL_INTERVAL": "10s", "MLSCOPE_DELAY": "70s"},
-                           "host-exporter": {"MLSCOPE_INSTANCE_TYPE": "g5.12xlarge"}})
+                           "host-exporter": {"MLSCOPE_INSTANCE_TYPE": "g5.12xlarge"},
+                           # minutes of history: judge them anyway, so the rightsizing panels have options
+                           "rightsizer": {"MLSCOPE_INTERVAL": "10s", "MLSCOPE_MIN_HISTORY": "1m"}})
     s = LocalStack(config, options).start()
     yield s
     s.stop()

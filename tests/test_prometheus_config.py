@@ -42,7 +42,9 @@ def test_promtool_check_config(tmp_path):
 def test_jobs_targets_rules_and_alerting():
     cfg = config()
     jobs = {job["job_name"]: job for job in cfg["scrape_configs"]}
-    assert set(jobs) == {"host", "gpu", "sagemaker", "prometheus", "alertmanager"}
+    assert set(jobs) == {"host", "gpu", "sagemaker", "rightsizer", "prometheus", "alertmanager"}
+    assert jobs["rightsizer"]["static_configs"][0]["targets"] == ["rightsizer:9859"]
+    assert jobs["rightsizer"]["honor_labels"] is True  # its `instance` label is the analysed host
     assert jobs["host"]["static_configs"][0]["targets"] == ["host-exporter:9856"]
     assert jobs["sagemaker"]["static_configs"][0]["targets"] == ["sagemaker-exporter:9858"]
     gpu = jobs["gpu"]["dns_sd_configs"][0]
@@ -60,7 +62,7 @@ def test_real_prometheus_loads_it(tmp_path):
     try:
         deadline = time.monotonic() + 30
         labels: set = set()
-        while len(labels) < 4 and time.monotonic() < deadline:  # discovery takes a moment
+        while len(labels) < 5 and time.monotonic() < deadline:  # discovery takes a moment
             time.sleep(0.5)
             resp = requests.get(prom.url + "/api/v1/targets", timeout=10).json()
             labels = {(t["labels"]["job"], t["labels"]["instance"]) for t in resp["data"]["activeTargets"]}
@@ -69,11 +71,12 @@ def test_real_prometheus_loads_it(tmp_path):
         assert ("sagemaker", "sagemaker-exporter") in labels
         assert ("prometheus", "localhost") in labels
         assert ("alertmanager", "alertmanager") in labels
+        assert ("rightsizer", "rightsizer") in labels
         # gpu-exporter / gpu-exporter-sim do not resolve here: no target, so no false TargetDown
         assert not [job for job, _ in labels if job == "gpu"]
         groups = requests.get(prom.url + "/api/v1/rules", timeout=10).json()["data"]["groups"]
         names = {g["name"] for g in groups}
         assert {"mlscope-sagemaker-alerts", "mlscope-gpu-alerts", "mlscope-host-alerts", "mlscope-cost",
-                "mlscope-stack-alerts"} <= names
+                "mlscope-stack-alerts", "mlscope-rightsizing-alerts"} <= names
     finally:
         prom.stop()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -21,6 +20,7 @@ from typing import Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..health import Health
+from ..spec import BackgroundLoop
 from .aws import Aws, describe_error, error_code, is_credentials_error
 from .cloudwatch import Query, fetch, group_by_start, settled_end
 from .config import quantile_label
@@ -66,7 +66,7 @@ class Snapshot:
     costs: dict = field(default_factory=dict)        # (endpoint, variant) -> (instance_type, $/hour)
 
 
-class Poller:
+class Poller(BackgroundLoop):
     def __init__(self, aws: Aws, inventory: Inventory, prices: PriceBook, health: Health, *,
                  poll_interval: float = 60.0, period: float = 60.0, delay: float = 180.0,
                  statistics: list[str] | None = None, clock: Callable[[], float] = time.time):
@@ -89,20 +89,10 @@ class Poller:
         self._data_ts: dict[tuple, float] = {}
         self._last_end: float | None = None
         self._warned_prices: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(f"poller {self.name}")
         health.register(self.name)
 
     # ---- service ----
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"poller {self.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
