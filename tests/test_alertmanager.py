@@ -137,6 +137,7 @@ def test_real_alertmanager_routes_and_inhibits(tmp_path):
     assert [line for line in output.splitlines() if "level=error" in line] == [], output[-3000:]
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_real_alertmanager_one_rightsizing_ticket_per_variant(tmp_path):
     """RightsizingSavingsAvailable holds back SageMakerVariantOverProvisioned of the same variant."""
