@@ -34,8 +34,9 @@ OPEN_ENDPOINT = ("/d/mlscope-endpoints?var-region=${__data.fields.region}&var-en
 
 
 def _worst(expr: str) -> str:
-    """`expr` for the WORST_N endpoints with the least error budget left (in the selected regions)."""
-    return f"({expr}) and on ({promql.EP}) bottomk({WORST_N}, {promql.budget_left(R)})"
+    """`expr` for the WORST_N endpoints with the least error budget left (in the selected regions), one
+    unnamed series per endpoint so the table's merge joins the columns on the endpoint's labels alone."""
+    return f"max by ({promql.EP}) ({expr}) and on ({promql.EP}) bottomk({WORST_N}, {promql.budget_left(R)})"
 
 
 def status_and_slo():

@@ -58,9 +58,9 @@ def banner():
 
 def health_grid():
     grid = table_panel(
-        "Endpoint health", [Q(promql.health()), Q(promql.burn_rate("1h")), Q(promql.latency_ratio("99")),
+        "Endpoint health", [Q(promql.health()), Q(f"max by ({promql.EP}) ({promql.burn_rate('1h')})"), Q(promql.latency_ratio("99")),
                             Q(promql.data_age())],
-        "none", neutral(), w=24, h=9, merge=True, hide=("Time",),
+        "none", neutral(), w=24, h=9, merge=True, hide=("Time", "account"),
         rename={"Value #A": "health", "Value #B": "burn rate 1h", "Value #C": "p99 ÷ objective",
                 "Value #D": "data age"},
         sort_by="health", sort_desc=True,
@@ -90,8 +90,8 @@ def golden_numbers():
     return Section(None, [
         stat_panel("Availability 30d", [Q("fleet:sagemaker_availability:ratio_rate30d", "30d")], "percentunit",
                    AVAILABILITY, h=5, decimals=3, graph=False, links=[ENDPOINTS],
-                   description="Time-based: 1 − downtime / total time over 30 days, all endpoints. Orange under "
-                               "the default 99.9 % objective, red under 99 %."),
+                   description="Time-based: 1 − downtime / total time over 30 days, the mean over endpoints. "
+                               "Orange under the default 99.9 % objective, red under 99 %."),
         stat_panel("Requests/s", [Q("fleet:sagemaker_requests:rate5m", "req/s")], "reqps", neutral(), h=5,
                    links=[ENDPOINTS], description="Invocations per second, all endpoints (5 m). Traffic has no "
                                                   "good or bad level, so it is not coloured."),

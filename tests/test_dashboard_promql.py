@@ -110,6 +110,8 @@ def test_wall_health_grid(tmp_path):
     p99_ratio = {name: p99 / objective for name, (_, _, p99, objective, *_rest) in ENDPOINTS.items()}
     promtool(tmp_path, endpoint_series(), [
         (expr("mlscope-wall", "Endpoint health", "A"), "40m", [(f"{{{labels(n)}}}", v) for n, v in health.items()]),
+        (expr("mlscope-wall", "Endpoint health", "B"), "40m",
+         [(f"{{{labels(n)}}}", burn) for n, (burn, *_rest) in ENDPOINTS.items()]),
         # p99 ÷ objective: 0.4/1, 0.2/1, 0.45/0.5 = 0.9, ...
         (expr("mlscope-wall", "Endpoint health", "C"), "40m",
          [(f"{{{labels(n)}}}", v) for n, v in p99_ratio.items()]),
@@ -188,9 +190,9 @@ def test_worst_endpoints_are_the_ten_with_least_budget(tmp_path):
         series[f"endpoint:sagemaker_5xx_errors:ratio_rate1h{{{ep.format(i)}}}"] = f"{i / 1000}x10"
     promtool(tmp_path, series, [
         (expr("mlscope-endpoints", "Worst 10 endpoints", "E"), "5m",
-         [(f"endpoint:sagemaker_error_budget_remaining:ratio_30d{{{ep.format(i)}}}", i / 10) for i in range(10)]),
+         [(f"{{{ep.format(i)}}}", i / 10) for i in range(10)]),
         (expr("mlscope-endpoints", "Worst 10 endpoints", "C"), "5m",
-         [(f"endpoint:sagemaker_5xx_errors:ratio_rate1h{{{ep.format(i)}}}", i / 1000) for i in range(10)]),
+         [(f"{{{ep.format(i)}}}", i / 1000) for i in range(10)]),
     ])
 
 

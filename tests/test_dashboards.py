@@ -454,6 +454,12 @@ def test_datasource_provisioning():
     assert prom[0]["uid"] == DATASOURCE_UID
     assert prom[0]["url"] == "http://prometheus:9090"
     assert prom[0]["isDefault"] is True
+    # Grafana's built-in Alertmanager datasource, read by the alerting UI the wall's banner links to
+    (am,) = [d for d in doc["datasources"] if d["type"] == "alertmanager"]
+    assert am["url"] == "http://alertmanager:9093" and am["jsonData"]["implementation"] == "prometheus"
+    assert prom[0]["jsonData"]["alertmanagerUid"] == am["uid"]
+    banner = next(p for p in dashboards.load("mlscope-wall")["panels"] if p["title"] == "Paging")
+    assert any(f"alertmanager={am['name']}&" in link["url"] for link in banner["links"])
 
 
 def test_dashboard_provider_and_grafana_ini():
