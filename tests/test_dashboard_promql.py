@@ -37,11 +37,13 @@ def expr(uid: str, title: str, ref_id: str = "A", variables: dict | None = None)
     raise KeyError(f"{uid}: no panel {title!r} with query {ref_id}")
 
 
-def promtool(tmp_path, series: dict[str, str], cases: list[tuple[str, str, list[tuple[str, float]]]]):
+def promtool(tmp_path, series: dict[str, str], cases: list[tuple[str, str, list[tuple[str, float]]]],
+             rules: bool = False):
     """Run `promtool test rules` on `series` (selector -> promtool values) and `cases`
-    (expr, eval time, [(labels, value), ...]); fail with promtool's output unless all pass."""
+    (expr, eval time, [(labels, value), ...]); fail with promtool's output unless all pass.
+    `rules`: evaluate the shipped alerts/*.rules.yml too (the input is then raw exporter series)."""
     test = {
-        "rule_files": [],
+        "rule_files": [str(p) for p in sorted((ROOT / "alerts").glob("*.rules.yml"))] if rules else [],
         "evaluation_interval": "1m",
         "tests": [{
             "interval": "1m",
@@ -131,6 +133,35 @@ def test_endpoint_status_timeline(tmp_path):
         (expr("mlscope-endpoints", "Status", variables={"region": "us-east-1"}), "40m",
          [(f"{{{labels(n)}}}", v) for n, v in east.items()]),
     ])
+
+
+def test_wall_health_and_status_with_the_shipped_rules(tmp_path):
+    """The same panels over raw exporter series and the real recording rules: the labels join."""
+    def endpoint(name: str, status: str, instances: int, requests: int, errors: int) -> dict[str, str]:
+        ep = f'account="1",region="r",endpoint="{name}",job="sagemaker",instance="x"'
+        return {
+            f'sagemaker_endpoint_info{{{ep},status="{status}"}}': "1x40",
+            f'sagemaker_variant_instances{{{ep},variant="a"}}': f"{instances}x40",
+            f'sagemaker_invocations_total{{{ep},variant="a"}}': f"0+{requests}x40",
+            f'sagemaker_invocation_5xx_errors_total{{{ep},variant="a"}}': f"0+{errors}x40",
+            f'sagemaker_model_latency_seconds{{{ep},variant="a",quantile="0.99"}}': "0.5x40",
+            f'sagemaker_data_timestamp_seconds{{{ep},variant="a"}}': "-120+60x40",    # always 2 minutes old
+        }
+    series = {**endpoint("e-ok", "InService", 1, 600, 0),
+              # 10 req/s, 10 % 5xx on a 99.9 % objective: burn rate 0.1 / 0.001 = 100 >= 14.4
+              **endpoint("e-burn", "InService", 1, 600, 60),
+              **endpoint("e-dead", "OutOfService", 1, 0, 0),
+              **endpoint("e-idle", "InService", 0, 0, 0)}
+    out = 'account="1",region="r",endpoint="{}"'
+    promtool(tmp_path, series, [
+        (expr("mlscope-wall", "Endpoint health", "A"), "30m",
+         [(f"{{{out.format(n)}}}", v) for n, v in {"e-ok": 0, "e-burn": 2, "e-dead": 2, "e-idle": 2}.items()]),
+        (expr("mlscope-endpoints", "Status"), "30m",
+         [(f"{{{out.format(n)}}}", v) for n, v in {"e-ok": 1, "e-burn": 1, "e-dead": 4, "e-idle": 3}.items()]),
+        # p99 0.5 s against the default 1 s objective
+        (expr("mlscope-wall", "Endpoint health", "C"), "30m",
+         [(f"{{{out.format(n)}}}", 0.5) for n in ("e-ok", "e-burn", "e-dead", "e-idle")]),
+    ], rules=True)
 
 
 def test_wall_stats_show_one_value_each(tmp_path):
