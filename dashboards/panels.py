@@ -188,12 +188,12 @@ def state_panel(title: str, queries: typing.Sequence[Q | str], unit: str, thresh
 def table_panel(title: str, queries: typing.Sequence[Q | str], unit: str, thresholds=None, *, w: int = 24,
                 h: int = 8, hide: typing.Sequence[str] = ("Time", "__name__"), rename: dict | None = None,
                 column_units: dict[str, str] | None = None, merge: bool = False, sort_by: str | None = None,
-                sort_desc: bool = True, cell_colors: bool = False, **kwargs) -> table.Panel:
-    """A table of instant values (every query is forced to instant + table format)."""
+                sort_desc: bool = True, cell_colors: bool = False, tall_rows: bool = False, **kwargs) -> table.Panel:
+    """A table of instant values (every query is forced to instant + table format); `tall_rows` for a TV."""
     qs = [Q(q.expr, q.legend, instant=True, table=True) for q in map(_as_q, queries)]
     p = table.Panel()
     p = _common(p, title, qs, unit, thresholds or neutral(), w, h, **kwargs)
-    p = p.show_header(True).cell_height(common.TableCellHeight.SM)
+    p = p.show_header(True).cell_height(common.TableCellHeight.LG if tall_rows else common.TableCellHeight.SM)
     if cell_colors:
         p = p.cell_options(common.TableColoredBackgroundCellOptions(mode=common.TableCellBackgroundDisplayMode.BASIC))
     transforms = []

@@ -63,7 +63,7 @@ def health_grid():
         "none", neutral(), w=24, h=9, merge=True, hide=("Time", "account"),
         rename={"Value #A": "health", "Value #B": "burn rate 1h", "Value #C": "p99 ÷ objective",
                 "Value #D": "data age"},
-        sort_by="health", sort_desc=True,
+        sort_by="health", sort_desc=True, tall_rows=True,
         description="One row per endpoint, worst first. Health is the worst of: the 1-hour error-budget burn rate "
                     f"(at risk from {promql.BURN_WARN}×, failing from the {promql.BURN_PAGE}× paging rate), "
                     f"p99 model latency ÷ objective (at risk from {promql.LATENCY_WARN:.0%}, failing from "
