@@ -29,6 +29,8 @@ APT_PACKAGE = {
     "prometheus-alertmanager": "prometheus-alertmanager",
     "amtool": "prometheus-alertmanager",
     "prometheus-node-exporter": "prometheus-node-exporter",
+    "victoria-metrics": "victoria-metrics",
+    "vmalert": "victoria-metrics",
 }
 
 
@@ -189,7 +191,10 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.append({"path": self.path, **json.loads(body or b"{}")})
+                payload = json.loads(body or b"{}")
+                # Alertmanager webhooks post an object; Alertmanager's own API (vmalert, Prometheus) a list
+                received.append({"path": self.path, **payload} if isinstance(payload, dict)
+                                else {"path": self.path, "alerts": payload})
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
