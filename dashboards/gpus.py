@@ -19,13 +19,14 @@ BUSY = steps(ORANGE, (0.1, GREEN))   # under 10 % busy counts as idle (fleet:gpu
 TEMPERATURE = high_bad(80, 90)
 JOULES_PER_KWH = 3_600_000
 
-# Xid events in the range. A counter series appears only when the GPU's first Xid happens, already at 1,
-# which increase() cannot see (the alert GPUCriticalXidError has the same problem): a series with no
-# sample in the day before the range counts in full. Exact differences (no extrapolation), and a scrape
-# gap does not count an old Xid again. A negative difference is an exporter restart: count from 0.
+# Xid events in the range: the sum, minute by minute, of what each Xid counter gained since the value
+# before it. Before it means the last sample in the hour before, so a scrape gap does not count an
+# old Xid again; no sample before (a GPU's first Xid: the series appears already at 1, which increase()
+# cannot see) or a drop (an exporter restart) counts the whole value as new. Exact, no extrapolation.
+# (`* 1` drops the metric name, so both sides of `or` make the same series across the subquery.)
 XID = "gpu_xid_errors_total{%s}" % G
-XID_EVENTS = (f"sum(((max_over_time({XID}[$__range]) - last_over_time({XID}[1d] offset $__range)) >= 0)"
-              f" or max_over_time({XID}[$__range])) or vector(0)")
+XID_NEW = f"(({XID} - last_over_time({XID}[1h] offset 1m)) >= 0) or {XID} * 1"
+XID_EVENTS = f"sum(sum_over_time(({XID_NEW})[$__range:1m])) or vector(0)"
 
 # NVML clock event reasons: the harmful ones (hardware and thermal slowdown, power brake) come from the
 # rules' one config place (alerts/config.rules.yml), so the dashboard and GPUClockThrottled agree. The

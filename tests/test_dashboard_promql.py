@@ -241,7 +241,7 @@ def test_throughput_per_instance(tmp_path):
 # ------------------------------------------------------------------ GPUs
 
 
-def test_xid_stat_counts_first_xid_and_ignores_scrape_gaps(tmp_path):
+def test_xid_stat_counts_first_xids_and_restarts_and_ignores_scrape_gaps(tmp_path):
     g = 'instance="h",uuid="GPU-{0}",gpu="{0}",xid="{1}"'
     promtool(tmp_path, {
         # GPU 0: its first Xid (79) at 40m, inside the last 30 minutes: the series starts at 1 -> 1
@@ -250,7 +250,9 @@ def test_xid_stat_counts_first_xid_and_ignores_scrape_gaps(tmp_path):
         f"gpu_xid_errors_total{{{g.format(1, 13)}}}": "2x49 3x10",
         # GPU 2: an old Xid 94 (5 of them), then no scrape from 25m to 36m, then 5 again -> 0
         f"gpu_xid_errors_total{{{g.format(2, 94)}}}": "5x24 _x11 5x23",
-    }, [(expr("mlscope-gpus", "Xid errors"), "60m", [("{}", 2)])])
+        # GPU 3: 4 old Xid 31, the exporter restarts (no series 36m-44m), a new Xid 31 at 45m: 1 -> 1
+        f"gpu_xid_errors_total{{{g.format(3, 31)}}}": "4x35 _x9 1x15",
+    }, [(expr("mlscope-gpus", "Xid errors"), "60m", [("{}", 3)])])
 
 
 def test_xid_stat_is_zero_without_xids(tmp_path):
