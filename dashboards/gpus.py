@@ -55,7 +55,7 @@ def build():
     health = Section("Health", [
         stat_panel("GPUs down", [f"count(gpu_up{{{G}}} == 0) or vector(0)"], "none", any_bad(), graph=False,
                    color_background=True, description="GPUs NVML can no longer talk to (e.g. fallen off the bus)."),
-        stat_panel("Xid errors", [XID_EVENTS], "none", any_bad(), graph=False, decimals=0,
+        stat_panel("Xid errors", [Q(XID_EVENTS, instant=True)], "none", any_bad(), graph=False, decimals=0,
                    description="NVML Xid events in the selected time range, the first Xid of a GPU included."),
         stat_panel("Uncorrected ECC errors",
                    [f'sum(increase(gpu_ecc_errors_total{{{G},type="uncorrected"}}[$__range])) or vector(0)'],
