@@ -25,7 +25,7 @@ STACK = ("Monitoring stack", "/d/mlscope-stack")
 PAGES_IN_ALERTMANAGER = ("Pages in Alertmanager (silences and inhibitions applied)",
                          "/alerting/groups?alertmanager=Alertmanager&queryString=severity%3Dpage")
 
-PAGES = 'count(ALERTS{alertstate="firing",severity="page"}) or vector(0)'
+PAGES = promql.pages_firing()
 SUPPRESSED = 'sum(alertmanager_alerts{state="suppressed"}) or vector(0)'
 SAVINGS = "sum(clamp_min(mlscope_rightsizing_estimated_monthly_savings_dollars, 0))"
 
@@ -39,10 +39,10 @@ def banner():
         "Paging", [Q(PAGES, "pages")], "suffix: PAGES", steps(GREEN, (1, RED)), w=16, h=4, graph=False,
         color_background=True, value_size=60, links=[PAGES_IN_ALERTMANAGER, STACK],
         mappings=[value_range(0, 0, "NOTHING PAGING", GREEN), value_range(1, 1, "1 PAGE", RED, 1)],
-        description="Alerts with severity=page firing now (tickets and the Watchdog are not pages). Silences "
-                    "and inhibitions live in Alertmanager, which Grafana cannot query from a panel: the count "
-                    "next to this one says how many alerts Alertmanager is holding back, and the link opens "
-                    "Alertmanager's own view.")
+        description="Alerts with severity=page firing now, less those Alertmanager's inhibit rules hold back "
+                    "(tickets and the Watchdog are not pages). Silences live only in Alertmanager, which Grafana "
+                    "cannot query from a panel: the count next to this one says how many alerts Alertmanager "
+                    "holds back, and the link opens Alertmanager's own view.")
     suppressed = stat_panel(
         "Silenced or inhibited", [Q(SUPPRESSED, "suppressed")], "none", neutral(), w=4, h=4, graph=False,
         links=[PAGES_IN_ALERTMANAGER],

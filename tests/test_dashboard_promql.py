@@ -12,9 +12,11 @@ import subprocess
 import sys
 
 import pytest
+import requests
 import yaml
 
 from helpers import ROOT, require_binary
+from test_alertmanager import post, running_alertmanager
 
 sys.path.insert(0, str(ROOT))
 
@@ -185,6 +187,40 @@ def test_wall_stats_show_one_value_each(tmp_path):
         (expr("mlscope-wall", "Latency ÷ objective", "A"), "40m", [("{}", 0.8)]),   # e-slow p95: 0.4 / 0.5
         (expr("mlscope-wall", "Latency ÷ objective", "B"), "40m", [("{}", 0.9)]),   # e-slow p99: 0.45 / 0.5
     ])
+
+
+def test_wall_banner_counts_the_pages_alertmanager_lets_through(tmp_path):
+    """The banner applies the shipped inhibit rules: the same alerts, posted to the real Alertmanager
+    and given to promtool as ALERTS, leave the same pages (2) on both."""
+    exporter = {"account": "1", "region": "us-east-1", "job": "sagemaker"}
+    alerts = [
+        # sources: a target down, a failing collector (tickets themselves)
+        {"alertname": "TargetDown", "severity": "ticket", "job": "sagemaker", "instance": "exporter-c"},
+        {"alertname": "MLScopeCollectorFailing", "severity": "ticket", "job": "sagemaker", "instance": "exporter-a"},
+        # held back: pages of the endpoints those exporters collect
+        {**exporter, "alertname": "SageMakerEndpointErrorBudgetBurn", "severity": "page", "instance": "exporter-c",
+         "endpoint": "c"},
+        {**exporter, "alertname": "SageMakerEndpointDown", "severity": "page", "instance": "exporter-a",
+         "endpoint": "a"},
+        # paging: another exporter's endpoint, and a GPU on a host named like the failing exporter
+        {**exporter, "alertname": "SageMakerEndpointErrorBudgetBurn", "severity": "page", "instance": "exporter-d",
+         "endpoint": "d"},
+        {"alertname": "GPULost", "severity": "page", "job": "gpu", "instance": "exporter-a", "gpu": "0"},
+        # not pages
+        {"alertname": "Watchdog", "severity": "none"},
+        {**exporter, "alertname": "SageMakerEndpointHigh4xxRatio", "severity": "ticket", "instance": "exporter-d",
+         "endpoint": "d"},
+    ]
+    with running_alertmanager(tmp_path) as (base, _receiver):
+        post(base, *alerts)
+        resp = requests.get(base + "/api/v2/alerts", params={"active": "true", "silenced": "false",
+                                                              "inhibited": "false", "filter": 'severity="page"'},
+                            timeout=10)
+        let_through = sorted(a["labels"].get("endpoint", a["labels"]["alertname"]) for a in resp.json())
+    assert let_through == ["GPULost", "d"]
+    series = {"ALERTS{%s}" % ",".join(f'{k}="{v}"' for k, v in {**a, "alertstate": "firing"}.items()): "1x10"
+              for a in alerts}
+    promtool(tmp_path, series, [(expr("mlscope-wall", "Paging"), "5m", [("{}", 2)])])
 
 
 def test_wall_banner_reads_nothing_paging_as_zero(tmp_path):
