@@ -37,9 +37,6 @@ MAY_BE_EMPTY: frozenset[tuple[str, str]] = frozenset({
     ("mlscope-gpus", "SM activity, occupancy and tensor activity (GPM)"),  # pre-Hopper GPUs have no GPM
     ("mlscope-stack", "CloudWatch errors"),          # mlscope_cloudwatch_errors_total appears on the first error
     ("mlscope-hosts", "Memory and swap used"),      # swap series only on hosts with swap (memory is always there)
-    # node_exporter names MLScope's host exporter does not export yet (node_exporter itself does)
-    ("mlscope-hosts", "Disk latency"),
-    ("mlscope-hosts", "Inodes used"),
 })
 
 

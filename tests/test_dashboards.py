@@ -55,7 +55,7 @@ CONTRACT_METRICS = {
     "node_network_receive_bytes_total", "node_network_transmit_bytes_total", "node_network_receive_errs_total",
     "node_network_transmit_errs_total", "node_boot_time_seconds", "node_time_seconds", "node_uname_info",
     "mlscope_host_hourly_cost_dollars",
-    # node_exporter names the host exporter is gaining (disk latency, inodes)
+    # node_exporter names for disk latency and inodes (the host exporter serves them too)
     "node_disk_read_time_seconds_total", "node_disk_write_time_seconds_total", "node_filesystem_files",
     "node_filesystem_files_free",
     # rightsizing (`mlscope rightsize --serve`)
