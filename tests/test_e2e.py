@@ -104,6 +104,10 @@ def test_every_recording_rule_has_data(stack):
                 break
             time.sleep(1)
     assert not missing, f"recording rules without data: {missing}"
+    # and no rule, recording or alerting, fails to evaluate on the real data
+    groups = requests.get(stack.url("prometheus") + "/api/v1/rules", timeout=30).json()["data"]["groups"]
+    failing = {rule["name"]: rule["lastError"] for group in groups for rule in group["rules"] if rule.get("lastError")}
+    assert failing == {}
 
 
 def test_every_dashboard_query_returns_data(stack):
