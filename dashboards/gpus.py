@@ -8,7 +8,7 @@ GPM fields (SM activity/occupancy, tensor, DRAM) exist on Hopper and newer only.
 from __future__ import annotations
 
 from .panels import (Q, Section, any_bad, build_dashboard, high_bad, neutral, query_variable, stat_panel, steps,
-                     state_panel, table_panel, timeseries_panel, value_text, GREEN, ORANGE, RED)
+                     state_panel, table_panel, timeseries_panel, value_text, BLUE, GREEN, ORANGE, RED)
 
 UID = "mlscope-gpus"
 TITLE = "MLScope / GPUs"
@@ -17,6 +17,24 @@ G = 'instance=~"$instance",gpu=~"$gpu"'
 LEGEND = "{{instance}} GPU {{gpu}}"
 BUSY = steps(ORANGE, (0.1, GREEN))   # under 10 % busy counts as idle (fleet:gpus_idle:count)
 TEMPERATURE = high_bad(80, 90)
+JOULES_PER_KWH = 3_600_000
+
+# Xid events in the range: the sum, minute by minute, of what each Xid counter gained since the value
+# before it. Before it means the last sample in the hour before, so a scrape gap does not count an
+# old Xid again; no sample before (a GPU's first Xid: the series appears already at 1, which increase()
+# cannot see) or a drop (an exporter restart) counts the whole value as new. Exact, no extrapolation.
+# (`* 1` drops the metric name, so both sides of `or` make the same series across the subquery.)
+XID = "gpu_xid_errors_total{%s}" % G
+XID_NEW = f"(({XID} - last_over_time({XID}[1h] offset 1m)) >= 0) or {XID} * 1"
+XID_EVENTS = f"sum(sum_over_time(({XID_NEW})[$__range:1m])) or vector(0)"
+
+# NVML clock event reasons: the harmful ones (hardware and thermal slowdown, power brake) come from the
+# rules' one config place (alerts/config.rules.yml), so the dashboard and GPUClockThrottled agree. The
+# others (idle, application clocks, the power cap every busy GPU touches, ...) are normal operation.
+THROTTLE_STATES = {"0": ("off", "transparent"), "1": ("active (normal)", BLUE), "2": ("throttled", RED)}
+THROTTLE = (f"max by (instance, gpu, reason) (gpu_clock_throttle_active{{{G}}}"
+            f" * on (reason) group_left () mlscope:config:gpu_throttle_reason_harmful) * 2"
+            f" or max by (instance, gpu, reason) (gpu_clock_throttle_active{{{G}}})")
 
 
 def build():
@@ -37,8 +55,8 @@ def build():
     health = Section("Health", [
         stat_panel("GPUs down", [f"count(gpu_up{{{G}}} == 0) or vector(0)"], "none", any_bad(), graph=False,
                    color_background=True, description="GPUs NVML can no longer talk to (e.g. fallen off the bus)."),
-        stat_panel("Xid errors", [f"sum(increase(gpu_xid_errors_total{{{G}}}[$__range])) or vector(0)"], "none",
-                   any_bad(), graph=False, decimals=0, description="NVML Xid events in the selected time range."),
+        stat_panel("Xid errors", [Q(XID_EVENTS, instant=True)], "none", any_bad(), graph=False, decimals=0,
+                   description="NVML Xid events in the selected time range, the first Xid of a GPU included."),
         stat_panel("Uncorrected ECC errors",
                    [f'sum(increase(gpu_ecc_errors_total{{{G},type="uncorrected"}}[$__range])) or vector(0)'],
                    "none", any_bad(), graph=False, decimals=0, description="In the selected time range."),
@@ -73,11 +91,11 @@ def build():
             Q(f"gpu_memory_clock_hertz{{{G}}}", LEGEND + " memory"),
             Q(f"gpu_sm_clock_max_hertz{{{G}}}", LEGEND + " SM max"),
         ], "hertz", neutral(), min_val=0, fill=0),
-        state_panel("Clock throttle reasons", [
-            Q(f"max by (instance, gpu, reason) (gpu_clock_throttle_active{{{G}}})", LEGEND + " {{reason}}"),
-        ], "bool_on_off", steps(GREEN, (1, RED)), w=24, h=8,
-            mappings=[value_text({"0": ("off", GREEN), "1": ("throttled", RED)})],
-            description="NVML clock event reasons; sw_power_cap and thermal slowdowns cost throughput."),
+        state_panel("Clock throttle reasons", [Q(THROTTLE, LEGEND + " {{reason}}")], "none",
+                    steps(GREEN, (1, BLUE), (2, RED)), w=24, h=8, mappings=[value_text(THROTTLE_STATES)],
+                    description="NVML clock event reasons. Red: hardware slowdown, thermal slowdown or power brake, "
+                                "which cost throughput (mlscope:config:gpu_throttle_reason_harmful). Blue: normal "
+                                "operation (idle, application clocks, the software power cap, sync boost)."),
     ])
     memory = Section("Memory and PCIe", [
         timeseries_panel("Memory used", [
@@ -110,17 +128,33 @@ def build():
             description="Near 100 % the driver caps clocks (sw_power_cap)."),
         timeseries_panel("Temperature", [Q(f"gpu_temperature_celsius{{{G}}}", LEGEND)], "celsius", TEMPERATURE,
                          w=8, fill=0, show_thresholds=True),
+        timeseries_panel("Energy per hour", [
+            Q(f"increase(gpu_energy_consumed_joules_total{{{G}}}[1h]) / {JOULES_PER_KWH}", LEGEND)],
+            "kwatth", neutral(), w=8, min_val=0, fill=0,
+            description="kWh each GPU drew in the hour before each point (gpu_energy_consumed_joules_total)."),
+        stat_panel("Energy in range", [
+            f"sum(increase(gpu_energy_consumed_joules_total{{{G}}}[$__range])) / {JOULES_PER_KWH}"],
+            "kwatth", neutral(), w=4, h=8, decimals=1, graph=False,
+            description="kWh the selected GPUs drew in the selected time range."),
+        stat_panel("$ per GPU-hour", [
+            Q(f"avg(instance_gpu:gpu_cost_dollars_per_hour:share{{{G}}})", "paid"),
+            Q(f"sum(instance_gpu:gpu_cost_dollars_per_hour:share{{{G}}}) "
+              f"/ (sum(instance_gpu:gpu_utilization:avg_ratio_10m{{{G}}}) > 0)", "per busy hour")],
+            "currencyUSD", neutral(), w=6, h=8, decimals=2, names=True, graph=False,
+            description="Paid: the host's hourly cost shared over its GPUs, averaged over the selected GPUs. Per "
+                        "busy hour: what an hour of GPU work really costs at the current utilization (10 m)."),
         timeseries_panel("ECC and Xid errors per hour", [
             Q(f"sum by (instance, gpu, type) (increase(gpu_ecc_errors_total{{{G}}}[1h]))", LEGEND + " ECC {{type}}"),
             Q(f"sum by (instance, gpu, xid) (increase(gpu_xid_errors_total{{{G}}}[1h]))", LEGEND + " Xid {{xid}}"),
-        ], "none", any_bad(), w=12, min_val=0, fill=0),
-        table_panel("GPU inventory", [f"gpu_info{{{G}}}"], "none", neutral(), w=12, h=8,
+        ], "none", any_bad(), w=6, min_val=0, fill=0),
+        table_panel("GPU inventory", [f"gpu_info{{{G}}}"], "none", neutral(), w=24, h=6,
                     hide=("Time", "Value", "__name__", "job"),
                     description="Model, driver and PCI bus id of every selected GPU."),
     ])
     return build_dashboard(
         UID, TITLE, "GPU hosts: utilization, GPM activity, memory, power, temperature, clocks, errors, processes.",
-        [fleet, health, compute, memory, thermal], extra_tags=["gpu"], variables=variables)
+        [fleet, health, compute, memory, thermal], extra_tags=["gpu"], variables=variables,
+        alert_matchers='instance=~"$instance",gpu=~"$gpu"')
 
 
 __all__ = ["UID", "TITLE", "build"]

@@ -18,6 +18,12 @@ CORES = f'count by (instance) (node_cpu_seconds_total{{{I},mode="idle"}})'
 NOT_LO = 'device!="lo"'
 
 
+def _per_op(seconds: str, completed: str) -> str:
+    """Mean seconds per completed disk operation over the rate interval; no value for an idle disk."""
+    return (f"rate(node_disk_{seconds}_total{{{I}}}[$__rate_interval]) "
+            f"/ (rate(node_disk_{completed}_total{{{I}}}[$__rate_interval]) > 0)")
+
+
 def build():
     variables = [query_variable("instance", "Host", "label_values(node_uname_info, instance)")]
     summary = Section(None, [
@@ -40,8 +46,9 @@ def build():
         timeseries_panel("CPU by mode", [
             Q(f'sum by (instance, mode) (rate(node_cpu_seconds_total{{{I},mode!="idle"}}[$__rate_interval])) '
               f"/ on (instance) group_left {CORES}", "{{instance}} {{mode}}"),
-        ], "percentunit", USAGE, stack=True, min_val=0, max_val=1,
-            description="Share of all CPUs per mode (idle left out)."),
+        ], "percentunit", USAGE, stack=True, min_val=0, soft_max=1,
+            description="Share of all CPUs per mode (idle left out). The axis grows past 100 % rather than clip "
+                        "when counters from different scrapes add up to a little more."),
         timeseries_panel("Load average", [
             Q(f"node_load1{{{I}}}", "{{instance}} 1m"),
             Q(f"node_load5{{{I}}}", "{{instance}} 5m"),
@@ -78,8 +85,20 @@ def build():
         ], "iops", neutral(), w=8, min_val=0, fill=0),
         timeseries_panel("Disk busy", [
             Q(f"rate(node_disk_io_time_seconds_total{{{I}}}[$__rate_interval])", "{{instance}} {{device}}"),
-        ], "percentunit", USAGE, w=24, h=6, min_val=0, max_val=1, fill=0,
+        ], "percentunit", USAGE, w=8, min_val=0, max_val=1, fill=0,
             description="Share of time the device had I/O in flight."),
+        timeseries_panel("Disk latency", [
+            Q(_per_op("read_time_seconds", "reads_completed"), "{{instance}} {{device}} read"),
+            Q(_per_op("write_time_seconds", "writes_completed"), "{{instance}} {{device}} write"),
+        ], "s", high_bad(0.02, 0.1), w=8, min_val=0, fill=0, show_thresholds=True,
+            description="Mean time per completed read and write (time spent ÷ operations). SSDs: about a "
+                        "millisecond; tens of milliseconds mean a saturated or failing disk."),
+        timeseries_panel("Inodes used", [
+            Q(f"1 - node_filesystem_files_free{{{I}}} / (node_filesystem_files{{{I}}} > 0)",
+              "{{instance}} {{mountpoint}}"),
+        ], "percentunit", high_bad(0.85, 0.95), w=8, min_val=0, max_val=1, fill=0, show_thresholds=True,
+            description="A filesystem out of inodes refuses new files with space left (many small files: "
+                        "model caches, checkpoints). Filesystems without an inode limit are left out."),
     ])
     network = Section("Network", [
         timeseries_panel("Network traffic (all interfaces but lo)", [
@@ -100,7 +119,8 @@ def build():
                     hide=("Time", "Value", "__name__", "job"), description="Kernel and machine of every host."),
     ])
     return build_dashboard(UID, TITLE, "Hosts: CPU, memory, disk, network and load (node_exporter metric names).",
-                           [summary, cpu, memory, disk, network], extra_tags=["hosts"], variables=variables)
+                           [summary, cpu, memory, disk, network], extra_tags=["hosts"], variables=variables,
+                           alert_matchers=I)
 
 
 __all__ = ["UID", "TITLE", "build"]

@@ -26,7 +26,8 @@ from grafana_foundation_sdk.models import prometheus as prom_m
 DATASOURCE_UID = "prometheus"
 DATASOURCE = dashboard.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 TAG = "mlscope"
-FIRING_ALERTS = 'ALERTS{alertstate="firing"}'
+# Firing alerts for annotations; the always-firing Watchdog would put a permanent band on every graph.
+FIRING_ALERTS = 'ALERTS{alertstate="firing",alertname!="Watchdog"}'
 GRID_WIDTH = 24
 
 # Grafana colour names used by thresholds.
@@ -78,8 +79,9 @@ def steps(base: str, *pairs: tuple[float, str]) -> dash_b.ThresholdsConfig:
 
 
 def neutral() -> dash_b.ThresholdsConfig:
-    """For values with no good/bad level (traffic, spend without a budget)."""
-    return steps(GREEN)
+    """For values with no good/bad level (traffic, spend without a budget): plain text, never a
+    reassuring green."""
+    return steps(TEXT)
 
 
 def high_bad(warn: float, crit: float) -> dash_b.ThresholdsConfig:
@@ -101,7 +103,8 @@ def any_bad() -> dash_b.ThresholdsConfig:
 def _common(p, title: str, queries: typing.Sequence[Q | str], unit: str, thresholds: dash_b.ThresholdsConfig,
             w: int, h: int, description: str = "", decimals: float | None = None,
             min_val: float | None = None, max_val: float | None = None,
-            links: typing.Sequence[tuple[str, str]] = ()):
+            links: typing.Sequence[tuple[str, str]] = (), mappings: typing.Sequence[dashboard.ValueMapping] = (),
+            no_value: str | None = None, time_from: str | None = None):
     assert queries, f"panel {title!r} has no query"
     assert unit, f"panel {title!r} has no unit"
     p = p.title(title).datasource(DATASOURCE).unit(unit).thresholds(thresholds).span(w).height(h)
@@ -113,6 +116,12 @@ def _common(p, title: str, queries: typing.Sequence[Q | str], unit: str, thresho
         p = p.min(min_val)
     if max_val is not None:
         p = p.max(max_val)
+    if mappings:
+        p = p.mappings(list(mappings))
+    if no_value is not None:
+        p = p.no_value(no_value)
+    if time_from is not None:
+        p = p.time_from(time_from)     # this panel's own range, e.g. the 30-day SLO window
     if links:
         p = p.links([dash_b.DashboardLink(text).type(dashboard.DashboardLinkType.LINK).url(url)
                      .keep_time(True).include_vars(False).as_dropdown(False).target_blank(False)
@@ -123,9 +132,11 @@ def _common(p, title: str, queries: typing.Sequence[Q | str], unit: str, thresho
 
 def stat_panel(title: str, queries: typing.Sequence[Q | str], unit: str, thresholds=None, *, w: int = 4,
                h: int = 4, graph: bool = True, color_background: bool = False, names: bool = False,
-               **kwargs) -> stat.Panel:
+               value_size: float | None = None, **kwargs) -> stat.Panel:
     p = stat.Panel()
     p = _common(p, title, queries, unit, thresholds or neutral(), w, h, **kwargs)
+    if value_size is not None:
+        p = p.text(common_b.VizTextDisplayOptions().value_size(value_size))
     return (p.graph_mode(common.BigValueGraphMode.AREA if graph else common.BigValueGraphMode.NONE)
             .color_mode(common.BigValueColorMode.BACKGROUND if color_background else common.BigValueColorMode.VALUE)
             .text_mode(common.BigValueTextMode.VALUE_AND_NAME if names else common.BigValueTextMode.VALUE)
@@ -136,7 +147,7 @@ def stat_panel(title: str, queries: typing.Sequence[Q | str], unit: str, thresho
 
 def timeseries_panel(title: str, queries: typing.Sequence[Q | str], unit: str, thresholds=None, *, w: int = 12,
                      h: int = 8, stack: bool = False, legend_table: bool = False, fill: float = 10,
-                     show_thresholds: bool = False, **kwargs) -> timeseries.Panel:
+                     show_thresholds: bool = False, soft_max: float | None = None, **kwargs) -> timeseries.Panel:
     p = timeseries.Panel()
     p = _common(p, title, queries, unit, thresholds or neutral(), w, h, **kwargs)
     legend = common_b.VizLegendOptions().show_legend(True).placement(common.LegendPlacement.BOTTOM)
@@ -150,6 +161,8 @@ def timeseries_panel(title: str, queries: typing.Sequence[Q | str], unit: str, t
          .span_nulls(False))
     if stack:
         p = p.stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL).group("A"))
+    if soft_max is not None:
+        p = p.axis_soft_max(soft_max)
     if show_thresholds:
         p = p.thresholds_style(common_b.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED))
     return p
@@ -165,30 +178,24 @@ def bargauge_panel(title: str, queries: typing.Sequence[Q | str], unit: str, thr
 
 
 def state_panel(title: str, queries: typing.Sequence[Q | str], unit: str, thresholds=None, *, w: int = 12,
-                h: int = 8, mappings: typing.Sequence[dashboard.ValueMapping] = (), **kwargs) -> statetimeline.Panel:
+                h: int = 8, **kwargs) -> statetimeline.Panel:
     p = statetimeline.Panel()
     p = _common(p, title, queries, unit, thresholds or neutral(), w, h, **kwargs)
-    p = (p.show_value(common.VisibilityMode.NEVER).merge_values(True).fill_opacity(70)
-         .color_scheme(dash_b.FieldColor().mode(dashboard.FieldColorModeId.THRESHOLDS)))
-    if mappings:
-        p = p.mappings(list(mappings))
-    return p
+    return (p.show_value(common.VisibilityMode.NEVER).merge_values(True).fill_opacity(70)
+            .color_scheme(dash_b.FieldColor().mode(dashboard.FieldColorModeId.THRESHOLDS)))
 
 
 def table_panel(title: str, queries: typing.Sequence[Q | str], unit: str, thresholds=None, *, w: int = 24,
                 h: int = 8, hide: typing.Sequence[str] = ("Time", "__name__"), rename: dict | None = None,
                 column_units: dict[str, str] | None = None, merge: bool = False, sort_by: str | None = None,
-                sort_desc: bool = True, cell_colors: bool = False,
-                mappings: typing.Sequence[dashboard.ValueMapping] = (), **kwargs) -> table.Panel:
-    """A table of instant values (every query is forced to instant + table format)."""
+                sort_desc: bool = True, cell_colors: bool = False, tall_rows: bool = False, **kwargs) -> table.Panel:
+    """A table of instant values (every query is forced to instant + table format); `tall_rows` for a TV."""
     qs = [Q(q.expr, q.legend, instant=True, table=True) for q in map(_as_q, queries)]
     p = table.Panel()
     p = _common(p, title, qs, unit, thresholds or neutral(), w, h, **kwargs)
-    p = p.show_header(True).cell_height(common.TableCellHeight.SM)
+    p = p.show_header(True).cell_height(common.TableCellHeight.LG if tall_rows else common.TableCellHeight.SM)
     if cell_colors:
         p = p.cell_options(common.TableColoredBackgroundCellOptions(mode=common.TableCellBackgroundDisplayMode.BASIC))
-    if mappings:
-        p = p.mappings(list(mappings))
     transforms = []
     if merge:
         transforms.append(dashboard.DataTransformerConfig(id_val="merge", options={}))
@@ -208,6 +215,36 @@ def value_text(mapping: dict[str, tuple[str, str]]) -> dashboard.ValueMap:
     """Value -> (text, colour) mapping, e.g. {"0": ("DOWN", "red"), "1": ("UP", "green")}."""
     return dashboard.ValueMap(options={k: dashboard.ValueMappingResult(text=t, color=c, index=i)
                                        for i, (k, (t, c)) in enumerate(sorted(mapping.items()))})
+
+
+def value_range(low: float | None, high: float | None, text: str, color: str, index: int = 0) -> dashboard.RangeMap:
+    """Values in [low, high] (None: unbounded) shown as `text` in `color`; an empty text keeps the number."""
+    return dashboard.RangeMap(options=dashboard.DashboardRangeMapOptions(
+        from_val=low, to=high, result=dashboard.ValueMappingResult(text=text or None, color=color, index=index)))
+
+
+def no_data_text(text: str, color: str = TEXT) -> dashboard.SpecialValueMap:
+    """What a null/NaN value reads as (e.g. "not burning" where a division by zero left no value)."""
+    return dashboard.SpecialValueMap(options=dashboard.DashboardSpecialValueMapOptions(
+        match=dashboard.SpecialValueMatch.NULL_AND_NAN, result=dashboard.ValueMappingResult(text=text, color=color,
+                                                                                             index=0)))
+
+
+def column_thresholds(p, column: str, thresholds: typing.Sequence[tuple[float | None, str]], unit: str | None = None):
+    """Colour one table column's cells by its own absolute thresholds (and give it a unit)."""
+    props = [dashboard.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background",
+                                                                             "mode": "basic"}),
+             dashboard.DynamicConfigValue(id_val="thresholds", value={
+                 "mode": "absolute", "steps": [{"value": v, "color": c} for v, c in thresholds]})]
+    if unit:
+        props.append(dashboard.DynamicConfigValue(id_val="unit", value=unit))
+    return p.override_by_name(column, props)
+
+
+def column_link(p, column: str, title: str, url: str):
+    """A data link on one table column's cells; `url` may use ${__data.fields.<column>} of the same row."""
+    return p.override_by_name(column, [dashboard.DynamicConfigValue(
+        id_val="links", value=[{"title": title, "url": url, "targetBlank": False}])])
 
 
 def fixed_color_for_query(p, ref_id: str, color: str = TEXT):
@@ -268,12 +305,15 @@ class PromAnnotation(dashboard.AnnotationQuery):
         return payload
 
 
-def annotations() -> list[dashboard.AnnotationQuery]:
+def annotations(matchers: str = "") -> list[dashboard.AnnotationQuery]:
+    """Grafana's built-in annotations and the firing alerts, narrowed by `matchers` (the dashboard's
+    variables, e.g. 'endpoint=~"$endpoint"': an alert without that label still matches All)."""
     builtin = dashboard.AnnotationQuery(
         name="Annotations & Alerts", datasource=dashboard.DataSourceRef(type_val="grafana", uid="-- Grafana --"),
         enable=True, hide=True, icon_color="rgba(0, 211, 255, 1)", type_val="dashboard", built_in=1,
         target=dashboard.AnnotationTarget(limit=100, match_any=False, tags=[], type_val="dashboard"))
-    firing = PromAnnotation("Firing alerts", FIRING_ALERTS, icon_color="red", step="60s",
+    expr = FIRING_ALERTS if not matchers else FIRING_ALERTS[:-1] + "," + matchers + "}"
+    firing = PromAnnotation("Firing alerts", expr, icon_color="red", step="60s",
                             title_format="{{alertname}}", text_format="{{alertname}} severity={{severity}}",
                             tag_keys="alertname,severity")
     return [builtin, firing]
@@ -311,7 +351,7 @@ def _layout(sections: typing.Sequence[Section]) -> list:
 
 def build_dashboard(uid: str, title: str, description: str, sections: typing.Sequence[Section], *,
                     extra_tags: typing.Sequence[str] = (), variables: typing.Sequence = (),
-                    refresh: str = "1m", time_from: str = "now-6h") -> dashboard.Dashboard:
+                    refresh: str = "1m", time_from: str = "now-6h", alert_matchers: str = "") -> dashboard.Dashboard:
     b = (dash_b.Dashboard(title).uid(uid).description(description).tags([TAG, *extra_tags])
          .timezone("browser").editable().refresh(refresh).time(time_from, "now")
          .tooltip(dashboard.DashboardCursorSync.CROSSHAIR)
@@ -324,7 +364,7 @@ def build_dashboard(uid: str, title: str, description: str, sections: typing.Seq
     model = b.build()
     model.id_val = None
     model.panels = _layout(sections)
-    model.annotations = dashboard.AnnotationContainer(list_val=annotations())
+    model.annotations = dashboard.AnnotationContainer(list_val=annotations(alert_matchers))
     if model.templating is None or model.templating.list_val is None:
         model.templating = dashboard.DashboardDashboardTemplating(list_val=[])
     return model

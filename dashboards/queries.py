@@ -2,7 +2,8 @@
 tests can run them against a real Prometheus.
 
     from dashboards.queries import all_queries
-    for uid, title, expr in all_queries({"endpoint": "demo-llm", "variant": ".*", "instance": ".*", "gpu": ".*"}):
+    for uid, title, expr in all_queries({"region": ".*", "endpoint": "demo-llm", "variant": ".*", "instance": ".*",
+                                         "gpu": ".*"}):
         prometheus.query(expr)
 """
 
@@ -28,7 +29,8 @@ _LABEL_VALUES = re.compile(r"^label_values\((?:(.*),\s*)?(\w+)\)$", re.S)
 # Panels that are empty in a healthy stack by design (nothing to report), as (dashboard uid, panel title).
 # An end-to-end "every panel returns data" check should expect these to be empty or skip them.
 MAY_BE_EMPTY: frozenset[tuple[str, str]] = frozenset({
-    ("mlscope-wall", "Firing alerts"),              # table: no alert but the Watchdog firing
+    ("mlscope-wall", "Rightsizing savings"),        # needs `mlscope rightsize --serve` scraped
+    ("mlscope-endpoints", "Budget exhausted in"),   # no value while no request fails ("not burning")
     ("mlscope-gpus", "Clock throttle reasons"),     # needs gpu_clock_throttle_active series (GPU present)
     ("mlscope-gpus", "Per-process GPU memory"),     # no process holds GPU memory
     ("mlscope-gpus", "ECC and Xid errors per hour"),  # gpu_xid_errors_total appears on the first Xid event
@@ -69,8 +71,8 @@ def panel_targets(uid: str) -> typing.Iterator[tuple[str, dict]]:
 def all_queries(variables: typing.Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
     """Every panel query as (dashboard_uid, panel_title, expr) with template variables substituted.
 
-    `variables` gives the dashboards' own variables: endpoint, variant (mlscope-endpoints), instance,
-    gpu (mlscope-gpus, mlscope-hosts). Use a real value ("demo-llm") or ".*" (Grafana's All). Built-ins
+    `variables` gives the dashboards' own variables: region, endpoint, variant (mlscope-endpoints),
+    instance, gpu (mlscope-gpus, mlscope-hosts). Use a real value ("demo-llm") or ".*" (Grafana's All). Built-ins
     ($__rate_interval → 1m, $__range → 1h, $__interval → 1m) have defaults and can be overridden.
     A variable that is used but not given raises KeyError.
     """

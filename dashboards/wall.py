@@ -1,100 +1,124 @@
-"""mlscope-wall: the TV / kiosk overview and Grafana's home dashboard.
+"""mlscope-wall: the TV across the room, and Grafana's home dashboard. Open it with /d/mlscope-wall?kiosk
 
-Big stats readable across a room, no variables, 30 s refresh. Every number is a fleet-wide
-recording rule (docs/recording-rules.md) so the wall stays cheap to refresh. Open it with
-/d/mlscope-wall?kiosk
+Top to bottom, the way an on-call engineer reads it: is anything paging; which endpoint is in
+trouble (one row per endpoint, coloured by burn rate, p99 ÷ objective, data age and status); then
+six golden numbers, each coloured against its objective. No rows, no variables, 30 s refresh; it fits
+1920×1080 with room to spare at 125 % zoom (at most 20 grid rows), no panel is smaller than 4×4 and
+no stat shows more than 6 values (tests/test_dashboards.py checks all three).
 """
 
 from __future__ import annotations
 
-from .panels import (Q, Section, any_bad, bargauge_panel, build_dashboard, fixed_color_for_query, high_bad,
-                     low_bad, neutral, stat_panel, steps, table_panel, GREEN, ORANGE)
+from . import promql
+from .panels import (Q, Section, build_dashboard, column_link, column_thresholds, high_bad, low_bad, neutral,
+                     stat_panel, steps, table_panel, value_range, value_text, GREEN, ORANGE, RED)
+from grafana_foundation_sdk.models import dashboard
 
 UID = "mlscope-wall"
 TITLE = "MLScope / Wall"
 
 ENDPOINTS = ("Endpoints", "/d/mlscope-endpoints")
-GPUS = ("GPUs", "/d/mlscope-gpus")
 COST = ("Cost", "/d/mlscope-cost")
 STACK = ("Monitoring stack", "/d/mlscope-stack")
+# Grafana's alerting UI reads the Alertmanager datasource (provisioning/grafana/datasources): alert
+# groups as Alertmanager holds them, silences and inhibitions applied.
+PAGES_IN_ALERTMANAGER = ("Pages in Alertmanager (silences and inhibitions applied)",
+                         "/alerting/groups?alertmanager=Alertmanager&queryString=severity%3Dpage")
 
-# Default SLO is 0.999 (docs/recording-rules.md): orange under it, red under 99 %.
+PAGES = promql.pages_firing()
+SUPPRESSED = 'sum(alertmanager_alerts{state="suppressed"}) or vector(0)'
+SAVINGS = "sum(clamp_min(mlscope_rightsizing_estimated_monthly_savings_dollars, 0))"
+
+# The default objective is 0.999 (docs/recording-rules.md): orange under it, red under 99 %.
 AVAILABILITY = low_bad(0.99, 0.999)
+LATENCY = high_bad(promql.LATENCY_WARN, promql.LATENCY_BAD)
+
+
+def banner():
+    pages = stat_panel(
+        "Paging", [Q(PAGES, "pages")], "suffix: PAGES", steps(GREEN, (1, RED)), w=16, h=4, graph=False,
+        color_background=True, value_size=60, links=[PAGES_IN_ALERTMANAGER, STACK],
+        mappings=[value_range(0, 0, "NOTHING PAGING", GREEN), value_range(1, 1, "1 PAGE", RED, 1)],
+        description="Alerts with severity=page firing now, less those Alertmanager's inhibit rules hold back "
+                    "(tickets and the Watchdog are not pages). Silences live only in Alertmanager, which Grafana "
+                    "cannot query from a panel: the count next to this one says how many alerts Alertmanager "
+                    "holds back, and the link opens Alertmanager's own view.")
+    suppressed = stat_panel(
+        "Silenced or inhibited", [Q(SUPPRESSED, "suppressed")], "none", neutral(), w=4, h=4, graph=False,
+        links=[PAGES_IN_ALERTMANAGER],
+        description="Alerts (pages and tickets) Alertmanager holds back now because a silence or an inhibition "
+                    "matches them (alertmanager_alerts{state=\"suppressed\"}).")
+    freshness = stat_panel(
+        "Data age", [Q("fleet:sagemaker_data_age_seconds:max", "CloudWatch")], "s",
+        high_bad(promql.STALE_WARN, promql.STALE_BAD), w=4, h=4, graph=False, decimals=0, links=[STACK],
+        description="How old the stalest endpoint's newest settled CloudWatch period is. A few minutes is the "
+                    "settle delay; orange from 15 minutes (polls failing), red from 30.")
+    return Section(None, [pages, suppressed, freshness])
+
+
+def health_grid():
+    grid = table_panel(
+        "Endpoint health", [Q(promql.health()), Q(f"max by ({promql.EP}) ({promql.burn_rate('1h')})"), Q(promql.latency_ratio("99")),
+                            Q(promql.data_age())],
+        "none", neutral(), w=24, h=9, merge=True, hide=("Time", "account"),
+        rename={"Value #A": "health", "Value #B": "burn rate 1h", "Value #C": "p99 ÷ objective",
+                "Value #D": "data age"},
+        sort_by="health", sort_desc=True, tall_rows=True,
+        description="One row per endpoint, worst first. Health is the worst of: the 1-hour error-budget burn rate "
+                    f"(at risk from {promql.BURN_WARN}×, failing from the {promql.BURN_PAGE}× paging rate), "
+                    f"p99 model latency ÷ objective (at risk from {promql.LATENCY_WARN:.0%}, failing from "
+                    f"{promql.LATENCY_BAD:.0%}), CloudWatch data age ({promql.STALE_WARN // 60} / "
+                    f"{promql.STALE_BAD // 60} min) and status (changing: at risk; out of service or no running "
+                    "instance: failing). Click an endpoint for its dashboard.")
+    grid = grid.override_by_name("health", [
+        dashboard.DynamicConfigValue(id_val="mappings", value=[value_text(promql.HEALTH_TEXT)]),
+        dashboard.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background",
+                                                                         "mode": "basic"})])
+    grid = column_thresholds(grid, "burn rate 1h", [(None, GREEN), (promql.BURN_WARN, ORANGE),
+                                                    (promql.BURN_PAGE, RED)], unit="none")
+    grid = column_thresholds(grid, "p99 ÷ objective", [(None, GREEN), (promql.LATENCY_WARN, ORANGE),
+                                                       (promql.LATENCY_BAD, RED)], unit="percentunit")
+    grid = column_thresholds(grid, "data age", [(None, GREEN), (promql.STALE_WARN, ORANGE),
+                                                (promql.STALE_BAD, RED)], unit="s")
+    grid = column_link(grid, "endpoint", "Open ${__data.fields.endpoint}",
+                       "/d/mlscope-endpoints?var-region=${__data.fields.region}"
+                       "&var-endpoint=${__data.fields.endpoint}&${__url_time_range}")
+    return Section(None, [grid])
+
+
+def golden_numbers():
+    return Section(None, [
+        stat_panel("Availability 30d", [Q("fleet:sagemaker_availability:ratio_rate30d", "30d")], "percentunit",
+                   AVAILABILITY, h=5, decimals=3, graph=False, links=[ENDPOINTS],
+                   description="Time-based: 1 − downtime / total time over 30 days, the mean over endpoints. "
+                               "Orange under the default 99.9 % objective, red under 99 %."),
+        stat_panel("Requests/s", [Q("fleet:sagemaker_requests:rate5m", "req/s")], "reqps", neutral(), h=5,
+                   links=[ENDPOINTS], description="Invocations per second, all endpoints (5 m). Traffic has no "
+                                                  "good or bad level, so it is not coloured."),
+        stat_panel("Latency ÷ objective",
+                   [Q(f"max({promql.latency_ratio('95')})", "p95"), Q(f"max({promql.latency_ratio('99')})", "p99")],
+                   "percentunit", LATENCY, h=5, decimals=0, names=True, graph=False, links=[ENDPOINTS],
+                   description="The worst endpoint's p95 and p99 model latency as a share of its latency objective. "
+                               "Orange from 80 %, red from 100 % (objective missed)."),
+        stat_panel("Error budget left", [Q("fleet:sagemaker_error_budget_remaining:min_ratio_30d", "worst")],
+                   "percentunit", low_bad(0.25, 0.5), h=5, decimals=0, graph=False, links=[ENDPOINTS],
+                   description="The smallest 30-day error budget left of any endpoint, against its own objective. "
+                               "0 % or less: that endpoint missed its SLO."),
+        stat_panel("Spend $/hour", [Q("fleet:mlscope_cost_dollars_per_hour:sum", "$/h")], "currencyUSD", neutral(),
+                   h=5, decimals=2, links=[COST],
+                   description="SageMaker endpoints + GPU/CPU hosts, dollars per hour now."),
+        stat_panel("Rightsizing savings", [Q(SAVINGS, "$/month")], "currencyUSD", neutral(), h=5, decimals=0,
+                   graph=False, links=[COST], no_value="no report",
+                   description="Dollars per month the rightsizing recommendations would save "
+                               "(mlscope rightsize --serve; recommendations that cost more count 0)."),
+    ])
 
 
 def build():
-    up = Section(None, [
-        stat_panel("Availability 24h", ["fleet:sagemaker_availability:ratio_rate1d"], "percentunit", AVAILABILITY,
-                   decimals=3, h=5, links=[ENDPOINTS],
-                   description="Request-weighted share of non-5xx responses over 24 h, all endpoints."),
-        fixed_color_for_query(stat_panel(
-            "Availability 30d vs SLO",
-            [Q("fleet:sagemaker_availability:ratio_rate30d", "30d"),
-             Q("fleet:sagemaker_slo_objective:min_ratio", "SLO")],
-            "percentunit", AVAILABILITY, decimals=3, h=5, names=True, graph=False, links=[ENDPOINTS],
-            description="30-day fleet availability next to the strictest endpoint SLO objective."), "B"),
-        stat_panel("Error budget left (worst endpoint)", ["fleet:sagemaker_error_budget_remaining:min_ratio_30d"],
-                   "percentunit", low_bad(0.25, 0.5), decimals=1, h=5, graph=False, links=[ENDPOINTS],
-                   description="Smallest remaining 30-day error budget of any endpoint. 0 % or less: SLO missed."),
-        stat_panel("Requests/s", ["fleet:sagemaker_requests:rate5m"], "reqps", neutral(), h=5, links=[ENDPOINTS],
-                   description="Invocations per second, all endpoints (5 m rate)."),
-        stat_panel("Error ratio", ["fleet:sagemaker_errors:ratio_rate5m"], "percentunit", high_bad(0.001, 0.01),
-                   decimals=2, h=5, links=[ENDPOINTS],
-                   description="(4xx + 5xx) / invocations over 5 m, all endpoints."),
-        stat_panel("Worst p99 latency", ["fleet:sagemaker_model_latency_seconds:p99_max"], "s", high_bad(0.5, 1),
-                   h=5, links=[ENDPOINTS],
-                   description="Highest model-latency p99 of any endpoint variant (newest settled CloudWatch period)."),
-    ])
-    money = Section(None, [
-        stat_panel("Spend $/hour", ["fleet:mlscope_cost_dollars_per_hour:sum"], "currencyUSD", neutral(), h=5,
-                   decimals=2, links=[COST], description="SageMaker endpoints + GPU/CPU hosts, dollars per hour now."),
-        stat_panel("Projected $/month", ["fleet:mlscope_cost_dollars_per_month:projected"], "currencyUSD", neutral(),
-                   h=5, decimals=0, graph=False, links=[COST], description="Current hourly spend × 730 h."),
-        stat_panel("Cost per 1k requests", ["fleet:sagemaker_cost_per_1k_requests_dollars:1h"], "currencyUSD",
-                   neutral(), h=5, decimals=4, links=[COST],
-                   description="SageMaker hourly cost / requests in the last hour × 1000."),
-        stat_panel("GPU utilization", ["fleet:gpu_utilization:mean_ratio"], "percentunit",
-                   steps(ORANGE, (0.4, GREEN)), h=5, decimals=0, min_val=0, max_val=1, links=[GPUS],
-                   description="Mean utilization over every GPU. Orange: most of the fleet is paid for and idle."),
-        fixed_color_for_query(stat_panel(
-            "Idle GPUs", [Q("fleet:gpus_idle:count or vector(0)", "idle"), Q("fleet:gpus:count", "of")], "none",
-            steps(GREEN, (1, ORANGE)), h=5, graph=False, names=True, links=[GPUS],
-            description="GPUs under 10 % busy over 10 minutes, out of all GPUs reporting."), "B"),
-        stat_panel("Idle GPU $/hour", ["fleet:gpu_idle_cost_dollars_per_hour:sum or vector(0)"], "currencyUSD",
-                   steps(GREEN, (0.01, ORANGE)), h=5, decimals=2, links=[COST],
-                   description="Share of host cost spent on GPUs under 10 % busy."),
-    ])
-    health = Section(None, [
-        stat_panel("Alerts firing", ['count(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)'],
-                   "none", any_bad(), h=4, graph=False, color_background=True, links=[STACK],
-                   description="Prometheus alerts firing now (the always-on Watchdog excluded)."),
-        stat_panel("Targets down", ["fleet:targets_down:count"], "none", any_bad(), h=4, graph=False,
-                   color_background=True, links=[STACK], description="Scrape targets Prometheus cannot reach."),
-        stat_panel("Collectors failing", ["fleet:mlscope_collectors_failing:count"], "none", any_bad(), h=4,
-                   graph=False, color_background=True, links=[STACK],
-                   description="MLScope collectors whose last run failed (no NVML, no AWS credentials, AWS errors)."),
-        stat_panel("CloudWatch data age", ["fleet:sagemaker_data_age_seconds:max"], "s",
-                   high_bad(900, 1800), h=4, graph=False, links=[STACK],
-                   description="Age of the oldest endpoint's newest settled CloudWatch period. A few minutes is "
-                               "normal (settle delay)."),
-        stat_panel("GPU power", ["fleet:gpu_power_watts:sum"], "watt", neutral(), h=4, links=[GPUS],
-                   description="Total power draw of every GPU."),
-        stat_panel("GPU memory used", ["fleet:gpu_memory_used:ratio"], "percentunit", high_bad(0.85, 0.95), h=4,
-                   decimals=0, min_val=0, max_val=1, links=[GPUS], description="Σ used / Σ total GPU memory."),
-    ])
-    lists = Section(None, [
-        table_panel("Firing alerts", ['ALERTS{alertstate="firing",alertname!="Watchdog"}'], "none", neutral(),
-                    w=14, h=9, hide=("Time", "Value", "__name__", "alertstate"), sort_by="severity", sort_desc=False,
-                    description="Prometheus alerts firing now, from the ALERTS series (the Watchdog excluded)."),
-        bargauge_panel("Error budget left, worst endpoints",
-                       [Q("bottomk(10, endpoint:sagemaker_error_budget_remaining:ratio_30d)", "{{endpoint}}",
-                          instant=True)],
-                       "percentunit", low_bad(0.25, 0.5), w=10, h=9, min_val=0, max_val=1, links=[ENDPOINTS],
-                       description="30-day error budget remaining, the 10 endpoints closest to missing their SLO."),
-    ])
     return build_dashboard(
-        UID, TITLE, "MLScope overview for a TV in kiosk mode: is it up, is it fast, is it busy, what does it cost.",
-        [up, money, health, lists], extra_tags=["overview"], refresh="30s", time_from="now-3h")
+        UID, TITLE, "MLScope for a TV in kiosk mode: is anything paging, which endpoint is in trouble, and six "
+                    "golden numbers against their objectives.",
+        [banner(), health_grid(), golden_numbers()], extra_tags=["overview"], refresh="30s", time_from="now-3h")
 
 
 __all__ = ["UID", "TITLE", "build"]

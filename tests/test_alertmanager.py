@@ -3,6 +3,7 @@ Alertmanager delivering to a local webhook receiver (routing and inhibition end 
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -93,9 +94,9 @@ def post(base: str, *alerts: dict) -> None:
     assert resp.status_code == 200, resp.text
 
 
-@pytest.mark.integration
-@pytest.mark.timeout(120)
-def test_real_alertmanager_routes_and_inhibits(tmp_path):
+@contextlib.contextmanager
+def running_alertmanager(tmp_path: Path):
+    """A real Alertmanager with the shipped routes and inhibitions; yields (base URL, receiver)."""
     binary = require_binary("prometheus-alertmanager")
     receiver = WebhookReceiver()
     port = free_port()
@@ -105,6 +106,18 @@ def test_real_alertmanager_routes_and_inhibits(tmp_path):
                   "--cluster.listen-address="])
     try:
         am.wait_http(base + "/-/ready", timeout=30)
+        yield base, receiver
+    finally:
+        output = am.stop()
+        receiver.close()
+    # every notification was delivered: Alertmanager logs each failed one at error level
+    assert [line for line in output.splitlines() if "level=error" in line] == [], output[-3000:]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_real_alertmanager_routes_and_inhibits(tmp_path):
+    with running_alertmanager(tmp_path) as (base, receiver):
         burn = {"alertname": "SageMakerEndpointErrorBudgetBurn", "region": "us-east-1", "endpoint": "bert"}
         # sources first: a page, a TargetDown, the Watchdog
         post(base, {**burn, "severity": "page", "burn_rate": "14.4"},
@@ -130,26 +143,44 @@ def test_real_alertmanager_routes_and_inhibits(tmp_path):
         assert all(a.get("severity") == "page" for a in receiver.at("/page"))
         assert not [a for a in tickets if a["alertname"] == "Watchdog"]
         assert {a["alertname"] for a in receiver.at("/heartbeat")} == {"Watchdog"}
-    finally:
-        output = am.stop()
-        receiver.close()
-    # every notification was delivered: Alertmanager logs each failed one at error level
-    assert [line for line in output.splitlines() if "level=error" in line] == [], output[-3000:]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_sagemaker_alerts_held_back_while_their_exporter_fails(tmp_path):
+    """Endpoint alerts carry their exporter's job and instance (alerts/sagemaker.rules.yml joins
+    endpoint:sagemaker_exporter:info): a failing collector, a dead poller or a target that is
+    down holds back that exporter's endpoint alerts, and only those."""
+    endpoint = {"account": "111122223333", "region": "us-east-1", "job": "sagemaker"}
+    with running_alertmanager(tmp_path) as (base, receiver):
+        post(base,
+             {"alertname": "MLScopeCollectorFailing", "severity": "ticket", "job": "sagemaker",
+              "instance": "exporter-a", "collector": "default/us-east-1"},
+             {"alertname": "SageMakerExporterDown", "severity": "ticket", "job": "sagemaker", "instance": "exporter-b"},
+             {"alertname": "TargetDown", "severity": "ticket", "job": "sagemaker", "instance": "exporter-c"})
+        receiver.wait("/ticket", alertname="MLScopeCollectorFailing")
+        receiver.wait("/ticket", alertname="SageMakerExporterDown")
+        receiver.wait("/ticket", alertname="TargetDown")
+        post(base,
+             {**endpoint, "alertname": "SageMakerDataStale", "severity": "ticket", "instance": "exporter-a", "endpoint": "a"},
+             {**endpoint, "alertname": "SageMakerEndpointNoTraffic", "severity": "ticket", "instance": "exporter-b", "endpoint": "b"},
+             {**endpoint, "alertname": "SageMakerEndpointErrorBudgetBurn", "severity": "page", "burn_rate": "14.4",
+              "instance": "exporter-c", "endpoint": "c"},
+             # controls: another exporter's endpoint, and a GPU alert on a host named like a failing exporter
+             {**endpoint, "alertname": "SageMakerDataStale", "severity": "ticket", "instance": "exporter-d", "endpoint": "d"},
+             {"alertname": "GPUTemperatureHigh", "severity": "ticket", "job": "gpu", "instance": "exporter-a", "gpu": "0"})
+        receiver.wait("/ticket", alertname="SageMakerDataStale", endpoint="d")
+        receiver.wait("/ticket", alertname="GPUTemperatureHigh", instance="exporter-a")
+        time.sleep(3)  # the inhibited ones would have come with the controls
+        endpoints = {a.get("endpoint") for a in receiver.at("/ticket") + receiver.at("/page")} - {None}
+        assert endpoints == {"d"}, "endpoint alerts of a failing, dead or unscraped exporter must be held back"
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_real_alertmanager_one_rightsizing_ticket_per_variant(tmp_path):
     """RightsizingSavingsAvailable holds back SageMakerVariantOverProvisioned of the same variant."""
-    binary = require_binary("prometheus-alertmanager")
-    receiver = WebhookReceiver()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    am = Process([binary, f"--config.file={process_config(tmp_path, receiver.url)}",
-                  f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}",
-                  "--cluster.listen-address="])
-    try:
-        am.wait_http(base + "/-/ready", timeout=30)
+    with running_alertmanager(tmp_path) as (base, receiver):
         variant = {"severity": "ticket", "region": "us-east-1", "endpoint": "big", "variant": "v1",
                    "instance_type": "ml.g5.xlarge"}
         post(base, {"alertname": "RightsizingSavingsAvailable", "kind": "sagemaker_variant", **variant})
@@ -160,6 +191,3 @@ def test_real_alertmanager_one_rightsizing_ticket_per_variant(tmp_path):
         time.sleep(3)  # the inhibited one would have come with the control
         assert not [a for a in receiver.at("/ticket")
                     if a["alertname"] == "SageMakerVariantOverProvisioned" and a["endpoint"] == "big"]
-    finally:
-        am.stop()
-        receiver.close()

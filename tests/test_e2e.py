@@ -114,11 +114,25 @@ def test_compose_healthchecks_pass(stack):
         assert result.returncode == 0, (name, url, result.stderr)
 
 
+# SageMaker exporter series of issue 8 (numeric tag gauges, the within-objective counter, p95),
+# delivered by the exporter's side of the issue: a rule that reads one of them (by its name's
+# fragment) must have data once the exporter serves it, and is excused while it does not.
+NEW_EXPORTER_SERIES = {
+    "sagemaker_model_latency_within_objective_total": ("latency_over_objective", "latency_budget_burn_rate"),
+    "sagemaker_endpoint_budget_dollars_per_hour": ("sagemaker_budget_dollars_per_hour",),
+    'sagemaker_model_latency_seconds{quantile="0.95"}': ("latency_seconds:p95", 'quantile="0.95"'),
+}
+
+
 def test_every_recording_rule_has_data(stack):
     # give counters time to see a settled CloudWatch period and the rules a few evaluations
     wait_query(stack, "increase(sagemaker_invocations_total[5m]) > 0", timeout=180)
+    excused = [fragment for series, fragments in NEW_EXPORTER_SERIES.items() if not query(stack, series)
+               for fragment in fragments]
     missing = []
     for name in recording_rules():
+        if any(fragment in name for fragment in excused):
+            continue
         deadline = time.monotonic() + 30
         while not query(stack, name):
             if time.monotonic() > deadline:
@@ -126,6 +140,10 @@ def test_every_recording_rule_has_data(stack):
                 break
             time.sleep(1)
     assert not missing, f"recording rules without data: {missing}"
+    # and no rule, recording or alerting, fails to evaluate on the real data
+    groups = requests.get(stack.url("prometheus") + "/api/v1/rules", timeout=30).json()["data"]["groups"]
+    failing = {rule["name"]: rule["lastError"] for group in groups for rule in group["rules"] if rule.get("lastError")}
+    assert failing == {}
 
 
 def test_every_dashboard_query_returns_data(stack):
@@ -140,13 +158,20 @@ def test_every_dashboard_query_returns_data(stack):
     # Empty by nature here: no alert but the Watchdog fires, CloudWatch has not failed, and swap exists
     # only on hosts that have some. Every GPU panel must have data: the simulator has processes,
     # throttling, GPM and (zero) Xid counters.
-    allowed_empty = {("mlscope-wall", "Firing alerts"), ("mlscope-stack", "CloudWatch errors")}
+    allowed_empty = {("mlscope-stack", "CloudWatch errors")}
     if not query(stack, "node_memory_SwapTotal_bytes > 0"):
         allowed_empty.add(("mlscope-hosts", "Memory and swap used"))
+    if not query(stack, "mlscope_rightsizing_estimated_monthly_savings_dollars"):   # no rightsize --serve
+        allowed_empty.add(("mlscope-wall", "Rightsizing savings"))
     wait_query(stack, "increase(sagemaker_invocations_total[5m]) > 0", timeout=180)
+    if not query(stack, "endpoint:sagemaker_error_budget_burn_rate:1d > 0"):          # nothing burning
+        allowed_empty.add(("mlscope-endpoints", "Budget exhausted in"))
+    # panels reading the exporter's issue-8 series are excused while the exporter does not serve them
+    excused = [fragment for series, fragments in NEW_EXPORTER_SERIES.items() if not query(stack, series)
+               for fragment in fragments]
     empty, checked = [], 0
     for uid, title, expr in all_queries(variables):
-        if (uid, title) in allowed_empty:
+        if (uid, title) in allowed_empty or any(fragment in expr for fragment in excused):
             query(stack, expr)  # must still be a valid query
             continue
         checked += 1

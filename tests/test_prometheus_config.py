@@ -77,6 +77,16 @@ def test_real_prometheus_loads_it(tmp_path):
         groups = requests.get(prom.url + "/api/v1/rules", timeout=10).json()["data"]["groups"]
         names = {g["name"] for g in groups}
         assert {"mlscope-sagemaker-alerts", "mlscope-gpu-alerts", "mlscope-host-alerts", "mlscope-cost",
-                "mlscope-stack-alerts", "mlscope-rightsizing-alerts"} <= names
+                "mlscope-stack-alerts", "mlscope-config", "mlscope-rightsizing-alerts"} <= names
+        # runbook links are built from the external label runbook_base ($externalLabels works in 2.42)
+        base = cfg["global"]["external_labels"]["runbook_base"]
+        deadline = time.monotonic() + 60
+        watchdog: list = []
+        while not watchdog and time.monotonic() < deadline:
+            time.sleep(0.5)
+            alerts = requests.get(prom.url + "/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+            watchdog = [a for a in alerts if a["labels"]["alertname"] == "Watchdog"]
+        assert watchdog, "the Watchdog never fired"
+        assert watchdog[0]["annotations"]["runbook_url"] == base + "#watchdog"
     finally:
         prom.stop()

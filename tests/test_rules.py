@@ -1,8 +1,11 @@
 """Prometheus rules (alerts/*.rules.yml): promtool checks and unit tests, and the contracts.
 
 - `promtool check rules` on every rule file, `promtool test rules` on every test file beside it;
-- every alert has severity page|ticket, summary, description and a runbook_url whose anchor
-  exists in docs/runbook.md, and is unit-tested both firing and quiet;
+- every alert has severity page|ticket, summary, description and a runbook_url built from the
+  external label runbook_base whose anchor exists in docs/runbook.md, and is unit-tested both
+  firing and quiet;
+- thresholds come from the one config file (alerts/config.rules.yml): every mlscope:config series
+  read is defined there and every one defined is read; the files load in vmalert too;
 - recording rules follow level:metric:operations, and docs/recording-rules.md (what the
   dashboards code against) lists exactly the recorded names.
 """
@@ -23,7 +26,8 @@ RULE_FILES = sorted(ALERTS.glob("*.rules.yml"))
 TEST_FILES = sorted(ALERTS.glob("*.rules.test.yml"))
 RUNBOOK = ROOT / "docs" / "runbook.md"
 CATALOGUE = ROOT / "docs" / "recording-rules.md"
-RUNBOOK_PREFIX = "https://github.com/mlscope/mlscope/blob/main/docs/runbook.md#"
+RUNBOOK_PREFIX = "{{ $externalLabels.runbook_base }}#"
+CONFIG_RULES = ALERTS / "config.rules.yml"
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 
 
@@ -127,38 +131,31 @@ def test_recording_rule_catalogue_matches_the_rules():
     assert recorded - documented == set(), "recorded but missing from docs/recording-rules.md"
 
 
-# -- endpoint tags are labels; PromQL has no label->number function, so the rules decode the
-#    decimal digits. This generator is the source of those expressions (regenerate and paste).
-INT_DIGITS = 6
-FRAC_DIGITS = 6
+def test_thresholds_come_from_the_one_config_file():
+    defined = {rule["record"] for group in load(CONFIG_RULES)["groups"] for rule in group["rules"]}
+    assert all(name.startswith("mlscope:config:") for name in defined)
+    read: set[str] = set()
+    for path in RULE_FILES:
+        if path == CONFIG_RULES:
+            continue
+        for group in load(path)["groups"]:
+            for rule in group["rules"]:
+                read.update(re.findall(r"mlscope:config:[a-z0-9_]+", rule["expr"]))
+                assert "record" not in rule or not rule["record"].startswith("mlscope:config:"), path.name
+    assert read - defined == set(), "read but not defined in config.rules.yml"
+    assert defined - read == set(), "defined in config.rules.yml but never read"
 
 
-def tag_number_expr(label: str, metric: str = "sagemaker_endpoint_info", by=("region", "endpoint")) -> str:
-    valid = f'{metric}{{{label}=~`[0-9]{{1,{INT_DIGITS}}}(\\.[0-9]{{1,{FRAC_DIGITS}}})?`}}'
-    terms = []
-    for k in range(INT_DIGITS):
-        rx = f"[0-9]*([0-9])[0-9]{{{k}}}(\\.[0-9]*)?" if k else "[0-9]*([0-9])(\\.[0-9]*)?"
-        terms.append((f"i{k}", rx, 10 ** (k + FRAC_DIGITS)))
-    for j in range(1, FRAC_DIGITS + 1):
-        rx = f"[0-9]*\\.[0-9]{{{j - 1}}}([0-9])[0-9]*" if j > 1 else "[0-9]*\\.([0-9])[0-9]*"
-        terms.append((f"f{j}", rx, 10 ** (FRAC_DIGITS - j)))
-    lines = [f'{"  " if i == 0 else "or"} label_replace(label_replace({valid}, "mlscope_digit", "$1", "{label}", '
-             f'`{rx}`), "mlscope_pos", "{pos}", "", "") * {weight}' for i, (pos, rx, weight) in enumerate(terms)]
-    table = [f'{"  " if d == 1 else "or"} label_replace(vector({d}), "mlscope_digit", "{d}", "", "")' for d in range(1, 10)]
-    by_s = ", ".join(by)
-    return (f"max by ({by_s}) ( sum without (mlscope_digit, mlscope_pos) ( ( " + " ".join(lines)
-            + " ) * on (mlscope_digit) group_left () ( " + " ".join(table) + f" ) ) ) / {10 ** FRAC_DIGITS}")
+def test_digit_decoder_is_gone():
+    """Numeric tags are gauges now: no rule parses a number out of a tag label."""
+    for path in RULE_FILES:
+        assert "mlscope_digit" not in path.read_text(), path.name
 
 
-def squash(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
-@pytest.mark.parametrize("record,label", [
-    ("endpoint:sagemaker_slo_tag:value", "tag_mlscope_slo"),
-    ("endpoint:sagemaker_latency_objective_seconds:value", "tag_mlscope_latency_objective_seconds"),
-    ("endpoint:sagemaker_budget_dollars_per_hour:value", "tag_mlscope_budget_dollars_per_hour"),
-])
-def test_tag_decoders_are_the_generated_expression(record, label):
-    expr = next(rule["expr"] for _, rule in rules("record") if rule["record"] == record)
-    assert squash(tag_number_expr(label)) in squash(expr)
+def test_vmalert_loads_every_rule_file(tmp_path):
+    """The same files must work in vmalert (MetricsQL): its dry run parses every expression and template."""
+    vmalert = require_binary("vmalert")
+    args = [vmalert, "-dryRun", "-external.label=runbook_base=https://runbooks.example.com/runbook.md",
+            *[f"-rule={path}" for path in RULE_FILES]]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

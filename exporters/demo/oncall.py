@@ -42,7 +42,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server API)
         try:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            alerts = body.get("alerts", [])
+            # an Alertmanager webhook posts an object; a notifier speaking Alertmanager's API (vmalert) a list
+            alerts = body if isinstance(body, list) else body.get("alerts", [])
         except (ValueError, AttributeError):
             self._send(400, b"expected an Alertmanager webhook JSON body\n", "text/plain")
             return
