@@ -32,7 +32,7 @@ def stack(tmp_path_factory, receiver):
     require_binary("prometheus")
     require_binary("prometheus-alertmanager")
     options = Options.ephemeral(tmp_path_factory.mktemp("stack"), scrape_interval="2s", evaluation_interval="2s",
-                                webhook_url=receiver.url, sagemaker_poll="5s", sagemaker_delay="70s",
+                                webhook_url=receiver.url, sagemaker_poll="10s", sagemaker_delay="70s",
                                 backfill="30m")
     s = LocalStack(options).start()
     yield s

@@ -271,6 +271,27 @@ def test_throttling_keeps_serving_last_values_and_catches_up(aws):
         proxy.stop()
 
 
+def test_failed_cycles_back_off_exponentially_and_a_good_one_resets(aws):
+    create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])
+    proxy = FaultProxy(aws)
+    try:
+        clock = Clock(base_time() + 600)
+        poller = make_poller(proxy.url, clock, poll_interval=30, max_attempts=1)
+        proxy.faults["ListEndpoints"] = "503"
+        waits = []
+        for _ in range(6):
+            assert not poller.run_cycle()
+            waits.append(poller.next_delay)
+        ceilings = [60, 120, 240, 480, 600, 600]
+        assert all(c / 2 <= w <= c for w, c in zip(waits, ceilings)), waits
+        assert poller.failures == 6 and proxy.hits["ListEndpoints"] == 6
+        proxy.faults.clear()
+        assert poller.run_cycle()
+        assert (poller.failures, poller.next_delay) == (0, 30)
+    finally:
+        proxy.stop()
+
+
 def test_unreachable_region_does_not_block_another(aws):
     create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])
     hole = BlackHole()

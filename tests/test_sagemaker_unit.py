@@ -37,10 +37,35 @@ def test_settings_parse_and_reject():
     assert [sc.quantile_label(s) for s in c.statistics] == ["0.5", "0.999"]
     assert c.endpoint_tags["team"].fullmatch("ml-infra") and not c.endpoint_tags["env"].fullmatch("dev")
     for bad in [{"regions": "us east"}, {"period": "90"}, {"statistics": "avg"}, {"delay": "soon"},
-                {"role_arn": "arn:aws:iam::1:user/x"}, {"endpoint_tags": "novalue"}, {"poll_interval": "0"}]:
+                {"role_arn": "arn:aws:iam::1:user/x"}, {"endpoint_tags": "novalue"}, {"poll_interval": "0"},
+                {"poll_interval": "9.9"}, {"endpoint_url": "127.0.0.1:5000"}, {"endpoint_url": "http://"},
+                {"endpoint_url": "http://h:99999"}]:
         with pytest.raises(SettingError) as err:
             cfg(**bad)
         assert list(bad)[0].upper() in str(err.value)
+
+
+def test_backoff_doubles_with_jitter_is_capped_and_never_below_the_interval():
+    import random
+    from mlscope.sagemaker.poller import backoff_delay
+
+    class Fixed(random.Random):
+        def __init__(self, r):
+            super().__init__()
+            self.r = r
+
+        def random(self):
+            return self.r
+
+    assert backoff_delay(60, 0, Fixed(0.7)) == 60
+    # ceiling 60 x 2^n; the wait is drawn from its upper half: [ceiling/2, ceiling]
+    assert [backoff_delay(60, n, Fixed(0.0)) for n in (1, 2, 3, 4, 5, 50)] == [60, 120, 240, 300, 300, 300]
+    assert [backoff_delay(60, n, Fixed(1.0)) for n in (1, 2, 3, 4, 5, 50)] == [120, 240, 480, 600, 600, 600]
+    assert backoff_delay(60, 2, Fixed(0.5)) == 180
+    assert backoff_delay(900, 3, Fixed(0.0)) == 900          # an interval above the cap is never shortened
+    rng = random.Random(7)
+    draws = {round(backoff_delay(10, 3, rng), 3) for _ in range(20)}
+    assert len(draws) > 15 and all(40 <= d <= 80 for d in draws)  # jitter: pollers do not retry in lockstep
 
 
 def test_targets_regions_accounts_and_names():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 SAGEMAKER_NS = "AWS/SageMaker"
 INSTANCE_NS = "/aws/sagemaker/Endpoints"
 MAX_CATCH_UP = 3 * 3600  # seconds of missed periods fetched after an outage; older ones are skipped
+MAX_BACKOFF = 600.0      # seconds: the longest wait between tries while AWS keeps failing
 
 # counter series -> (namespace, metric, stat, scale)
 COUNTERS = {
@@ -55,6 +57,19 @@ UTILIZATION = {
 }
 
 
+def backoff_delay(interval: float, failures: int, rng: random.Random) -> float:
+    """Seconds until the next cycle after `failures` consecutive failed ones (0: the normal interval).
+
+    Exponential with "equal jitter": the ceiling doubles with each failure (interval x 2^failures, capped at
+    MAX_BACKOFF or the interval if that is longer), and the wait is drawn from its upper half, so pollers
+    that failed together (an AWS outage) do not retry in lockstep. Never shorter than the interval.
+    """
+    if failures <= 0:
+        return interval
+    ceiling = min(interval * 2 ** min(failures, 32), max(MAX_BACKOFF, interval))
+    return max(interval, ceiling * (0.5 + 0.5 * rng.random()))
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What a scrape reads: immutable, replaced as a whole at the end of each cycle."""
@@ -69,7 +84,8 @@ class Snapshot:
 class Poller:
     def __init__(self, aws: Aws, inventory: Inventory, prices: PriceBook, health: Health, *,
                  poll_interval: float = 60.0, period: float = 60.0, delay: float = 180.0,
-                 statistics: list[str] | None = None, clock: Callable[[], float] = time.time):
+                 statistics: list[str] | None = None, clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None):
         self.aws = aws
         self.inventory = inventory
         self.prices = prices
@@ -81,6 +97,9 @@ class Poller:
         self.delay = delay
         self.statistics = list(["p50", "p90", "p99"] if statistics is None else statistics)
         self.clock = clock
+        self.rng = rng or random.Random()
+        self.failures = 0                   # consecutive failed cycles
+        self.next_delay = poll_interval     # seconds from the start of the last cycle to the next one
         self.snapshot = Snapshot(self.region)
         self._watermarks: dict[tuple, float] = {}
         self._counters: dict[tuple, float] = {}
@@ -107,7 +126,7 @@ class Poller:
         while not self._stop.is_set():
             started = time.monotonic()
             self.run_cycle()
-            self._stop.wait(max(0.0, self.poll_interval - (time.monotonic() - started)))
+            self._stop.wait(max(0.0, self.next_delay - (time.monotonic() - started)))
 
     # ---- one cycle ----
     def run_cycle(self) -> bool:
@@ -118,11 +137,19 @@ class Poller:
             ok = False
             if not isinstance(exc, (ClientError, BotoCoreError)):  # AWS failures are counted per call
                 self.aws.stats.count_error("cycle", error_code(exc))
-            log.error("%s: poll failed: %s; serving the last good values, next try in %gs",
-                      self.name, describe_error(exc), self.poll_interval)
+            self._schedule(ok)
+            log.error("%s: poll failed: %s; serving the last good values, next try in %.0fs",
+                      self.name, describe_error(exc), self.next_delay)
             log.debug("%s: poll traceback", self.name, exc_info=True)
+        else:
+            self._schedule(ok)
         self.health.observe(self.name, ok, time.perf_counter() - t0)
         return ok
+
+    def _schedule(self, ok: bool) -> None:
+        """Any failed cycle (an exception, a throttled or failed call) backs off; a good one resets."""
+        self.failures = 0 if ok else self.failures + 1
+        self.next_delay = backoff_delay(self.poll_interval, self.failures, self.rng)
 
     def _series(self, endpoint: Endpoint, variant: Variant) -> list[tuple[str, Query, float]]:
         """(series, query, scale) for one variant; instance metrics only where they can be normalised."""
