@@ -44,14 +44,12 @@ def aws_env(monkeypatch):
 
 
 class Moto:
-    """moto's server in this process (real HTTP; boto3 talks to it like to AWS)."""
+    """The AWS emulator (`mlscope demo aws`: moto with MLScope's documented patches) in this process:
+    real HTTP; boto3 talks to it like to AWS."""
 
     def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.url = f"http://{host}:{port}"
+        from mlscope.demo.aws import start_emulator
+        self.server, self.url = start_emulator()
 
     def reset(self) -> None:
         requests.post(self.url + "/moto-api/reset", timeout=10)
@@ -116,7 +114,14 @@ def make_poller(url: str, clock, region: str = "us-east-1", statistics=(), delay
     aws = Aws(Target(region, url), Stats(), max_attempts=max_attempts, timeout=timeout)
     inventory = Inventory(aws, clock=clock, **inventory_kw)
     return Poller(aws, inventory, PriceBook.load(overrides=prices), health or Health(), poll_interval=poll_interval,
-                  period=period, delay=delay, statistics=list(statistics), clock=clock)
+                  period=period, delay=delay, statistics=None if statistics is None else list(statistics),
+                  clock=clock)
+
+
+def summed(text: str, name: str, **labels) -> float:
+    """The sum of every sample named `name` whose labels include `labels` (0 when there is none)."""
+    from helpers import samples
+    return sum(v for lbls, v in samples(text).get(name, []) if all(lbls.get(k) == str(x) for k, x in labels.items()))
 
 
 def exposition(*pollers: Poller, health: Health | None = None) -> str:

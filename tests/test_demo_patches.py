@@ -114,6 +114,29 @@ def test_counts_weight_the_percentiles(url, region):
     assert [got[k][0][1] for k in "abcdns"] == [10.0, 30.0, 1000.0, 1000.0, 200.0, 500 + 900 + 150 + 100000.0]
 
 
+def test_trimmed_count_and_percentile_rank_exclude_the_lower_bound_and_include_the_upper(url, region):
+    """The latency-SLO statistics: TC counts samples with lo < v <= hi, PR gives their share in percent."""
+    cw = client(url, "cloudwatch", region)
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 1), "Unit": "Microseconds",
+         "Values": [50_000.0, 100_000.0, 100_001.0, 400_000.0], "Counts": [30.0, 10.0, 5.0, 5.0]}])
+    stats = ["TC(:100000)", "PR(:100000)", "TC(50000:100000)", "TC(100000:)", "PR(:50000)", "TC(:49999.5)",
+             "PR(50000:400000)"]
+    got = series(cw, [query(f"q{i}", s) for i, s in enumerate(stats)], T0, T0 + 60)
+    # 50 samples: 30 at 50 ms, 10 at exactly 100 ms (included), 5 just above, 5 at 400 ms
+    assert [got[f"q{i}"] for i in range(len(stats))] == [
+        [(T0, 40.0)], [(T0, 80.0)], [(T0, 10.0)], [(T0, 10.0)], [(T0, 60.0)], [(T0, 0.0)], [(T0, 40.0)]]
+    # a statistic set of several values has no per-sample distribution: no TC/PR datapoint, as for pNN
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 61),
+         "StatisticValues": {"SampleCount": 4, "Sum": 400, "Minimum": 10, "Maximum": 190}}])
+    assert series(cw, [query("t", "TC(:100000)")], T0 + 60, T0 + 120)["t"] == []
+    for bad in ["TC(:)", "TC(10%:90%)", "tc90", "TC(5:1)", "PR(:abc)", "TM(:5)"]:
+        with pytest.raises(ClientError) as info:
+            series(cw, [query("bad", bad)], T0, T0 + 60)
+        assert info.value.response["Error"]["Code"] == "ValidationError" and "Stat" in str(info.value), bad
+
+
 def test_percentiles_in_get_metric_statistics(url, region):
     cw = client(url, "cloudwatch", region)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[

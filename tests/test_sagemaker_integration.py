@@ -12,7 +12,7 @@ import pytest
 from helpers import promtool_check_metrics, samples, value
 from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
 from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, Moto, base_time, create_endpoint,
-                                exposition, load_policy, make_poller, put)
+                                exposition, load_policy, make_poller, put, summed)
 
 from mlscope.health import Health
 
@@ -214,13 +214,16 @@ def test_more_than_500_queries_take_several_requests(aws):
     put(aws, "ep4", "Invocations", base + 480 + 1, 9, variant="v9")   # last query of the last batch
     text = exposition(poller)
     before = value(text, "mlscope_cloudwatch_requests_total", api="GetMetricData")
-    metrics_before = value(text, "mlscope_cloudwatch_metrics_requested_total", region="us-east-1")
+    metrics_before = summed(text, "mlscope_cloudwatch_metrics_requested_total", region="us-east-1")
+    assert value(text, "mlscope_cloudwatch_metrics_requested_total", kind="utilization") == 150
     assert (before, metrics_before) == (1, 150)
     clock.now = base + 660
     assert poller.run_cycle()
     text = exposition(poller)
     assert value(text, "mlscope_cloudwatch_requests_total", api="GetMetricData") - before == 2
-    assert value(text, "mlscope_cloudwatch_metrics_requested_total", region="us-east-1") - metrics_before == 550
+    assert summed(text, "mlscope_cloudwatch_metrics_requested_total", region="us-east-1") - metrics_before == 550
+    assert value(text, "mlscope_cloudwatch_metrics_requested_total", kind="counts") == 200     # 4 per variant
+    assert value(text, "mlscope_cloudwatch_metrics_requested_total", kind="latency_counters") == 200
     assert value(text, "sagemaker_invocations_total", endpoint="ep4", variant="v9") == 9
 
 
@@ -312,7 +315,7 @@ def test_unreachable_region_does_not_block_another(aws):
             time.sleep(0.1)
             text = exposition(good, bad, health=health)
         assert value(text, "mlscope_collector_up", collector="sagemaker/eu-west-1") == 0
-        assert value(text, "mlscope_cloudwatch_errors_total", region="eu-west-1", api="ListEndpoints",
+        assert value(text, "mlscope_cloudwatch_errors_total", region="eu-west-1", api="GetCallerIdentity",
                      code="ReadTimeoutError") == 1
     finally:
         good.stop()
@@ -362,3 +365,126 @@ def test_role_assumption_through_sts(aws, monkeypatch):
     text = exposition(poller)
     assert value(text, "mlscope_cloudwatch_requests_total", api="AssumeRole") == 1
     assert value(text, "sagemaker_variant_instances", endpoint="ep") == 1
+
+
+def test_numeric_tags_become_gauges_and_invalid_ones_are_counted(aws, caplog):
+    create_endpoint(aws, "good", tags={"mlscope:slo": "0.995", "mlscope:latency-objective-seconds": "0.25",
+                                       "mlscope:budget-dollars-per-hour": "16", "mlscope:budget-monthly-dollars": "9000"})
+    create_endpoint(aws, "bad", tags={"mlscope:slo": "99.9", "mlscope:latency-objective-seconds": "fast",
+                                      "mlscope:budget-dollars-per-hour": "-1", "mlscope:budget-monthly-dollars": "nan"})
+    clock = Clock(base_time() + 600)
+    poller = make_poller(aws, clock)
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_endpoint_slo_objective_ratio", endpoint="good", account="123456789012") == 0.995
+    assert value(text, "sagemaker_endpoint_latency_objective_seconds", endpoint="good") == 0.25
+    assert value(text, "sagemaker_endpoint_budget_dollars_per_hour", endpoint="good") == 16
+    assert value(text, "sagemaker_endpoint_budget_monthly_dollars", endpoint="good") == 9000
+    for metric in ("sagemaker_endpoint_slo_objective_ratio", "sagemaker_endpoint_latency_objective_seconds",
+                   "sagemaker_endpoint_budget_dollars_per_hour", "sagemaker_endpoint_budget_monthly_dollars"):
+        assert names(text, metric) == {"good"}, metric
+    for tag in ("mlscope:slo", "mlscope:latency-objective-seconds", "mlscope:budget-dollars-per-hour",
+                "mlscope:budget-monthly-dollars"):
+        assert value(text, "mlscope_sagemaker_invalid_tags_total", tag=tag) == 1
+    lines = [r.getMessage() for r in caplog.records if "is not" in r.getMessage()]
+    assert len(lines) == 4 and "tag mlscope:slo='99.9' is not a ratio between 0 and 1" in lines[0], lines
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_requests_within_the_latency_objective_count_once_per_settled_period(aws):
+    """TC(:250000) counts ModelLatency samples <= 250 ms; quantiles default to p50, p95, p99."""
+    create_endpoint(aws, "ep", tags={"mlscope:latency-objective-seconds": "0.25"})
+    create_endpoint(aws, "no-objective")
+    base = base_time()
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock, statistics=None)
+    assert poller.statistics == ["p50", "p95", "p99"]
+    assert poller.run_cycle()                                        # end = base+480: watermarks only
+    p0, p1 = base + 480, base + 540
+    from sagemaker_fixtures import client
+    cw = client(aws, "cloudwatch")
+
+    def latencies(endpoint, ts, values, counts):
+        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+            "MetricName": "ModelLatency", "Timestamp": ts, "Values": values, "Counts": counts,
+            "Dimensions": [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}]}])
+
+    import datetime as dt
+    at = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc)  # noqa: E731
+    # p0: 30 x 50 ms, 10 x 250 ms (on the objective: within), 10 x 400 ms -> 40 within, p50 50 ms, p95 400 ms
+    latencies("ep", at(p0 + 5), [50_000.0, 250_000.0, 400_000.0], [30.0, 10.0, 10.0])
+    latencies("no-objective", at(p0 + 5), [50_000.0], [7.0])
+    clock.now = base + 660
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_model_latency_within_objective_total", endpoint="ep") == 40
+    assert value(text, "sagemaker_model_latency_seconds_count", endpoint="ep") == 50
+    quantiles = {lbls["quantile"]: v for lbls, v in samples(text)["sagemaker_model_latency_seconds"]
+                 if lbls["endpoint"] == "ep"}
+    assert quantiles == pytest.approx({"0.5": 0.05, "0.95": 0.4, "0.99": 0.4})
+    assert names(text, "sagemaker_model_latency_within_objective_total") == {"ep"}
+
+    # p1: 5 x 100 ms, 5 x 300 ms -> 5 more; a re-poll of the same settled end adds nothing
+    latencies("ep", at(p1 + 5), [100_000.0, 300_000.0], [5.0, 5.0])
+    clock.now = base + 720
+    assert poller.run_cycle()
+    clock.now = base + 730
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_model_latency_within_objective_total", endpoint="ep") == 45
+    assert value(text, "sagemaker_model_latency_seconds_count", endpoint="ep") == 60
+    assert value(text, "mlscope_cloudwatch_metrics_requested_total", kind="latency_objective") == 2
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_same_endpoint_name_in_two_accounts_is_two_series(aws):
+    """moto keeps one backend per account: credentials from AssumeRole into account B reach B's endpoints."""
+    import boto3
+    from mlscope.sagemaker.aws import Aws, Stats
+    from mlscope.sagemaker.config import Target
+    from sagemaker_fixtures import client
+    other = "210987654321"
+    role = f"arn:aws:iam::{other}:role/mlscope"
+    creds = client(aws, "sts").assume_role(RoleArn=role, RoleSessionName="setup")["Credentials"]
+    session = boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                            aws_session_token=creds["SessionToken"], region_name="us-east-1")
+    create_endpoint(aws, "shared", [("AllTraffic", "ml.m5.xlarge", 1)])
+    sm_b = session.client("sagemaker", endpoint_url=aws)
+    sm_b.create_model(ModelName="m", ExecutionRoleArn=role, PrimaryContainer={"Image": "img"})
+    sm_b.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.m5.xlarge", "InitialInstanceCount": 3}])
+    sm_b.create_endpoint(EndpointName="shared", EndpointConfigName="c")
+    assert sm_b.list_endpoints()["Endpoints"][0]["EndpointName"] == "shared"
+
+    base = base_time()
+    clock = Clock(base + 600)
+    ambient = make_poller(aws, clock)                                # account from GetCallerIdentity
+    assumed = make_poller(aws, clock)
+    assumed.aws = Aws(Target("us-east-1", aws, role_arn=role), Stats(), max_attempts=2)
+    assumed.inventory.aws = assumed.aws
+    assumed.account = assumed.aws.target.account                     # from the role ARN, no STS call
+    for poller in (ambient, assumed):
+        assert poller.run_cycle()
+    put(aws, "shared", "Invocations", base + 481, 4)
+    session.client("cloudwatch", endpoint_url=aws).put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+        "MetricName": "Invocations", "Value": 9, "Timestamp": base + 481,
+        "Dimensions": [{"Name": "EndpointName", "Value": "shared"}, {"Name": "VariantName", "Value": "AllTraffic"}]}])
+    clock.now = base + 660
+    for poller in (ambient, assumed):
+        assert poller.run_cycle()
+    text = exposition(ambient, assumed)
+    assert value(text, "sagemaker_invocations_total", endpoint="shared", account="123456789012") == 4
+    assert value(text, "sagemaker_invocations_total", endpoint="shared", account=other) == 9
+    assert value(text, "sagemaker_variant_instances", endpoint="shared", account=other) == 3
+    assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="shared", account=other) == \
+        pytest.approx(0.69)
+    for name, series in samples(text).items():
+        if name.startswith("sagemaker_") or name.startswith("mlscope_cloudwatch_"):
+            assert all(lbls.get("account") in ("123456789012", other) for lbls, _ in series), name
+    assert value(text, "mlscope_cloudwatch_requests_total", account="123456789012", api="GetCallerIdentity") == 1
+    assert "GetCallerIdentity" not in {l["api"] for l, _ in samples(text)["mlscope_cloudwatch_requests_total"]
+                                       if l["account"] == other}
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -138,8 +138,9 @@ def test_fetch_follows_next_token_and_counts_partial_data_and_messages():
     assert result.values[queries[0].key] == [(0.0, 1.0), (60.0, 3.0)]
     assert result.values[queries[1].key] == [(0.0, 2.0)]
     assert result.failed == {queries[2].key}             # not silently dropped: retried next cycle
-    _, metrics, errors, _ = aws.stats.snapshot()
-    assert metrics == 6
+    stats = aws.stats.snapshot()
+    metrics, errors = stats["metrics_requested"], stats["errors"]
+    assert metrics == {"counts": 6}                       # 3 queries, asked again with the NextToken
     assert errors == {("GetMetricData", "ArithmeticError"): 1, ("GetMetricData", "Note"): 1,
                       ("GetMetricData", "InternalError"): 1}
 
@@ -154,8 +155,9 @@ def test_fetch_splits_at_500_and_a_failed_call_fails_the_rest():
     with stub:
         result = fetch(aws, queries, 0, 60, 60)
     assert len(result.values) == 500 and len(result.failed) == 700
-    reqs, metrics, errors, _ = aws.stats.snapshot()
-    assert reqs == {"GetMetricData": 2} and metrics == 1000 and errors == {("GetMetricData", "Throttling"): 1}
+    stats = aws.stats.snapshot()
+    reqs, metrics, errors = stats["requests"], stats["metrics_requested"], stats["errors"]
+    assert reqs == {"GetMetricData": 2} and metrics == {"counts": 1000} and errors == {("GetMetricData", "Throttling"): 1}
 
 
 def test_error_lines_never_show_credentials():
@@ -170,4 +172,4 @@ def test_scrape_never_calls_aws():
     poller = make_poller("http://127.0.0.1:9", lambda: 0.0, health=Health())
     text = exposition(poller)                     # nothing polled yet: self-metrics only, no AWS call made
     assert "mlscope_cloudwatch_metrics_requested_total" in text
-    assert poller.aws.stats.snapshot()[0] == {}
+    assert poller.aws.stats.snapshot()["requests"] == {}

@@ -18,7 +18,8 @@ the patch does:
    Data older than the retention (default 6h, `--retention`) is dropped, so a long-running
    demo keeps bounded memory.
 
-3. **Percentiles** (`get_metric_data` MetricStat.Stat `pNN`, `get_metric_statistics`
+3. **Percentiles and threshold statistics** (`get_metric_data` MetricStat.Stat `pNN`, `TC(lo:hi)`,
+   `PR(lo:hi)`, `get_metric_statistics`
    ExtendedStatistics). moto answers HTTP 500. The patch computes them from the stored
    samples with the **nearest-rank** definition, weighting each value by its count: pNN is
    the smallest stored value v such that the samples <= v make up at least NN% of the
@@ -26,6 +27,12 @@ the patch does:
    returns no percentile for a period that holds a statistic set describing more than one
    value, or any negative value; so does the patch (the datapoint is left out in
    get_metric_data; ExtendedStatistics is left out in get_metric_statistics).
+   Trimmed count `TC(lo:hi)` is the number of samples v with lo < v <= hi, and percentile rank
+   `PR(lo:hi)` their share of the period's samples in percent (0-100): the CloudWatch
+   statistics definitions exclude the lower bound and include the upper one; either bound may
+   be left out (`TC(:250000)`: samples <= 250,000). Only absolute bounds are supported (not
+   `TC(10%:90%)` or the `tc90` shorthand); both are computed from the stored samples, so they
+   are absent where percentiles are (statistic sets of several values, negative values).
 
 4. **Namespace and dimensions** (both read APIs). With Dimensions given, moto ignores the
    Namespace (so `/aws/sagemaker/Endpoints` CPUUtilization leaks into `AWS/SageMaker`), and
@@ -225,10 +232,22 @@ def _get_filtered_metrics(self: Any, metric_name: str, namespace: str, dimension
 
 BASIC_STATS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 PERCENTILE_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100(?:\.0+)?)$")
+_BOUND = r"(-?\d+(?:\.\d{1,10})?)?"
+THRESHOLD_RE = re.compile(rf"^(TC|PR)\({_BOUND}:{_BOUND}\)$")
+
+
+def threshold_bounds(stat: str) -> tuple[str, float, float] | None:
+    """`TC(lo:hi)` / `PR(lo:hi)` with absolute bounds -> (kind, lo, hi); a missing bound is open."""
+    match = THRESHOLD_RE.match(stat or "")
+    if not match or (match.group(2) is None and match.group(3) is None):
+        return None
+    lo = float(match.group(2)) if match.group(2) is not None else -math.inf
+    hi = float(match.group(3)) if match.group(3) is not None else math.inf
+    return (match.group(1), lo, hi) if lo < hi else None
 
 
 def valid_stat(stat: str) -> bool:
-    return stat in BASIC_STATS or bool(PERCENTILE_RE.match(stat or ""))
+    return stat in BASIC_STATS or bool(PERCENTILE_RE.match(stat or "")) or threshold_bounds(stat) is not None
 
 
 def percentile(pairs: list[tuple[float, float]], p: float) -> float | None:
@@ -261,13 +280,18 @@ def compute_stat(datums: list[WeightedDatum], stat: str) -> float | None:
         n = sum(d.sample_count for d in datums)
         return sum(d.sum for d in datums) / n if n else None
     match = PERCENTILE_RE.match(stat)
-    if not match:
+    threshold = threshold_bounds(stat)
+    if not match and not threshold:
         return None
     if any(d.values is None for d in datums):
         return None  # a statistic set of several values: CloudWatch has no percentiles for it
     pairs = [(v, c) for d in datums for v, c in zip(d.values, d.counts)]
     if any(v < 0 for v, _ in pairs):
         return None
+    if threshold:
+        kind, lo, hi = threshold
+        inside = sum(c for v, c in pairs if lo < v <= hi)  # lower bound excluded, upper bound included
+        return inside if kind == "TC" else 100.0 * inside / sum(c for _, c in pairs)
     return percentile(pairs, float(match.group(1)))
 
 
@@ -339,7 +363,8 @@ def _validate_queries(queries: list[dict]) -> None:
             if not valid_stat(stat):
                 raise ValidationError(
                     f"The value {stat} for parameter MetricDataQueries.member.{n}.MetricStat.Stat is invalid "
-                    "(the MLScope emulator supports SampleCount, Average, Sum, Minimum, Maximum and pNN).")
+                    "(the MLScope emulator supports SampleCount, Average, Sum, Minimum, Maximum, pNN, "
+                    "and TC(lo:hi) / PR(lo:hi) with absolute bounds).")
             period = int(ms.get("Period") or 0)
             if not VALID_PERIOD(period):
                 raise ValidationError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from typing import Iterable, Sequence
 
 from prometheus_client.metrics_core import Metric
@@ -10,6 +11,7 @@ from prometheus_client.registry import Collector
 
 from .config import quantile_label
 from .poller import LATENCIES, UTILIZATION, Poller
+from .tags import NUMERIC_TAGS
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +20,8 @@ COUNTER_HELP = {
     "invocation_4xx_errors": "Requests that returned 4xx (Invocation4XXErrors Sum), per settled period.",
     "invocation_5xx_errors": "Requests that returned 5xx (Invocation5XXErrors Sum), per settled period.",
     "invocation_model_errors": "Requests whose model returned an error (InvocationModelErrors Sum).",
+    "model_latency_within_objective": "Requests whose ModelLatency was at most the endpoint's latency objective "
+                                      "(CloudWatch TC(:objective) statistic), added once per settled period.",
 }
 LATENCY_HELP = {
     "model_latency": "Time the model took to respond (CloudWatch ModelLatency, microseconds converted to seconds). "
@@ -32,7 +36,6 @@ UTILIZATION_HELP = {
     "gpu": "GPU utilization per instance, 0-1 (GPUUtilization / 100 / GPUs), newest settled period.",
     "gpu_memory": "GPU memory utilization per instance, 0-1 (GPUMemoryUtilization / 100 / GPUs).",
 }
-BASE = ("region", "endpoint", "variant")
 
 
 class SageMakerCollector(Collector):
@@ -50,6 +53,7 @@ class SageMakerCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         ep_info = Metric("sagemaker_endpoint_info", "SageMaker endpoint, its status and its tags (tag_<key>).",
                          "gauge")
+        tag_gauges = {t.key: Metric(t.metric, t.help, "gauge") for t in NUMERIC_TAGS}
         var_info = Metric("sagemaker_variant_info", "Production variant and its instance type "
                           "(serverless for serverless variants).", "gauge")
         instances = Metric("sagemaker_variant_instances", "Current instance count of the variant.", "gauge")
@@ -64,40 +68,38 @@ class SageMakerCollector(Collector):
                          "End of the newest settled CloudWatch period exported for the variant.", "gauge")
         requests = Metric("mlscope_cloudwatch_requests", "AWS API calls made by the exporter.", "counter")
         metrics = Metric("mlscope_cloudwatch_metrics_requested",
-                         "CloudWatch metrics requested by GetMetricData (what CloudWatch bills for).", "counter")
+                         "CloudWatch metrics requested by GetMetricData (what CloudWatch bills for), by query kind.",
+                         "counter")
         errors = Metric("mlscope_cloudwatch_errors", "Failed AWS calls (after retries) and problem answers.",
                         "counter")
         missing = Metric("mlscope_sagemaker_price_missing", "Cost lookups that found no price for the "
                          "instance type (no cost series is exported for it).", "counter")
+        invalid = Metric("mlscope_sagemaker_invalid_tags", "Endpoint descriptions with a numeric mlscope:* tag "
+                         "whose value is invalid (no series is exported for it).", "counter")
 
-        seen: set[tuple[str, str]] = set()
-        req_total: dict = {}
-        met_total: dict = {}
-        err_total: dict = {}
-        miss_total: dict = {}
+        seen: set[tuple[str, str, str]] = set()
+        totals: dict[str, dict] = defaultdict(lambda: defaultdict(int))
         for poller in self.pollers:
             snap = poller.snapshot
-            region = snap.region
-            reqs, mets, errs, miss = poller.aws.stats.snapshot()
-            for api, n in reqs.items():
-                req_total[(region, api)] = req_total.get((region, api), 0) + n
-            met_total[region] = met_total.get(region, 0) + mets
-            for (api, code), n in errs.items():
-                err_total[(region, api, code)] = err_total.get((region, api, code), 0) + n
-            for itype, n in miss.items():
-                miss_total[(region, itype)] = miss_total.get((region, itype), 0) + n
+            place = {"account": snap.account, "region": snap.region}
+            stats = poller.aws.stats.snapshot()
+            for name, by_key in stats.items():
+                for key, n in by_key.items():
+                    totals[name][(snap.account, snap.region, key)] += n
 
             c, g = snap.counters, snap.gauges
             quantiles = [quantile_label(stat) for stat in poller.statistics]
             for ep in snap.endpoints:
-                if (region, ep.name) in seen:  # the same name in two accounts of one region: first wins
-                    log.debug("duplicate endpoint %s in %s skipped", ep.name, region)
+                if (snap.account, snap.region, ep.name) in seen:  # two pollers on one account and region
+                    log.debug("duplicate endpoint %s in %s/%s skipped", ep.name, snap.account, snap.region)
                     continue
-                seen.add((region, ep.name))
-                ep_info.add_sample("sagemaker_endpoint_info",
-                                   {"region": region, "endpoint": ep.name, "status": ep.status, **ep.tag_labels}, 1)
+                seen.add((snap.account, snap.region, ep.name))
+                ep_labels = {**place, "endpoint": ep.name}
+                ep_info.add_sample("sagemaker_endpoint_info", {**ep_labels, "status": ep.status, **ep.tag_labels}, 1)
+                for key, number in ep.numbers:
+                    tag_gauges[key].add_sample(tag_gauges[key].name, ep_labels, number)
                 for v in ep.variants:
-                    labels = {"region": region, "endpoint": ep.name, "variant": v.name}
+                    labels = {**ep_labels, "variant": v.name}
                     itype = "serverless" if v.serverless else (v.instance_type or "unknown")
                     var_info.add_sample("sagemaker_variant_info", {**labels, "instance_type": itype}, 1)
                     if v.current_instances is not None:
@@ -130,13 +132,19 @@ class SageMakerCollector(Collector):
                     if ts is not None:
                         data_ts.add_sample(data_ts.name, labels, ts)
 
-        for (region, api), n in sorted(req_total.items()):
-            requests.add_sample("mlscope_cloudwatch_requests_total", {"region": region, "api": api}, n)
-        for region, n in sorted(met_total.items()):
-            metrics.add_sample("mlscope_cloudwatch_metrics_requested_total", {"region": region}, n)
-        for (region, api, code), n in sorted(err_total.items()):
-            errors.add_sample("mlscope_cloudwatch_errors_total", {"region": region, "api": api, "code": code}, n)
-        for (region, itype), n in sorted(miss_total.items()):
-            missing.add_sample("mlscope_sagemaker_price_missing_total", {"region": region, "instance_type": itype}, n)
-        yield from (ep_info, var_info, instances, desired, *counters.values(), *latencies.values(),
-                    *utilization.values(), cost, data_ts, requests, metrics, errors, missing)
+        def where(k: tuple) -> dict:
+            return {"account": k[0], "region": k[1]}
+
+        for k, n in sorted(totals["requests"].items()):
+            requests.add_sample("mlscope_cloudwatch_requests_total", {**where(k), "api": k[2]}, n)
+        for k, n in sorted(totals["metrics_requested"].items()):
+            metrics.add_sample("mlscope_cloudwatch_metrics_requested_total", {**where(k), "kind": k[2]}, n)
+        for k, n in sorted(totals["errors"].items()):
+            errors.add_sample("mlscope_cloudwatch_errors_total", {**where(k), "api": k[2][0], "code": k[2][1]}, n)
+        for k, n in sorted(totals["price_missing"].items()):
+            missing.add_sample("mlscope_sagemaker_price_missing_total", {**where(k), "instance_type": k[2]}, n)
+        for k, n in sorted(totals["invalid_tags"].items()):
+            invalid.add_sample("mlscope_sagemaker_invalid_tags_total", {**where(k), "tag": k[2]}, n)
+        yield from (ep_info, *tag_gauges.values(), var_info, instances, desired, *counters.values(),
+                    *latencies.values(), *utilization.values(), cost, data_ts, requests, metrics, errors, missing,
+                    invalid)

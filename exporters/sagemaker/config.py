@@ -184,7 +184,7 @@ SETTINGS = [
     Setting("poll_interval", poll_interval, 60.0, "how often to poll AWS, seconds or 1m (at least 10 s)"),
     Setting("period", period, 60.0, "CloudWatch period, a multiple of 60 s"),
     Setting("delay", duration, 180.0, "only periods that ended longer ago than this are settled and exported"),
-    Setting("statistics", statistics, ["p50", "p90", "p99"], "latency percentiles, comma-separated"),
+    Setting("statistics", statistics, ["p50", "p95", "p99"], "latency percentiles, comma-separated"),
     Setting("endpoint_url", endpoint_url, None, "AWS endpoint override for every service (emulator), an http(s) URL"),
     Setting("inventory_interval", duration, 300.0, "re-describe unchanged endpoints at least this often"),
     Setting("price_table", optional_string, None, "instance price table CSV (default: the shipped one)"),

@@ -12,6 +12,7 @@ from typing import Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws import Aws, describe_error, error_code, is_credentials_error
+from .tags import numeric_tags
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class Endpoint:
     last_modified: float
     tags: tuple[tuple[str, str], ...]
     variants: tuple[Variant, ...]
+    numbers: tuple[tuple[str, float], ...] = ()   # valid numeric mlscope:* tags (see tags.py)
+
+    def number(self, key: str) -> float | None:
+        return dict(self.numbers).get(key)
 
     @property
     def tag_labels(self) -> dict[str, str]:
@@ -70,6 +75,7 @@ class Inventory:
         self._cache: dict[str, tuple[Endpoint, float]] = {}  # name -> (endpoint, fetched at)
         self._configs: dict[str, dict[str, tuple[str | None, bool]]] = {}  # config -> variant -> (type, serverless)
         self._excluded: dict[str, float] = {}  # name -> last_modified, endpoints whose tags did not match
+        self._warned_tags: set[tuple[str, str, str]] = set()  # (endpoint, tag, value) already logged
 
     def refresh(self) -> tuple[list[Endpoint], int]:
         """Return (selected endpoints, number of per-endpoint problems). ListEndpoints failures raise."""
@@ -159,7 +165,17 @@ class Inventory:
             ))
         return Endpoint(name=name, arn=desc["EndpointArn"], status=desc.get("EndpointStatus", "Unknown"),
                         last_modified=summary["LastModifiedTime"].timestamp(), tags=tuple(sorted(tags)),
-                        variants=tuple(variants))
+                        variants=tuple(variants), numbers=self._numbers(name, dict(tags)))
+
+    def _numbers(self, endpoint: str, tags: dict[str, str]) -> tuple[tuple[str, float], ...]:
+        values, invalid = numeric_tags(tags)
+        for tag, raw in invalid:
+            self.aws.stats.count("invalid_tags", tag.key)
+            if (endpoint, tag.key, raw) not in self._warned_tags:
+                self._warned_tags.add((endpoint, tag.key, raw))
+                log.warning("%s: endpoint %s: tag %s=%r is not %s: no %s series", self.aws.target.name, endpoint,
+                            tag.key, raw[:100], tag.expected, tag.metric)
+        return tuple(sorted(values.items()))
 
     def _config(self, config_name: str | None) -> dict[str, tuple[str | None, bool]]:
         """Endpoint configs are immutable: describe each once."""

@@ -27,6 +27,7 @@ from .cloudwatch import Query, fetch, group_by_start, settled_end
 from .config import quantile_label
 from .cost import PriceBook
 from .inventory import QUIET_STATUSES, Endpoint, Inventory, Variant
+from .tags import LATENCY_OBJECTIVE
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,10 @@ COUNTERS = {
     "overhead_latency_sum": (SAGEMAKER_NS, "OverheadLatency", "Sum", 1e-6),
     "overhead_latency_count": (SAGEMAKER_NS, "OverheadLatency", "SampleCount", 1.0),
 }
+WITHIN_OBJECTIVE = "model_latency_within_objective"  # counter from TC(:objective in microseconds)
+COUNTER_SERIES = {*COUNTERS, WITHIN_OBJECTIVE}
 LATENCIES = {"model_latency": "ModelLatency", "overhead_latency": "OverheadLatency"}
+DEFAULT_STATISTICS = ["p50", "p95", "p99"]
 # utilization gauge -> (metric, divisor kind): cpu per vCPU, gpu per GPU, others are 0-100 already
 UTILIZATION = {
     "cpu": ("CPUUtilization", "vcpu"),
@@ -55,6 +59,12 @@ UTILIZATION = {
     "gpu": ("GPUUtilization", "gpu"),
     "gpu_memory": ("GPUMemoryUtilization", "gpu"),
 }
+
+
+def within_stat(objective_seconds: float) -> str:
+    """CloudWatch's trimmed count of ModelLatency samples <= the objective: TC(:<microseconds>)."""
+    micros = f"{objective_seconds * 1e6:.3f}".rstrip("0").rstrip(".")
+    return f"TC(:{micros})"
 
 
 def backoff_delay(interval: float, failures: int, rng: random.Random) -> float:
@@ -74,6 +84,7 @@ def backoff_delay(interval: float, failures: int, rng: random.Random) -> float:
 class Snapshot:
     """What a scrape reads: immutable, replaced as a whole at the end of each cycle."""
     region: str
+    account: str = ""
     endpoints: tuple[Endpoint, ...] = ()
     counters: dict = field(default_factory=dict)     # (endpoint, variant, series) -> value
     gauges: dict = field(default_factory=dict)       # (endpoint, variant, series[, quantile]) -> value
@@ -95,12 +106,13 @@ class Poller:
         self.poll_interval = poll_interval
         self.period = period
         self.delay = delay
-        self.statistics = list(["p50", "p90", "p99"] if statistics is None else statistics)
+        self.statistics = list(DEFAULT_STATISTICS if statistics is None else statistics)
         self.clock = clock
         self.rng = rng or random.Random()
         self.failures = 0                   # consecutive failed cycles
         self.next_delay = poll_interval     # seconds from the start of the last cycle to the next one
-        self.snapshot = Snapshot(self.region)
+        self.account: str | None = aws.target.account  # from the role ARN, else STS GetCallerIdentity
+        self.snapshot = Snapshot(self.region, self.account or "")
         self._watermarks: dict[tuple, float] = {}
         self._counters: dict[tuple, float] = {}
         self._gauges: dict[tuple, float] = {}
@@ -154,24 +166,38 @@ class Poller:
     def _series(self, endpoint: Endpoint, variant: Variant) -> list[tuple[str, Query, float]]:
         """(series, query, scale) for one variant; instance metrics only where they can be normalised."""
         dims = (("EndpointName", endpoint.name), ("VariantName", variant.name))
-        out = [(s, Query((endpoint.name, variant.name, s), ns, m, st, dims), scale)
+        out = [(s, Query((endpoint.name, variant.name, s), ns, m, st, dims,
+                         "counts" if m.startswith("Invocation") else "latency_counters"), scale)
                for s, (ns, m, st, scale) in COUNTERS.items()]
+        objective = endpoint.number(LATENCY_OBJECTIVE)
+        if objective is not None:
+            key = (endpoint.name, variant.name, WITHIN_OBJECTIVE)
+            out.append((WITHIN_OBJECTIVE, Query(key, SAGEMAKER_NS, "ModelLatency", within_stat(objective), dims,
+                                                "latency_objective"), 1.0))
         for series, metric in LATENCIES.items():
             for stat in self.statistics:
                 key = (endpoint.name, variant.name, series, quantile_label(stat))
-                out.append((series, Query(key, SAGEMAKER_NS, metric, stat, dims), 1e-6))
+                out.append((series, Query(key, SAGEMAKER_NS, metric, stat, dims, "percentiles"), 1e-6))
         spec = self.prices.spec(variant.instance_type)
         if not variant.serverless and spec is not None:
             for series, (metric, per) in UTILIZATION.items():
                 count = {"vcpu": spec.vcpu, "gpu": spec.gpu, None: 1}[per]
                 if count > 0:
                     key = (endpoint.name, variant.name, series)
-                    out.append((series, Query(key, INSTANCE_NS, metric, "Average", dims), 1 / (100 * count)))
+                    out.append((series, Query(key, INSTANCE_NS, metric, "Average", dims, "utilization"),
+                                1 / (100 * count)))
         return out
+
+    def _identify(self) -> str:
+        """The account these credentials belong to (once; GetCallerIdentity needs no IAM permission)."""
+        if self.account is None:
+            self.account = str(self.aws.call("sts", "GetCallerIdentity")["Account"])
+        return self.account
 
     def _cycle(self) -> bool:
         now = self.clock()
         end = settled_end(now, self.delay, self.period)
+        account = self._identify()
         endpoints, problems = self.inventory.refresh()
         ok = problems == 0
 
@@ -197,7 +223,7 @@ class Poller:
                 fetch_gauges = self._gauge_end.get(vkey) != end
                 for series, query, scale in self._series(endpoint, variant):
                     scales[query.key] = scale
-                    if series in COUNTERS:
+                    if series in COUNTER_SERIES:
                         counter_keys.add(query.key)
                         wm = self._watermarks.setdefault(query.key, first_start)
                         if wm < end - MAX_CATCH_UP:
@@ -253,12 +279,12 @@ class Poller:
                 self._gauge_end[vkey] = end
         for endpoint in endpoints:  # new series show 0 from the start, so increase() sees their first period
             for variant in endpoint.variants:
-                for series in COUNTERS:
+                for series in COUNTER_SERIES:
                     key = (endpoint.name, variant.name, series)
                     if key in self._watermarks:
                         self._counters.setdefault(key, 0.0)
         self._last_end = end
-        self.snapshot = Snapshot(self.region, tuple(endpoints), dict(self._counters), dict(self._gauges),
+        self.snapshot = Snapshot(self.region, account, tuple(endpoints), dict(self._counters), dict(self._gauges),
                                  dict(self._data_ts), self._costs(endpoints))
         return ok
 
@@ -270,8 +296,7 @@ class Poller:
                     continue
                 price = self.prices.hourly_price(variant.instance_type, self.region)
                 if price is None:
-                    with self.aws.stats.lock:
-                        self.aws.stats.price_missing[variant.instance_type] += 1
+                    self.aws.stats.count("price_missing", variant.instance_type)
                     if variant.instance_type not in self._warned_prices:
                         self._warned_prices.add(variant.instance_type)
                         log.warning("%s: no price for %s in %s: no cost series for it (add it under prices:)",
