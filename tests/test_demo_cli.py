@@ -87,6 +87,13 @@ def test_traffic_once_exits():
                        "--backfill", "2m", "--once", timeout=60)
         assert done.returncode == 0, done.stderr
         assert "backfilled 2 minutes" in done.stderr and "Traceback" not in done.stderr
+        # the second account (reached through AssumeRole) has its own endpoints, one with a name of the first's
+        from mlscope.demo import traffic
+        url = f"http://127.0.0.1:{port}"
+        first = traffic.existing_endpoints(traffic.make_clients(url))
+        second = traffic.existing_endpoints(traffic.make_clients(url, role_arn=traffic.SECOND_ACCOUNT_ROLE))
+        assert first == {"llm-chat", "fraud-scoring"} and second == {"fraud-scoring", "churn-predict"}
+        assert "created 2 demo endpoints in account 210987654321" in done.stderr
     finally:
         emulator.stop()
 

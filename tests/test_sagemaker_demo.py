@@ -71,3 +71,42 @@ def test_batches_respect_the_emulators_500_query_limit(emulator):
     text = exposition(poller)
     assert value(text, "mlscope_cloudwatch_requests_total", api="GetMetricData") - before == 2
     assert value(text, "sagemaker_invocations_total", endpoint="big2", variant="v9") == 4
+
+
+def test_the_demo_config_polls_both_demo_accounts(emulator, tmp_path):
+    """The shipped demo config, as a real exporter process: the demo's second account is a second set of
+    series, and `fraud-scoring`, which exists in both accounts, is two endpoints told apart by `account`."""
+    import time as _time
+    from helpers import ROOT, samples, scrape, start_exporter
+    from sagemaker_fixtures import CREDS
+    from mlscope.demo import traffic
+    now = int(_time.time()) // 60 * 60
+    for role, endpoints in ((None, traffic.demo_endpoints(2)),
+                            (traffic.SECOND_ACCOUNT_ROLE, traffic.SECOND_ACCOUNT_TEMPLATES)):
+        clients = traffic.make_clients(emulator, role_arn=role)
+        traffic.create_endpoints(clients, endpoints)
+        traffic.backfill(clients, endpoints, now - 600, now, seed=3)
+    env = {**CREDS, "MLSCOPE_ENDPOINT_URL": emulator, "MLSCOPE_POLL_INTERVAL": "10s", "MLSCOPE_DELAY": "1m"}
+    proc, base = start_exporter("sagemaker-exporter", "--config", str(ROOT / "provisioning/mlscope/sagemaker-demo.yml"),
+                                env=env)
+    try:
+        deadline = _time.monotonic() + 30
+        found: set = set()
+        wanted = {("123456789012", "llm-chat"), ("123456789012", "fraud-scoring"),
+                  ("210987654321", "fraud-scoring"), ("210987654321", "churn-predict")}
+        while _time.monotonic() < deadline and not wanted <= found:
+            found = {(l["account"], l["endpoint"]) for l, _ in samples(scrape(base)).get("sagemaker_endpoint_info", [])}
+            _time.sleep(0.3)
+        text = scrape(base)
+    finally:
+        output = proc.stop()
+    assert wanted <= found, output[-2000:]      # (the module's emulator also holds other tests' endpoints)
+    assert {e for a, e in found if a == "210987654321"} == {"fraud-scoring", "churn-predict"}
+    assert value(text, "sagemaker_variant_info", account="210987654321", endpoint="fraud-scoring",
+                 instance_type="ml.c5.xlarge") == 1
+    assert value(text, "sagemaker_endpoint_budget_monthly_dollars", account="210987654321",
+                 endpoint="churn-predict") == 150
+    for account in ("123456789012", "210987654321"):
+        assert value(text, "mlscope_collector_up", collector=f"sagemaker/{account}/us-east-1") == 1
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr

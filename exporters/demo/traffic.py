@@ -123,6 +123,21 @@ TEMPLATES: list[Endpoint] = [
 ]
 
 
+# A second AWS account for the multi-account demo. The emulator (moto) keeps one backend per account and
+# answers AssumeRole for any role ARN: credentials from AssumeRole into this role reach this account.
+SECOND_ACCOUNT = "210987654321"
+SECOND_ACCOUNT_ROLE = f"arn:aws:iam::{SECOND_ACCOUNT}:role/mlscope-demo"
+SECOND_ACCOUNT_TEMPLATES: list[Endpoint] = [
+    # the same name as in the first account: two series, told apart by the account label
+    Endpoint("fraud-scoring", (Variant("AllTraffic", "ml.c5.xlarge", 1),),
+             {"team": "risk", "env": "staging", "mlscope:slo": "0.99", "mlscope:latency-objective-seconds": "0.1"},
+             rps=6.0, capacity_rps=35.0, model_latency_us=14_000, overhead_latency_us=1_900, sigma=0.3),
+    Endpoint("churn-predict", (Variant("AllTraffic", "ml.m5.large", 1),),
+             {"team": "growth", "env": "prod", "mlscope:budget-monthly-dollars": "150"},
+             rps=1.5, capacity_rps=20.0, model_latency_us=9_000, overhead_latency_us=1_500, sigma=0.25),
+]
+
+
 def demo_endpoints(count: int = len(TEMPLATES)) -> list[Endpoint]:
     """The first `count` demo endpoints; past the six templates, numbered copies (`fraud-scoring-2`)."""
     out = []
@@ -265,13 +280,19 @@ class Clients:
     region: str
 
 
-def make_clients(url: str, region: str = "us-east-1", timeout: float = 10) -> Clients:
-    creds = {}
+def make_clients(url: str, region: str = "us-east-1", timeout: float = 10, role_arn: str | None = None) -> Clients:
+    """Clients for the emulator; with `role_arn`, for the account of that role (through STS AssumeRole)."""
+    creds: dict[str, str] = {}
     if not (os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")):
         creds = {"aws_access_key_id": "mlscope-demo", "aws_secret_access_key": "mlscope-demo"}
     cfg = BotoConfig(connect_timeout=timeout, read_timeout=max(timeout, 60),
                      retries={"max_attempts": 1, "mode": "standard"})
-    kw = dict(endpoint_url=url, region_name=region, config=cfg, **creds)
+    kw: dict[str, Any] = dict(endpoint_url=url, region_name=region, config=cfg, **creds)
+    if role_arn:
+        assumed = boto3.client("sts", **kw).assume_role(RoleArn=role_arn, RoleSessionName="mlscope-demo")
+        c = assumed["Credentials"]
+        kw.update(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+                  aws_session_token=c["SessionToken"])
     return Clients(boto3.client("sagemaker", **kw), boto3.client("cloudwatch", **kw), url, region)
 
 
@@ -347,6 +368,9 @@ SETTINGS = [
     Setting("backfill", duration, 1800, "history to write at start, e.g. 30m (0: none)"),
     Setting("seed", integer, 1, "random seed (the same seed writes the same data)"),
     Setting("once", boolean, False, "create the endpoints, backfill, and exit"),
+    Setting("second_account", boolean, True,
+            f"also run {len(SECOND_ACCOUNT_TEMPLATES)} endpoints in a second account ({SECOND_ACCOUNT}, "
+            "reached through AssumeRole)"),
     Setting("log_level", choice("debug", "info", "warning", "error"), "info", "log level"),
 ]
 CONNECTION_ERRORS = (BotoCoreError, ConnectionError, OSError)
@@ -375,41 +399,58 @@ def _settings(argv: Sequence[str]) -> Any:
     return cfg
 
 
+@dataclass
+class Fleet:
+    """Demo endpoints in one account, and the minutes already written for them."""
+    name: str
+    clients: Clients | None
+    endpoints: list[Endpoint]
+    role_arn: str | None = None
+    written_until: int = 0  # minutes before this (epoch seconds) are written
+
+
+def _step(fleet: Fleet, cfg: Any) -> None:
+    """Create what is missing and write every minute that completed since the last step."""
+    if fleet.clients is None:
+        fleet.clients = make_clients(cfg.aws_endpoint, cfg.region, role_arn=fleet.role_arn)
+    names = {ep.name for ep in fleet.endpoints}
+    missing = names - existing_endpoints(fleet.clients)
+    if missing:
+        create_endpoints(fleet.clients, fleet.endpoints)
+        log.info("created %d demo endpoints in %s on %s (%s)", len(missing), fleet.name, cfg.aws_endpoint,
+                 ", ".join(sorted(missing)))
+        if missing == names:  # a new (or restarted) emulator: write the history again
+            fleet.written_until = 0
+    current = int(time.time()) // 60 * 60
+    if fleet.written_until == 0:
+        start = current - int(cfg.backfill) // 60 * 60
+        data = backfill(fleet.clients, fleet.endpoints, start, current, cfg.seed)
+        log.info("backfilled %d minutes (%d datums) for %d endpoints in %s", (current - start) // 60,
+                 len(data), len(fleet.endpoints), fleet.name)
+        fleet.written_until = current
+    elif current > fleet.written_until:
+        data = backfill(fleet.clients, fleet.endpoints, fleet.written_until, current, cfg.seed)
+        log.debug("wrote %d datums for minutes up to %s in %s", len(data),
+                  datetime.fromtimestamp(current, timezone.utc).isoformat(), fleet.name)
+        fleet.written_until = current
+
+
 def main(argv: Sequence[str]) -> int:
     cfg = _settings(argv)
     logs.setup(cfg.log_level)
     stop = stop_on_signals(log)
-    clients = make_clients(cfg.aws_endpoint, cfg.region)
-    endpoints = demo_endpoints(cfg.endpoints)
-    names = {ep.name for ep in endpoints}
-    written_until = 0  # minutes before this (epoch seconds) are written
+    fleets = [Fleet("the default account", make_clients(cfg.aws_endpoint, cfg.region), demo_endpoints(cfg.endpoints))]
+    if cfg.second_account:
+        fleets.append(Fleet(f"account {SECOND_ACCOUNT}", None, list(SECOND_ACCOUNT_TEMPLATES), SECOND_ACCOUNT_ROLE))
     waiting_logged = False
 
     while not stop.is_set():
         try:
-            missing = names - existing_endpoints(clients)
+            for fleet in fleets:
+                _step(fleet, cfg)
             if waiting_logged:
                 log.info("AWS endpoint %s is up", cfg.aws_endpoint)
                 waiting_logged = False
-            if missing:
-                create_endpoints(clients, endpoints)
-                log.info("created %d demo endpoints on %s (%s)", len(missing), cfg.aws_endpoint,
-                         ", ".join(sorted(missing)))
-                if missing == names:  # a new (or restarted) emulator: write the history again
-                    written_until = 0
-            now = time.time()
-            current = int(now) // 60 * 60
-            if written_until == 0:
-                start = current - int(cfg.backfill) // 60 * 60
-                data = backfill(clients, endpoints, start, current, cfg.seed)
-                log.info("backfilled %d minutes (%d datums) for %d endpoints", (current - start) // 60,
-                         len(data), len(endpoints))
-                written_until = current
-            elif current > written_until:
-                data = backfill(clients, endpoints, written_until, current, cfg.seed)
-                log.debug("wrote %d datums for minutes up to %s", len(data),
-                          datetime.fromtimestamp(current, timezone.utc).isoformat())
-                written_until = current
             if cfg.once:
                 return 0
         except ClientError as exc:
