@@ -299,3 +299,23 @@ def test_moto_reset_empties_the_patched_store(url):
     assert requests.post(url + "/moto-api/reset", timeout=10).status_code == 200
     assert series(cw, [query("a", "Sum", "Invocations")], T0, T0 + 60) == {"a": []}
     assert cw.list_metrics(Namespace="AWS/SageMaker")["Metrics"] == []
+
+
+def test_list_metrics_recently_active_lists_what_received_data_in_the_last_three_hours(url, region):
+    cw = client(url, "cloudwatch", region)
+    old = [{"Name": "EndpointName", "Value": "old"}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0), "Value": 1.0},
+        {"MetricName": "Invocations", "Dimensions": old, "Timestamp": dt(T0), "Value": 1.0}])
+    backend = patches.cw_models.cloudwatch_backends["123456789012"][region]   # moto's default account
+    # as if `old` had last received data 3 hours and a second ago (timestamps do not matter, arrival does)
+    key = ("AWS/SageMaker", "Invocations", frozenset((d["Name"], d["Value"]) for d in old))
+    patches._received(backend)[key] = time.time() - 3 * 3600 - 1
+
+    def endpoints(**kw):
+        return {next(d["Value"] for d in m["Dimensions"] if d["Name"] == "EndpointName")
+                for m in cw.list_metrics(Namespace="AWS/SageMaker", **kw)["Metrics"]}
+
+    assert endpoints() == {"e1", "old"}                       # without RecentlyActive: every stored metric
+    assert endpoints(RecentlyActive="PT3H") == {"e1"}
+    assert endpoints(RecentlyActive="PT3H", MetricName="ModelLatency") == set()

@@ -328,7 +328,7 @@ def test_every_aws_operation_is_allowed_by_the_shipped_iam_policy(aws):
     create_endpoint(aws, "sls", [("AllTraffic", "", 0)], serverless=["AllTraffic"])
     base = base_time()
     clock = Clock(base + 600)
-    poller = make_poller(aws, clock, statistics=())
+    poller = make_poller(aws, clock, statistics=(), list_metrics_interval=600)
     performed: set[str] = set()
     prefixes = {"SageMaker": "sagemaker", "CloudWatch": "cloudwatch", "STS": "sts"}
 
@@ -414,6 +414,7 @@ def test_requests_within_the_latency_objective_count_once_per_settled_period(aws
     at = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc)  # noqa: E731
     # p0: 30 x 50 ms, 10 x 250 ms (on the objective: within), 10 x 400 ms -> 40 within, p50 50 ms, p95 400 ms
     latencies("ep", at(p0 + 5), [50_000.0, 250_000.0, 400_000.0], [30.0, 10.0, 10.0])
+    put(aws, "ep", "Invocations", p0 + 5, 50)
     latencies("no-objective", at(p0 + 5), [50_000.0], [7.0])
     clock.now = base + 660
     assert poller.run_cycle()
@@ -427,6 +428,7 @@ def test_requests_within_the_latency_objective_count_once_per_settled_period(aws
 
     # p1: 5 x 100 ms, 5 x 300 ms -> 5 more; a re-poll of the same settled end adds nothing
     latencies("ep", at(p1 + 5), [100_000.0, 300_000.0], [5.0, 5.0])
+    put(aws, "ep", "Invocations", p1 + 5, 10)
     clock.now = base + 720
     assert poller.run_cycle()
     clock.now = base + 730
@@ -488,3 +490,83 @@ def test_the_same_endpoint_name_in_two_accounts_is_two_series(aws):
                                        if l["account"] == other}
     check = promtool_check_metrics(text)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def kinds(text: str) -> dict[str, float]:
+    return {lbls["kind"]: v for lbls, v in samples(text).get("mlscope_cloudwatch_metrics_requested_total", [])}
+
+
+def test_idle_variants_cost_one_query_a_cycle_and_catch_up_exactly_when_they_wake(aws):
+    create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])   # 3 utilization metrics (no GPU)
+    base = base_time()
+    e0 = base + 480
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock, statistics=["p50"], idle_after=180, idle_poll_interval=600)
+    assert poller.run_cycle()                       # end e0: watermarks; no traffic: coarse utilization (3)
+    assert kinds(exposition(poller)) == {"utilization": 3}
+    put(aws, "ep", "Invocations", e0 + 1, 10)
+    put(aws, "ep", "Invocation5XXErrors", e0 + 1, 1)
+    put(aws, "ep", "ModelLatency", e0 + 2, 20_000)
+    for minute in (1, 2, 3):                         # ends e0+60 (traffic), e0+120, e0+180: still active
+        clock.now = base + 600 + 60 * minute
+        assert poller.run_cycle()
+    text = exposition(poller)
+    # 8 counters x 3 cycles; percentiles (2) and utilization (3) only for the window with traffic
+    assert kinds(text) == {"utilization": 6, "counts": 12, "latency_counters": 12, "percentiles": 2}
+    assert value(text, "sagemaker_invocations_total", endpoint="ep") == 10
+    assert "sagemaker_model_latency_seconds" not in samples(text)   # no traffic in the newest window: no p50
+
+    clock.now = base + 600 + 240                     # end e0+240: 180 s without Invocations -> idle
+    assert poller.run_cycle()
+    assert kinds(exposition(poller))["counts"] == 13          # Invocations only
+    assert kinds(exposition(poller))["latency_counters"] == 12
+
+    put(aws, "ep", "Invocations", e0 + 240 + 1, 7)            # wakes up in period e0+240
+    put(aws, "ep", "Invocation5XXErrors", e0 + 240 + 1, 2)
+    put(aws, "ep", "ModelLatency", e0 + 240 + 2, 30_000)
+    clock.now = base + 600 + 300                     # end e0+300
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_invocations_total", endpoint="ep") == 17
+    assert value(text, "sagemaker_invocation_5xx_errors_total", endpoint="ep") == 3     # held ones caught up
+    assert value(text, "sagemaker_model_latency_seconds_count", endpoint="ep") == 2
+    assert value(text, "sagemaker_model_latency_seconds_sum", endpoint="ep") == pytest.approx(0.05)
+    assert value(text, "sagemaker_model_latency_seconds", endpoint="ep", quantile="0.5") == pytest.approx(0.03)
+    assert value(text, "sagemaker_data_timestamp_seconds", endpoint="ep") == e0 + 300
+    # phase 1: Invocations; phase 2: the 7 held counters, 2 percentiles, 3 utilization
+    assert kinds(text) == {"utilization": 9, "counts": 17, "latency_counters": 16, "percentiles": 4}
+
+
+def test_only_listed_metrics_are_asked_for_and_late_listed_ones_catch_up_exactly(aws):
+    create_endpoint(aws, "busy", [("AllTraffic", "ml.m5.xlarge", 1)])
+    create_endpoint(aws, "dormant", [("AllTraffic", "ml.m5.xlarge", 1)])
+    base = base_time()
+    e0 = base + 480
+    put(aws, "busy", "Invocations", e0 - 600, 1)                         # listed: received in the last 3 h
+    put(aws, "dormant", "CPUUtilization", e0 - 60, 100, namespace=INSTANCE_NS)
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock, list_metrics_interval=600, idle_poll_interval=600)
+    assert poller.run_cycle()                        # listing taken; only dormant's CPU exists among the gauges
+    text = exposition(poller)
+    assert kinds(text) == {"utilization": 1}
+    assert value(text, "mlscope_cloudwatch_requests_total", api="ListMetrics") == 2      # one per namespace
+    assert value(text, "sagemaker_instance_cpu_utilization_ratio", endpoint="dormant") == pytest.approx(0.25)
+
+    put(aws, "busy", "Invocations", e0 + 1, 5)
+    put(aws, "dormant", "Invocations", e0 + 1, 3)    # appears after the listing: not asked for yet
+    clock.now = base + 660
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_invocations_total", endpoint="busy") == 5
+    assert value(text, "sagemaker_invocations_total", endpoint="dormant") == 0
+    assert kinds(text) == {"utilization": 1, "counts": 1}   # not 8 counters x 2 variants
+
+    clock.now = base + 1200                          # the listing is 10 minutes old: taken again
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_invocations_total", endpoint="dormant") == 3        # caught up, exactly once
+    assert value(text, "sagemaker_invocations_total", endpoint="busy") == 5
+    assert value(text, "mlscope_cloudwatch_requests_total", api="ListMetrics") == 4
+    clock.now = base + 1260
+    assert poller.run_cycle()
+    assert value(exposition(poller), "sagemaker_invocations_total", endpoint="dormant") == 3

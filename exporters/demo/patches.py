@@ -66,6 +66,12 @@ the patch does:
 8. **list_metrics speed** (`CloudWatchBackend.get_filtered_metrics`). moto compares every
    stored datum with every metric found so far (quadratic). The patch reads the index.
 
+9. **ListMetrics RecentlyActive** (`CloudWatchResponse.list_metrics`). moto ignores the
+   parameter and lists every stored metric. CloudWatch's `RecentlyActive=PT3H` lists only
+   metrics that received a datapoint in the past three hours (by when it was put, not by its
+   timestamp); the patch filters on the time each datum was stored, and rejects other values
+   with `InvalidParameterValue`, as CloudWatch does (PT3H is the only value it accepts).
+
 Metric math and Metrics Insights queries are passed to moto's own code unchanged (metric
 math returns empty results there; SageMaker's exporter does not use it).
 """
@@ -164,6 +170,11 @@ def _index(backend: Any) -> dict:
     return idx
 
 
+def _received(backend: Any) -> dict:
+    """(namespace, name, dimensions) -> when a datum of that metric was last put."""
+    return backend.__dict__.setdefault("_mlscope_received", {})
+
+
 def _prune(backend: Any, now: float) -> None:
     if now - backend.__dict__.get("_mlscope_pruned", 0.0) < 60:
         return
@@ -209,6 +220,7 @@ def _put_metric_data(self: Any, namespace: str, metric_data: list[dict[str, Any]
             pos = bisect.bisect_right(stamps, datum.ts)
             stamps.insert(pos, datum.ts)
             datums.insert(pos, datum)
+            _received(self)[datum.key] = time.time()  # what ListMetrics' RecentlyActive looks at
         self.metric_data.extend(new)
         _prune(self, time.time())
 
@@ -226,6 +238,31 @@ def _get_filtered_metrics(self: Any, metric_name: str, namespace: str, dimension
             out.append(datums[-1])
     others = [md for md in self.aws_metric_data if md.filter(namespace, metric_name, dimensions)]
     return out + others
+
+
+# ---------------------------------------------------------------- 9. ListMetrics RecentlyActive
+
+RECENTLY_ACTIVE_SECONDS = 3 * 3600
+
+
+def _response_list_metrics(self: Any) -> ActionResult:
+    recently = self._get_param("RecentlyActive")
+    if recently not in (None, "", "PT3H"):
+        raise InvalidParameterValue(f"The value {recently} for parameter RecentlyActive is invalid: only PT3H is "
+                                    "supported.")
+    backend = self.cloudwatch_backend
+    next_token = self._get_param("NextToken")
+    if next_token:
+        next_token, metrics = backend.list_metrics(next_token, None, None, [])
+    else:
+        metrics = backend.get_filtered_metrics(self._get_param("MetricName"), self._get_param("Namespace"),
+                                               self._get_params().get("Dimensions", []))
+        if recently:
+            since = time.time() - RECENTLY_ACTIVE_SECONDS
+            received = _received(backend)
+            metrics = [m for m in metrics if not isinstance(m, WeightedDatum) or received.get(m.key, 0) >= since]
+        next_token, metrics = backend._get_paginated(metrics)
+    return ActionResult({"Metrics": metrics, "NextToken": next_token})
 
 
 # ---------------------------------------------------------------- 3. statistics
@@ -532,6 +569,7 @@ def apply() -> None:
         sm_models.FakeEndpointConfig.validate_instance_type = _validate_instance_type
         cw_models.CloudWatchBackend.put_metric_data = _put_metric_data
         cw_models.CloudWatchBackend.get_filtered_metrics = _get_filtered_metrics
+        cw_responses.CloudWatchResponse.list_metrics = _response_list_metrics
         cw_responses.CloudWatchResponse.get_metric_data = _response_get_metric_data
         cw_responses.CloudWatchResponse.get_metric_statistics = _response_get_metric_statistics
         _APPLIED = True

@@ -185,6 +185,12 @@ SETTINGS = [
     Setting("period", period, 60.0, "CloudWatch period, a multiple of 60 s"),
     Setting("delay", duration, 180.0, "only periods that ended longer ago than this are settled and exported"),
     Setting("statistics", statistics, ["p50", "p95", "p99"], "latency percentiles, comma-separated"),
+    Setting("idle_after", duration, 900.0, "a variant with no Invocations this long is idle: its other metrics "
+            "are asked for every idle_poll_interval (Invocations still every poll)"),
+    Setting("idle_poll_interval", period, 600.0, "how often idle variants' counters, and utilization of variants "
+            "without traffic (averaged over it), are fetched; a multiple of 60 s"),
+    Setting("list_metrics_interval", duration, 600.0, "refresh the ListMetrics pass (RecentlyActive=PT3H) this "
+            "often; only listed metrics are asked for (0: no ListMetrics, ask for every metric)"),
     Setting("endpoint_url", endpoint_url, None, "AWS endpoint override for every service (emulator), an http(s) URL"),
     Setting("inventory_interval", duration, 300.0, "re-describe unchanged endpoints at least this often"),
     Setting("price_table", optional_string, None, "instance price table CSV (default: the shipped one)"),

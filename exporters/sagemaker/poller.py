@@ -23,10 +23,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..health import Health
 from .aws import Aws, describe_error, error_code, is_credentials_error
-from .cloudwatch import Query, fetch, group_by_start, settled_end
+from .cloudwatch import Query, fetch, settled_end
 from .config import quantile_label
 from .cost import PriceBook
 from .inventory import QUIET_STATUSES, Endpoint, Inventory, Variant
+from .listing import Listing, list_metrics
 from .tags import LATENCY_OBJECTIVE
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,8 @@ class Poller:
     def __init__(self, aws: Aws, inventory: Inventory, prices: PriceBook, health: Health, *,
                  poll_interval: float = 60.0, period: float = 60.0, delay: float = 180.0,
                  statistics: list[str] | None = None, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, idle_after: float = 900.0, idle_poll_interval: float = 600.0,
+                 list_metrics_interval: float = 600.0):
         self.aws = aws
         self.inventory = inventory
         self.prices = prices
@@ -107,6 +109,9 @@ class Poller:
         self.period = period
         self.delay = delay
         self.statistics = list(DEFAULT_STATISTICS if statistics is None else statistics)
+        self.idle_after = idle_after                        # no Invocations this long: the variant is idle
+        self.idle_poll_interval = max(idle_poll_interval, period)
+        self.list_metrics_interval = list_metrics_interval  # 0: no ListMetrics, ask for every metric
         self.clock = clock
         self.rng = rng or random.Random()
         self.failures = 0                   # consecutive failed cycles
@@ -119,6 +124,9 @@ class Poller:
         self._gauge_end: dict[tuple, float] = {}
         self._data_ts: dict[tuple, float] = {}
         self._last_end: float | None = None
+        self._last_traffic: dict[tuple, float] = {}  # variant -> end of its newest period with Invocations > 0
+        self._slow_end: dict[tuple, float] = {}      # variant -> end of its last coarse utilization poll
+        self._listed: Listing | None = None
         self._warned_prices: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,89 +202,31 @@ class Poller:
             self.account = str(self.aws.call("sts", "GetCallerIdentity")["Account"])
         return self.account
 
+    def _listing(self, now: float) -> Listing | None:
+        """The cached ListMetrics pass, refreshed every `list_metrics_interval` (None: listing off or failing)."""
+        if not self.list_metrics_interval:
+            return None
+        if self._listed is None or now - self._listed.taken_at >= self.list_metrics_interval:
+            fresh = list_metrics(self.aws, (SAGEMAKER_NS, INSTANCE_NS), now)
+            self._listed = fresh  # a failed pass drops the old one: ask for everything until one works
+        return self._listed
+
     def _cycle(self) -> bool:
         now = self.clock()
         end = settled_end(now, self.delay, self.period)
         account = self._identify()
         endpoints, problems = self.inventory.refresh()
-        ok = problems == 0
-
-        live_variants = {(e.name, v.name) for e in endpoints for v in e.variants}
-        for store in (self._watermarks, self._counters, self._gauges, self._gauge_end, self._data_ts):
-            for key in [k for k in store if k[:2] not in live_variants]:
-                del store[key]
-
-        # Build this cycle's queries, grouped by window start.
-        first_start = self._last_end if self._last_end is not None else end
-        gauge_window = self.period * max(1, math.ceil(self.poll_interval / self.period))
-        wanted: list[tuple[float, Query]] = []
-        gauge_queries: list[Query] = []
-        scales: dict = {}
-        counter_keys: set = set()
-        variant_keys: dict[tuple, list] = {}
-        skipped = 0
+        self._forget(endpoints)
+        listing = self._listing(now)
+        cycle = _Cycle(self, end, listing)
         for endpoint in endpoints:
-            if endpoint.status in QUIET_STATUSES:
-                continue
-            for variant in endpoint.variants:
-                vkey = (endpoint.name, variant.name)
-                fetch_gauges = self._gauge_end.get(vkey) != end
-                for series, query, scale in self._series(endpoint, variant):
-                    scales[query.key] = scale
-                    if series in COUNTER_SERIES:
-                        counter_keys.add(query.key)
-                        wm = self._watermarks.setdefault(query.key, first_start)
-                        if wm < end - MAX_CATCH_UP:
-                            skipped += int((end - MAX_CATCH_UP - wm) // self.period)
-                            wm = self._watermarks[query.key] = end - MAX_CATCH_UP
-                        if wm < end:
-                            wanted.append((wm, query))
-                            variant_keys.setdefault(vkey, []).append(query.key)
-                    elif fetch_gauges:
-                        gauge_queries.append(query)
-                        variant_keys.setdefault(vkey, []).append(query.key)
-        if skipped:
-            log.warning("%s: %d periods older than %ds were not fetched after an outage; counters skip them",
-                        self.name, skipped, MAX_CATCH_UP)
-
-        # Gauges ride along with the oldest counter window (one request group in steady state and in catch-up);
-        # they take the newest datapoint of their window.
-        gauge_start = min([end - gauge_window] + [start for start, _ in wanted])
-        wanted += [(gauge_start, q) for q in gauge_queries]
-
-        failed: set = set()
-        stopped: BaseException | None = None
-        for start, queries in group_by_start(wanted).items():
-            if stopped is not None:  # after a failed call (throttling, outage), don't pile on: next cycle
-                failed.update(q.key for q in queries)
-                continue
-            result = fetch(self.aws, queries, start, end, self.period)
-            stopped = result.error
-            if result.problems:
-                ok = False
-            failed |= result.failed
-            for query in queries:
-                if query.key in result.failed:
-                    continue
-                points = result.values.get(query.key, [])
-                scale = scales[query.key]
-                if query.key in counter_keys:
-                    wm = self._watermarks[query.key]
-                    added = sum(v for ts, v in points if wm <= ts < end)
-                    self._counters[query.key] = self._counters.get(query.key, 0.0) + added * scale
-                    self._watermarks[query.key] = end
-                else:
-                    newest = [v for ts, v in points if ts < end]
-                    if newest:
-                        self._gauges[query.key] = newest[-1] * scale
-                    else:
-                        self._gauges.pop(query.key, None)  # no datapoint in the newest settled periods
-            if result.error is not None and is_credentials_error(result.error):
-                raise result.error
-        for vkey, keys in variant_keys.items():
-            if not any(k in failed for k in keys):
-                self._data_ts[vkey] = end
-                self._gauge_end[vkey] = end
+            if endpoint.status not in QUIET_STATUSES:
+                for variant in endpoint.variants:
+                    cycle.plan(endpoint, variant)
+        cycle.run_phase(cycle.first)     # counters (idle variants: Invocations only), coarse utilization
+        cycle.plan_gauges()
+        cycle.run_phase(cycle.second)    # percentiles and utilization where there was traffic; wake-up catch-up
+        cycle.finish()
         for endpoint in endpoints:  # new series show 0 from the start, so increase() sees their first period
             for variant in endpoint.variants:
                 for series in COUNTER_SERIES:
@@ -286,7 +236,14 @@ class Poller:
         self._last_end = end
         self.snapshot = Snapshot(self.region, account, tuple(endpoints), dict(self._counters), dict(self._gauges),
                                  dict(self._data_ts), self._costs(endpoints))
-        return ok
+        return problems == 0 and cycle.ok
+
+    def _forget(self, endpoints: list[Endpoint]) -> None:
+        live = {(e.name, v.name) for e in endpoints for v in e.variants}
+        for store in (self._watermarks, self._counters, self._gauges, self._gauge_end, self._data_ts,
+                      self._last_traffic, self._slow_end):
+            for key in [k for k in store if k[:2] not in live]:
+                del store[key]
 
     def _costs(self, endpoints: list[Endpoint]) -> dict:
         costs = {}
@@ -304,3 +261,155 @@ class Poller:
                     continue
                 costs[(endpoint.name, variant.name)] = (variant.instance_type, price * variant.current_instances)
         return costs
+
+
+class _Cycle:
+    """One poll cycle's queries in two phases, and what their answers change.
+
+    Phase 1: the counters of every variant with traffic; only Invocations for idle variants (no Invocations
+    for `idle_after`), whose other counters keep their watermark and are caught up exactly every
+    `idle_poll_interval` or as soon as Invocations shows traffic; utilization averaged over
+    `idle_poll_interval` for variants without traffic, every `idle_poll_interval`.
+    Phase 2: percentiles and utilization of the newest window, only for variants that had traffic in it,
+    and the held counters of idle variants that woke up.
+    A metric that the ListMetrics pass did not list is not asked for: its counters' watermarks move to the
+    end of the periods that had settled when the listing was taken (they are known to be empty).
+    """
+
+    def __init__(self, poller: Poller, end: float, listing: Listing | None):
+        self.p = poller
+        self.end = end
+        self.listing = listing
+        self.listed_end = settled_end(listing.taken_at, poller.delay, poller.period) if listing else None
+        self.first_start = poller._last_end if poller._last_end is not None else end
+        self.gauge_start = end - poller.period * max(1, math.ceil(poller.poll_interval / poller.period))
+        self.first: list[tuple[float, float, Query]] = []     # (start, period, query)
+        self.second: list[tuple[float, float, Query]] = []
+        self.scales: dict = {}
+        self.held: dict[tuple, list[Query]] = {}            # variant -> counters not asked for in phase 1
+        self.gauges: dict[tuple, list[Query]] = {}          # variant -> percentile and utilization queries
+        self.asked: dict[tuple, list] = {}                  # variant -> keys asked for (for data_ts)
+        self.variants: list[tuple] = []
+        self.slow_due: set[tuple] = set()                   # variants due for their idle_poll_interval poll
+        self.slow: set[tuple] = set()                       # variants whose coarse utilization was asked for
+        self.points: dict = {}
+        self.failed: set = set()
+        self.stopped: BaseException | None = None
+        self.ok = True
+        self.skipped = 0
+
+    def _exists(self, query: Query, vkey: tuple) -> bool:
+        return self.listing is None or self.listing.has(query.namespace, query.metric, *vkey)
+
+    def _ask(self, phase: list, start: float, period: float, query: Query, vkey: tuple) -> None:
+        phase.append((start, period, query))
+        self.asked.setdefault(vkey, []).append(query.key)
+
+    def plan(self, endpoint: Endpoint, variant: Variant) -> None:
+        p, end = self.p, self.end
+        vkey = (endpoint.name, variant.name)
+        last_traffic = p._last_traffic.setdefault(vkey, end)
+        idle = end - last_traffic >= p.idle_after
+        slow_due = end - p._slow_end.get(vkey, -math.inf) >= p.idle_poll_interval
+        for series, query, scale in p._series(endpoint, variant):
+            self.scales[query.key] = scale
+            if series not in COUNTER_SERIES:
+                self.gauges.setdefault(vkey, []).append(query)
+                continue
+            wm = p._watermarks.setdefault(query.key, self.first_start)
+            if wm < end - MAX_CATCH_UP:
+                self.skipped += int((end - MAX_CATCH_UP - wm) // p.period)
+                wm = p._watermarks[query.key] = end - MAX_CATCH_UP
+            if not self._exists(query, vkey):
+                if self.listed_end is not None:
+                    p._watermarks[query.key] = max(wm, min(end, self.listed_end))
+                continue
+            if wm >= end:
+                continue
+            if series == "invocations" or not idle or slow_due:
+                self._ask(self.first, wm, p.period, query, vkey)
+            else:
+                self.held.setdefault(vkey, []).append(query)
+        self.variants.append(vkey)
+        if slow_due:
+            self.slow_due.add(vkey)
+
+    def run_phase(self, items: list[tuple[float, float, Query]]) -> None:
+        p = self.p
+        groups: dict[tuple[float, float], list[Query]] = {}
+        for start, period, query in items:
+            groups.setdefault((start, period), []).append(query)
+        for (start, period), queries in sorted(groups.items()):
+            if self.stopped is not None:  # after a failed call (throttling, outage), don't pile on: next cycle
+                self.failed.update(q.key for q in queries)
+                continue
+            result = fetch(p.aws, queries, start, self.end, period)
+            self.stopped = result.error
+            if result.problems:
+                self.ok = False
+            self.failed |= result.failed
+            for query in queries:
+                if query.key not in result.failed:
+                    self._apply(query, result.values.get(query.key, []))
+            if result.error is not None and is_credentials_error(result.error):
+                raise result.error
+
+    def _apply(self, query: Query, points: list[tuple[float, float]]) -> None:
+        p, key, end = self.p, query.key, self.end
+        scale = self.scales[key]
+        if key[2] in COUNTER_SERIES:
+            wm = p._watermarks[key]
+            added = sum(v for ts, v in points if wm <= ts < end)
+            p._counters[key] = p._counters.get(key, 0.0) + added * scale
+            p._watermarks[key] = end
+            if key[2] == "invocations":
+                traffic = [ts for ts, v in points if v > 0 and ts < end]
+                if traffic:
+                    vkey = key[:2]
+                    p._last_traffic[vkey] = max(p._last_traffic.get(vkey, 0.0), max(traffic) + p.period)
+            self.points[key] = points
+            return
+        newest = [v for ts, v in points if ts < end]
+        if newest:
+            p._gauges[key] = newest[-1] * scale
+        else:
+            p._gauges.pop(key, None)  # no datapoint in the newest settled periods
+
+    def plan_gauges(self) -> None:
+        """After phase 1: which variants had traffic in the newest window, and so which gauges to ask for."""
+        p, end = self.p, self.end
+        for vkey in self.variants:
+            invocations = vkey + ("invocations",)
+            traffic = any(v > 0 and self.gauge_start <= ts < end for ts, v in self.points.get(invocations, []))
+            for query in self.held.get(vkey, []) if traffic else []:
+                self._ask(self.second, p._watermarks[query.key], p.period, query, vkey)  # woke up: catch up
+            if p._gauge_end.get(vkey) == end:
+                continue  # this settled end was already done (a second poll within one period)
+            for query in self.gauges.get(vkey, []):
+                listed = self._exists(query, vkey)
+                if traffic and listed:
+                    self._ask(self.second, self.gauge_start, p.period, query, vkey)
+                elif query.kind == "utilization" and vkey in self.slow_due and listed:
+                    coarse = p.idle_poll_interval  # no traffic: averaged over the coarse interval, kept till next
+                    self._ask(self.second, end - coarse, coarse, query, vkey)
+                    self.slow.add(vkey)
+                elif query.kind != "utilization" or traffic or vkey in self.slow_due:
+                    p._gauges.pop(query.key, None)  # nothing to show for this window: absent, not stale
+
+    def finish(self) -> None:
+        p = self.p
+        if self.skipped:
+            log.warning("%s: %d periods older than %ds were not fetched after an outage; counters skip them",
+                        p.name, self.skipped, MAX_CATCH_UP)
+        for vkey, keys in self.asked.items():
+            if not any(k in self.failed for k in keys):
+                p._data_ts[vkey] = self.end
+                p._gauge_end[vkey] = self.end
+                if vkey in self.slow:
+                    p._slow_end[vkey] = self.end
+        for vkey in self.variants:
+            if vkey not in self.asked:
+                p._data_ts[vkey] = self.end  # nothing to ask (nothing listed, all caught up): data is current
+            if vkey in self.slow_due and vkey not in self.slow and not any(
+                    k in self.failed for k in self.asked.get(vkey, [])):
+                p._slow_end[vkey] = self.end
