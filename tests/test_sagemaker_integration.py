@@ -570,3 +570,17 @@ def test_only_listed_metrics_are_asked_for_and_late_listed_ones_catch_up_exactly
     clock.now = base + 1260
     assert poller.run_cycle()
     assert value(exposition(poller), "sagemaker_invocations_total", endpoint="dormant") == 3
+
+    # a new endpoint with nothing listed yet: listed again at the next poll, not 10 minutes later
+    create_endpoint(aws, "new", [("AllTraffic", "ml.m5.xlarge", 1)])
+    clock.now = base + 1320                          # end base+1200: "new" first seen, starts at 0
+    assert poller.run_cycle()
+    put(aws, "new", "Invocations", base + 1200 + 1, 6)
+    clock.now = base + 1380                          # ListMetrics again (60 s after the last pass): listed now
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_invocations_total", endpoint="new") == 6
+    assert value(text, "mlscope_cloudwatch_requests_total", api="ListMetrics") == 8
+    clock.now = base + 1440                          # everything new is listed: no extra pass
+    assert poller.run_cycle()
+    assert value(exposition(poller), "mlscope_cloudwatch_requests_total", api="ListMetrics") == 8

@@ -25,6 +25,9 @@ class Listing:
     def has(self, namespace: str, metric: str, endpoint: str, variant: str) -> bool:
         return (namespace, metric, endpoint, variant) in self.metrics
 
+    def variants(self) -> set[tuple[str, str]]:
+        return {(endpoint, variant) for _, _, endpoint, variant in self.metrics}
+
 
 def list_metrics(aws: Aws, namespaces: tuple[str, ...], now: float) -> Listing | None:
     """One ListMetrics pass (every page) per namespace; None when it failed (then every metric is asked for)."""

@@ -127,6 +127,7 @@ class Poller:
         self._last_traffic: dict[tuple, float] = {}  # variant -> end of its newest period with Invocations > 0
         self._slow_end: dict[tuple, float] = {}      # variant -> end of its last coarse utilization poll
         self._listed: Listing | None = None
+        self._first_seen: dict[tuple, float] = {}    # variant -> when this exporter first saw it
         self._warned_prices: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -202,11 +203,21 @@ class Poller:
             self.account = str(self.aws.call("sts", "GetCallerIdentity")["Account"])
         return self.account
 
-    def _listing(self, now: float) -> Listing | None:
-        """The cached ListMetrics pass, refreshed every `list_metrics_interval` (None: listing off or failing)."""
+    def _listing(self, now: float, endpoints: list[Endpoint]) -> Listing | None:
+        """The cached ListMetrics pass, refreshed every `list_metrics_interval` (None: listing off or failing),
+        and at every poll while a variant seen for the first time less than that ago has nothing listed yet
+        (a new endpoint, or the exporter's start racing the first metrics), so that it is not ignored for long."""
         if not self.list_metrics_interval:
             return None
-        if self._listed is None or now - self._listed.taken_at >= self.list_metrics_interval:
+        for endpoint in endpoints:
+            for variant in endpoint.variants:
+                self._first_seen.setdefault((endpoint.name, variant.name), now)
+        listed = self._listed
+        known = listed.variants() if listed is not None else set()
+        unlisted_new = listed is not None and any(
+            now - seen < self.list_metrics_interval and vkey not in known for vkey, seen in self._first_seen.items())
+        if (listed is None or now - listed.taken_at >= self.list_metrics_interval
+                or (unlisted_new and now - listed.taken_at >= self.poll_interval)):
             fresh = list_metrics(self.aws, (SAGEMAKER_NS, INSTANCE_NS), now)
             self._listed = fresh  # a failed pass drops the old one: ask for everything until one works
         return self._listed
@@ -217,7 +228,7 @@ class Poller:
         account = self._identify()
         endpoints, problems = self.inventory.refresh()
         self._forget(endpoints)
-        listing = self._listing(now)
+        listing = self._listing(now, endpoints)
         cycle = _Cycle(self, end, listing)
         for endpoint in endpoints:
             if endpoint.status not in QUIET_STATUSES:
@@ -241,7 +252,7 @@ class Poller:
     def _forget(self, endpoints: list[Endpoint]) -> None:
         live = {(e.name, v.name) for e in endpoints for v in e.variants}
         for store in (self._watermarks, self._counters, self._gauges, self._gauge_end, self._data_ts,
-                      self._last_traffic, self._slow_end):
+                      self._last_traffic, self._slow_end, self._first_seen):
             for key in [k for k in store if k[:2] not in live]:
                 del store[key]
 
