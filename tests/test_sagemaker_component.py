@@ -50,12 +50,15 @@ def seed(url: str) -> None:
 
 def test_exporter_process_serves_moto_data_passes_promtool_and_is_scraped_by_prometheus(moto, tmp_path):
     seed(moto.url)
-    proc, base = start_exporter("sagemaker-exporter", "--config", write_config(tmp_path, moto.url), env=CREDS)
+    config = write_config(tmp_path, moto.url, discounts={"accounts": {"123456789012": "50%"}})
+    proc, base = start_exporter("sagemaker-exporter", "--config", config, env=CREDS)
     try:
         text = wait_metric(base, "sagemaker_instance_cpu_utilization_ratio", endpoint="web")
         assert value(text, "sagemaker_instance_cpu_utilization_ratio", endpoint="web") == pytest.approx(0.75)
+        assert value(text, "sagemaker_variant_hourly_list_cost_dollars", endpoint="web",
+                     instance_type="ml.m5.xlarge", account="123456789012") == pytest.approx(0.69)
         assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="web",
-                     instance_type="ml.m5.xlarge") == pytest.approx(0.69)
+                     instance_type="ml.m5.xlarge") == pytest.approx(0.345)   # 3 x $0.23, 50% off
         assert value(text, "sagemaker_endpoint_info", endpoint="web", tag_mlscope_slo="0.995") == 1
         assert value(text, "sagemaker_invocations_total", endpoint="web", region="us-east-1") == 0
         assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 1
@@ -68,7 +71,7 @@ def test_exporter_process_serves_moto_data_passes_promtool_and_is_scraped_by_pro
                            "scrape_configs": [scrape_config("sagemaker", [base.split("//")[1]])]}, tmp_path)
         try:
             result = prom.wait_for('sagemaker_variant_hourly_cost_dollars{job="sagemaker",endpoint="web"}')
-            assert float(result[0]["value"][1]) == pytest.approx(0.69)
+            assert float(result[0]["value"][1]) == pytest.approx(0.345)
             prom.wait_for('sagemaker_endpoint_info{tag_mlscope_slo="0.995"}')
         finally:
             prom.stop()
@@ -82,7 +85,7 @@ def test_exporter_process_serves_moto_data_passes_promtool_and_is_scraped_by_pro
                 break
             time.sleep(0.2)
         assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 0
-        assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="web") == pytest.approx(0.69)
+        assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="web") == pytest.approx(0.345)
         assert any(lbls["api"] == "ListEndpoints" for lbls, _ in samples(text)["mlscope_cloudwatch_errors_total"])
         started = time.perf_counter()
         scrape(base)
@@ -130,7 +133,10 @@ def test_bad_settings_exit_2_with_one_line(tmp_path):
                             ("regions: [{region: us-east-1, endpoint_url: ftp://x}]\n", "http:// or https:// URL"),
                             ("regions: 5\n", "must be a list of AWS regions"),
                             ("regions: {us-east-1: yes}\n", "must be a list of AWS regions"),
-                            ("regions: [us-east-1, [eu-west-1]]\n", "regions")]:
+                            ("regions: [us-east-1, [eu-west-1]]\n", "regions"),
+                            ("regions: [us-east-1]\ndiscounts: {instance_types: {ml.g5.xlarge: 120%}}\n",
+                             "discounts in"),
+                            ("regions: [us-east-1]\ndiscounts: {accounts: {'42': 0.1}}\n", "12-digit")]:
         bad.write_text(content)
         result = run_cli("sagemaker-exporter", "--config", str(bad))
         assert result.returncode == 2, (content, result.stderr)

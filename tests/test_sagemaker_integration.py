@@ -584,3 +584,21 @@ def test_only_listed_metrics_are_asked_for_and_late_listed_ones_catch_up_exactly
     clock.now = base + 1440                          # everything new is listed: no extra pass
     assert poller.run_cycle()
     assert value(exposition(poller), "mlscope_cloudwatch_requests_total", api="ListMetrics") == 8
+
+
+def test_discounts_apply_to_the_cost_and_the_list_price_stays_visible(aws):
+    from mlscope.sagemaker.discounts import discounts
+    create_endpoint(aws, "cpu", [("AllTraffic", "ml.m5.xlarge", 2)])        # $0.23 list
+    create_endpoint(aws, "gpu", [("AllTraffic", "ml.g5.12xlarge", 3)])      # $7.09 list
+    create_endpoint(aws, "small-gpu", [("AllTraffic", "ml.g5.xlarge", 1)])  # $1.408 list
+    poller = make_poller(aws, Clock(base_time() + 600))
+    poller.discounts = discounts({"instance_types": {"ml.g5.12xlarge": "35%", "ml.g5.*": 0.25},
+                                  "accounts": {"123456789012": "10%"}})
+    assert poller.run_cycle()
+    text = exposition(poller)
+    expected = {"cpu": (0.46, 0.46 * 0.9), "gpu": (21.27, 21.27 * 0.65), "small-gpu": (1.408, 1.408 * 0.75)}
+    for endpoint, (listed, paid) in expected.items():
+        assert value(text, "sagemaker_variant_hourly_list_cost_dollars", endpoint=endpoint) == pytest.approx(listed)
+        assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint=endpoint) == pytest.approx(paid)
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr

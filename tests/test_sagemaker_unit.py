@@ -95,6 +95,25 @@ def test_prices_overrides_and_specs():
         sc.prices({"ml.m5.xlarge": "cheap"})
 
 
+def test_discounts_parse_and_the_most_specific_one_wins():
+    from mlscope.sagemaker.discounts import discounts
+    d = discounts({"instance_types": {"ml.g5.12xlarge": "30%", "ml.g5.*": 0.4, "ml.*": "5%"},
+                   "accounts": {123456789012: "20%", "210987654321": 0}})
+    assert d.rate("ml.g5.12xlarge", "123456789012") == 0.3      # exact type beats the globs and the account
+    assert d.rate("ml.g5.xlarge", "123456789012") == 0.4        # the longest matching glob
+    assert d.rate("ml.m5.xlarge", "123456789012") == 0.05
+    assert discounts({"accounts": {"123456789012": "20%"}}).rate("ml.m5.xlarge", "123456789012") == 0.2
+    assert discounts({"accounts": {"123456789012": "20%"}}).rate("ml.m5.xlarge", "999999999999") == 0
+    assert discounts(None).rate("ml.m5.xlarge", "1") == 0
+    for bad, needle in [({"instance_types": {"ml.g5.xlarge": "100%"}}, "less than 100%"),
+                        ({"instance_types": {"ml.g5.xlarge": -0.1}}, "at least 0"),
+                        ({"instance_types": {"ml.g5.xlarge": "cheap"}}, "fraction like 0.3"),
+                        ({"accounts": {"12345": 0.1}}, "12-digit"), ({"regions": {}}, "unknown key 'regions'"),
+                        ({"accounts": ["123456789012"]}, "mapping")]:
+        with pytest.raises(ValueError, match=needle):
+            discounts(bad)
+
+
 def test_tag_labels_are_sanitised():
     assert tag_label("mlscope:slo") == "tag_mlscope_slo"
     assert tag_label("mlscope:latency-objective-seconds") == "tag_mlscope_latency_objective_seconds"

@@ -28,7 +28,7 @@ def build(cfg: Config, health: Health) -> Parts:
         pollers.append(Poller(aws, inventory, prices, health, poll_interval=cfg.poll_interval, period=cfg.period,
                               delay=cfg.delay, statistics=cfg.statistics, idle_after=cfg.idle_after,
                               idle_poll_interval=cfg.idle_poll_interval,
-                              list_metrics_interval=cfg.list_metrics_interval))
+                              list_metrics_interval=cfg.list_metrics_interval, discounts=cfg.discounts))
     return Parts(direct=[SageMakerCollector(pollers)], services=pollers)
 
 

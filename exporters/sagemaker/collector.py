@@ -63,7 +63,10 @@ class SageMakerCollector(Collector):
         utilization = {s: Metric(f"sagemaker_instance_{s}_utilization_ratio", UTILIZATION_HELP[s], "gauge")
                        for s in UTILIZATION}
         cost = Metric("sagemaker_variant_hourly_cost_dollars",
-                      "On-demand price per instance-hour times the current instance count.", "gauge")
+                      "Price per instance-hour after the configured discount, times the current instance count.",
+                      "gauge")
+        list_cost = Metric("sagemaker_variant_hourly_list_cost_dollars",
+                           "On-demand list price per instance-hour times the current instance count.", "gauge")
         data_ts = Metric("sagemaker_data_timestamp_seconds",
                          "End of the newest settled CloudWatch period exported for the variant.", "gauge")
         requests = Metric("mlscope_cloudwatch_requests", "AWS API calls made by the exporter.", "counter")
@@ -127,7 +130,9 @@ class SageMakerCollector(Collector):
                             metric.add_sample(metric.name, labels, val)
                     priced = snap.costs.get(key)
                     if priced is not None:
-                        cost.add_sample(cost.name, {**labels, "instance_type": priced[0]}, priced[1])
+                        cost.add_sample(cost.name, {**labels, "instance_type": priced.instance_type}, priced.hourly)
+                        list_cost.add_sample(list_cost.name, {**labels, "instance_type": priced.instance_type},
+                                             priced.list_hourly)
                     ts = snap.data_ts.get(key)
                     if ts is not None:
                         data_ts.add_sample(data_ts.name, labels, ts)
@@ -146,5 +151,5 @@ class SageMakerCollector(Collector):
         for k, n in sorted(totals["invalid_tags"].items()):
             invalid.add_sample("mlscope_sagemaker_invalid_tags_total", {**where(k), "tag": k[2]}, n)
         yield from (ep_info, *tag_gauges.values(), var_info, instances, desired, *counters.values(),
-                    *latencies.values(), *utilization.values(), cost, data_ts, requests, metrics, errors, missing,
+                    *latencies.values(), *utilization.values(), cost, list_cost, data_ts, requests, metrics, errors, missing,
                     invalid)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from .discounts import Discounts, discounts
 from ..settings import (Config, Setting, SettingError, duration, mapping, positive_duration, positive_int, regex,
                         string, string_list)
 
@@ -195,6 +196,8 @@ SETTINGS = [
     Setting("inventory_interval", duration, 300.0, "re-describe unchanged endpoints at least this often"),
     Setting("price_table", optional_string, None, "instance price table CSV (default: the shipped one)"),
     Setting("prices", prices, {}, "price overrides {instance_type: $/h or {region: $/h}}", file_only=True),
+    Setting("discounts", discounts, Discounts(), "discount off list prices {instance_types: {TYPE|GLOB: 30%}, "
+            "accounts: {ID: 0.2}}", file_only=True),
     Setting("aws_max_attempts", positive_int, 5, "attempts per AWS call (adaptive retries with backoff)"),
     Setting("aws_timeout", positive_duration, 10.0, "connect and read timeout per AWS request"),
 ]

@@ -26,6 +26,7 @@ from .aws import Aws, describe_error, error_code, is_credentials_error
 from .cloudwatch import Query, fetch, settled_end
 from .config import quantile_label
 from .cost import PriceBook
+from .discounts import Discounts
 from .inventory import QUIET_STATUSES, Endpoint, Inventory, Variant
 from .listing import Listing, list_metrics
 from .tags import LATENCY_OBJECTIVE
@@ -82,6 +83,13 @@ def backoff_delay(interval: float, failures: int, rng: random.Random) -> float:
 
 
 @dataclass(frozen=True)
+class Cost:
+    instance_type: str
+    list_hourly: float     # list price x instances
+    hourly: float          # after the configured discount
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """What a scrape reads: immutable, replaced as a whole at the end of each cycle."""
     region: str
@@ -90,7 +98,7 @@ class Snapshot:
     counters: dict = field(default_factory=dict)     # (endpoint, variant, series) -> value
     gauges: dict = field(default_factory=dict)       # (endpoint, variant, series[, quantile]) -> value
     data_ts: dict = field(default_factory=dict)      # (endpoint, variant) -> end of newest settled period
-    costs: dict = field(default_factory=dict)        # (endpoint, variant) -> (instance_type, $/hour)
+    costs: dict = field(default_factory=dict)        # (endpoint, variant) -> Cost
 
 
 class Poller:
@@ -98,7 +106,7 @@ class Poller:
                  poll_interval: float = 60.0, period: float = 60.0, delay: float = 180.0,
                  statistics: list[str] | None = None, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None, idle_after: float = 900.0, idle_poll_interval: float = 600.0,
-                 list_metrics_interval: float = 600.0):
+                 list_metrics_interval: float = 600.0, discounts: Discounts | None = None):
         self.aws = aws
         self.inventory = inventory
         self.prices = prices
@@ -112,6 +120,7 @@ class Poller:
         self.idle_after = idle_after                        # no Invocations this long: the variant is idle
         self.idle_poll_interval = max(idle_poll_interval, period)
         self.list_metrics_interval = list_metrics_interval  # 0: no ListMetrics, ask for every metric
+        self.discounts = discounts or Discounts()
         self.clock = clock
         self.rng = rng or random.Random()
         self.failures = 0                   # consecutive failed cycles
@@ -270,7 +279,9 @@ class Poller:
                         log.warning("%s: no price for %s in %s: no cost series for it (add it under prices:)",
                                     self.name, variant.instance_type, self.region)
                     continue
-                costs[(endpoint.name, variant.name)] = (variant.instance_type, price * variant.current_instances)
+                listed = price * variant.current_instances
+                rate = self.discounts.rate(variant.instance_type, self.account)
+                costs[(endpoint.name, variant.name)] = Cost(variant.instance_type, listed, listed * (1 - rate))
         return costs
 
 
