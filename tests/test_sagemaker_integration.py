@@ -602,3 +602,57 @@ def test_discounts_apply_to_the_cost_and_the_list_price_stays_visible(aws):
         assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint=endpoint) == pytest.approx(paid)
     check = promtool_check_metrics(text)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_serverless_compute_and_cost_from_mean_latency_rounded_up_to_the_millisecond(aws):
+    from mlscope.sagemaker.discounts import discounts
+    from mlscope.sagemaker.serverless import ServerlessPrices
+    from sagemaker_fixtures import client
+    import datetime as dt
+    create_endpoint(aws, "sls", [("AllTraffic", "", 0)], serverless=["AllTraffic"])   # 2048 MB, concurrency 5
+    base = base_time()
+    p0, p1 = base + 480, base + 540
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock)
+    poller.serverless_prices = ServerlessPrices(per_gb_second=0.00002, per_request=0.0000002)
+    poller.discounts = discounts({"instance_types": {"serverless": "25%"}})
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_variant_serverless_memory_bytes", endpoint="sls") == 2048 * 1024 * 1024
+    assert value(text, "sagemaker_variant_serverless_max_concurrency", endpoint="sls") == 5
+    assert value(text, "sagemaker_serverless_compute_seconds_total", endpoint="sls") == 0
+    cw = client(aws, "cloudwatch")
+
+    def latencies(ts, values, counts):
+        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+            "MetricName": "ModelLatency", "Timestamp": dt.datetime.fromtimestamp(ts, dt.timezone.utc),
+            "Values": values, "Counts": counts,
+            "Dimensions": [{"Name": "EndpointName", "Value": "sls"}, {"Name": "VariantName", "Value": "AllTraffic"}]}])
+
+    latencies(p0 + 1, [10_400.0, 20_000.0], [2.0, 2.0])   # 4 requests, mean 15.2 ms -> billed 4 x 16 ms
+    latencies(p1 + 1, [1_000_000.0], [1.0])                # 1 request of exactly 1 s -> 1 s
+    put(aws, "sls", "Invocations", p0 + 1, 4)
+    put(aws, "sls", "Invocations", p1 + 1, 1)
+    clock.now = base + 660
+    assert poller.run_cycle()                              # p0 settled
+    text = exposition(poller)
+    # 0.064 s x 2 GB x $0.00002 + 4 x $0.0000002
+    p0_cost = 0.064 * 2 * 0.00002 + 4 * 0.0000002
+    assert value(text, "sagemaker_serverless_compute_seconds_total", endpoint="sls") == pytest.approx(0.064)
+    assert value(text, "sagemaker_serverless_list_cost_dollars_total", endpoint="sls") == pytest.approx(p0_cost)
+    assert value(text, "sagemaker_serverless_cost_dollars_total", endpoint="sls") == pytest.approx(p0_cost * 0.75)
+    clock.now = base + 720
+    assert poller.run_cycle()                              # p1 settled
+    text = exposition(poller)
+    p1_cost = 1.0 * 2 * 0.00002 + 0.0000002
+    assert value(text, "sagemaker_serverless_compute_seconds_total", endpoint="sls") == pytest.approx(1.064)
+    assert value(text, "sagemaker_serverless_cost_dollars_total", endpoint="sls") == \
+        pytest.approx((p0_cost + p1_cost) * 0.75)
+    # the hourly gauge: the newest minute's cost x 60, next to the instance-based variants' cost
+    assert value(text, "sagemaker_variant_hourly_list_cost_dollars", endpoint="sls", instance_type="serverless") \
+        == pytest.approx(p1_cost * 60)
+    assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="sls", instance_type="serverless") \
+        == pytest.approx(p1_cost * 60 * 0.75)
+    assert "sagemaker_variant_instances" not in samples(text)
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr

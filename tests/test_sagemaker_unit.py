@@ -192,3 +192,13 @@ def test_scrape_never_calls_aws():
     text = exposition(poller)                     # nothing polled yet: self-metrics only, no AWS call made
     assert "mlscope_cloudwatch_metrics_requested_total" in text
     assert poller.aws.stats.snapshot()["requests"] == {}
+
+
+def test_serverless_billing_rounds_the_mean_latency_up_to_the_millisecond():
+    from mlscope.sagemaker.serverless import ServerlessPrices
+    prices = ServerlessPrices(per_gb_second=0.00002, per_request=0.001)
+    # period 0: 3 requests, 48,000 us -> mean exactly 16 ms (not rounded up to 17); period 60: mean 0.1 ms -> 1 ms
+    billed = prices.bill({0: 48_000.0, 60: 200.0}, {0: 3.0, 60: 2.0}, memory_gb=4)
+    assert billed.seconds == pytest.approx(3 * 0.016 + 2 * 0.001)
+    assert billed.dollars == pytest.approx(0.05 * 4 * 0.00002 + 5 * 0.001)
+    assert prices.bill({0: 5.0}, {0: 0.0}, 1).seconds == 0      # no requests, nothing billed

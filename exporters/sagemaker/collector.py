@@ -22,6 +22,11 @@ COUNTER_HELP = {
     "invocation_model_errors": "Requests whose model returned an error (InvocationModelErrors Sum).",
     "model_latency_within_objective": "Requests whose ModelLatency was at most the endpoint's latency objective "
                                       "(CloudWatch TC(:objective) statistic), added once per settled period.",
+    "serverless_compute_seconds": "Billed compute time of a serverless variant: requests x mean ModelLatency "
+                                  "rounded up to the millisecond, per settled period.",
+    "serverless_cost_dollars": "Estimated compute cost of a serverless variant after the configured discount "
+                               "(billed seconds x memory GB x price per GB-second, plus any per-request price).",
+    "serverless_list_cost_dollars": "Estimated compute cost of a serverless variant at list price.",
 }
 LATENCY_HELP = {
     "model_latency": "Time the model took to respond (CloudWatch ModelLatency, microseconds converted to seconds). "
@@ -56,6 +61,10 @@ class SageMakerCollector(Collector):
         tag_gauges = {t.key: Metric(t.metric, t.help, "gauge") for t in NUMERIC_TAGS}
         var_info = Metric("sagemaker_variant_info", "Production variant and its instance type "
                           "(serverless for serverless variants).", "gauge")
+        sls_memory = Metric("sagemaker_variant_serverless_memory_bytes", "Memory of a serverless variant "
+                            "(ServerlessConfig MemorySizeInMB), what its compute is billed by.", "gauge")
+        sls_concurrency = Metric("sagemaker_variant_serverless_max_concurrency", "MaxConcurrency of a "
+                                 "serverless variant.", "gauge")
         instances = Metric("sagemaker_variant_instances", "Current instance count of the variant.", "gauge")
         desired = Metric("sagemaker_variant_desired_instances", "Desired instance count of the variant.", "gauge")
         counters = {s: Metric(f"sagemaker_{s}", COUNTER_HELP[s], "counter") for s in COUNTER_HELP}
@@ -107,6 +116,11 @@ class SageMakerCollector(Collector):
                     var_info.add_sample("sagemaker_variant_info", {**labels, "instance_type": itype}, 1)
                     if v.current_instances is not None:
                         instances.add_sample("sagemaker_variant_instances", labels, v.current_instances)
+                    if v.serverless_config is not None:
+                        sls_memory.add_sample(sls_memory.name, labels, v.serverless_config.memory_mb * 1024 * 1024)
+                        if v.serverless_config.max_concurrency is not None:
+                            sls_concurrency.add_sample(sls_concurrency.name, labels,
+                                                       v.serverless_config.max_concurrency)
                     if v.desired_instances is not None:
                         desired.add_sample("sagemaker_variant_desired_instances", labels, v.desired_instances)
                     key = (ep.name, v.name)
@@ -150,6 +164,6 @@ class SageMakerCollector(Collector):
             missing.add_sample("mlscope_sagemaker_price_missing_total", {**where(k), "instance_type": k[2]}, n)
         for k, n in sorted(totals["invalid_tags"].items()):
             invalid.add_sample("mlscope_sagemaker_invalid_tags_total", {**where(k), "tag": k[2]}, n)
-        yield from (ep_info, *tag_gauges.values(), var_info, instances, desired, *counters.values(),
+        yield from (ep_info, *tag_gauges.values(), var_info, sls_memory, sls_concurrency, instances, desired, *counters.values(),
                     *latencies.values(), *utilization.values(), cost, list_cost, data_ts, requests, metrics, errors, missing,
                     invalid)

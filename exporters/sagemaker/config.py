@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .discounts import Discounts, discounts
-from ..settings import (Config, Setting, SettingError, duration, mapping, positive_duration, positive_int, regex,
+from ..settings import (Config, Setting, SettingError, duration, mapping, non_negative_number, positive_duration, positive_int, regex,
                         string, string_list)
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
@@ -198,6 +198,9 @@ SETTINGS = [
     Setting("prices", prices, {}, "price overrides {instance_type: $/h or {region: $/h}}", file_only=True),
     Setting("discounts", discounts, Discounts(), "discount off list prices {instance_types: {TYPE|GLOB: 30%}, "
             "accounts: {ID: 0.2}}", file_only=True),
+    Setting("serverless_price_per_gb_second", non_negative_number, 0.00002,
+            "serverless compute price, $ per GB-second of configured memory (us-east-1 list)"),
+    Setting("serverless_price_per_request", non_negative_number, 0.0, "serverless price per request, $"),
     Setting("aws_max_attempts", positive_int, 5, "attempts per AWS call (adaptive retries with backoff)"),
     Setting("aws_timeout", positive_duration, 10.0, "connect and read timeout per AWS request"),
 ]

@@ -27,12 +27,32 @@ def tag_label(key: str) -> str:
 
 
 @dataclass(frozen=True)
+class Serverless:
+    memory_mb: int                 # MemorySizeInMB: what serverless compute is billed by
+    max_concurrency: int | None
+
+
+@dataclass(frozen=True)
 class Variant:
     name: str
     instance_type: str | None      # None: serverless, or the endpoint config is gone
     serverless: bool
     current_instances: int | None  # None for serverless variants
     desired_instances: int | None
+    serverless_config: Serverless | None = None
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    variants: dict                 # variant -> (instance type, ServerlessConfig or None)
+    asynchronous: bool = False     # AsyncInferenceConfig present
+
+
+def _serverless(raw: dict | None) -> Serverless | None:
+    if not raw or raw.get("MemorySizeInMB") is None:
+        return None
+    concurrency = raw.get("MaxConcurrency")
+    return Serverless(int(raw["MemorySizeInMB"]), None if concurrency is None else int(concurrency))
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,7 @@ class Endpoint:
     tags: tuple[tuple[str, str], ...]
     variants: tuple[Variant, ...]
     numbers: tuple[tuple[str, float], ...] = ()   # valid numeric mlscope:* tags (see tags.py)
+    asynchronous: bool = False                    # an asynchronous inference endpoint
 
     def number(self, key: str) -> float | None:
         return dict(self.numbers).get(key)
@@ -73,7 +94,7 @@ class Inventory:
         self.refresh_interval = refresh_interval
         self.clock = clock
         self._cache: dict[str, tuple[Endpoint, float]] = {}  # name -> (endpoint, fetched at)
-        self._configs: dict[str, dict[str, tuple[str | None, bool]]] = {}  # config -> variant -> (type, serverless)
+        self._configs: dict[str, EndpointConfig] = {}
         self._excluded: dict[str, float] = {}  # name -> last_modified, endpoints whose tags did not match
         self._warned_tags: set[tuple[str, str, str]] = set()  # (endpoint, tag, value) already logged
 
@@ -151,21 +172,24 @@ class Inventory:
             if not token:
                 break
         variants = []
-        summaries = desc.get("ProductionVariants") or [{"VariantName": v} for v in config]
+        summaries = desc.get("ProductionVariants") or [{"VariantName": v} for v in config.variants]
         for pv in summaries:
             vname = pv["VariantName"]
-            instance_type, serverless = config.get(vname, (None, False))
-            serverless = serverless or "CurrentServerlessConfig" in pv
+            instance_type, configured = config.variants.get(vname, (None, None))
+            sls = _serverless(pv.get("CurrentServerlessConfig")) or _serverless(configured)
+            serverless = sls is not None or "CurrentServerlessConfig" in pv or configured is not None
             variants.append(Variant(
                 name=vname,
                 instance_type=None if serverless else instance_type,
                 serverless=serverless,
                 current_instances=None if serverless else pv.get("CurrentInstanceCount"),
                 desired_instances=None if serverless else pv.get("DesiredInstanceCount"),
+                serverless_config=sls,
             ))
         return Endpoint(name=name, arn=desc["EndpointArn"], status=desc.get("EndpointStatus", "Unknown"),
                         last_modified=summary["LastModifiedTime"].timestamp(), tags=tuple(sorted(tags)),
-                        variants=tuple(variants), numbers=self._numbers(name, dict(tags)))
+                        variants=tuple(variants), numbers=self._numbers(name, dict(tags)),
+                        asynchronous=config.asynchronous)
 
     def _numbers(self, endpoint: str, tags: dict[str, str]) -> tuple[tuple[str, float], ...]:
         values, invalid = numeric_tags(tags)
@@ -177,10 +201,10 @@ class Inventory:
                             tag.key, raw[:100], tag.expected, tag.metric)
         return tuple(sorted(values.items()))
 
-    def _config(self, config_name: str | None) -> dict[str, tuple[str | None, bool]]:
+    def _config(self, config_name: str | None) -> EndpointConfig:
         """Endpoint configs are immutable: describe each once."""
         if not config_name:
-            return {}
+            return EndpointConfig({})
         if config_name not in self._configs:
             try:
                 desc = self.aws.call("sagemaker", "DescribeEndpointConfig", EndpointConfigName=config_name)
@@ -190,9 +214,9 @@ class Inventory:
                 # A config may be deleted while its endpoint keeps running: types become unknown.
                 log.warning("%s: endpoint config %s is gone: instance types unknown", self.aws.target.name,
                             config_name)
-                return {}
-            self._configs[config_name] = {
-                pv["VariantName"]: (pv.get("InstanceType"), "ServerlessConfig" in pv)
-                for pv in desc.get("ProductionVariants", [])
-            }
+                return EndpointConfig({})
+            self._configs[config_name] = EndpointConfig(
+                {pv["VariantName"]: (pv.get("InstanceType"), pv.get("ServerlessConfig"))
+                 for pv in desc.get("ProductionVariants", [])},
+                asynchronous=bool(desc.get("AsyncInferenceConfig")))
         return self._configs[config_name]

@@ -27,6 +27,7 @@ from .cloudwatch import Query, fetch, settled_end
 from .config import quantile_label
 from .cost import PriceBook
 from .discounts import Discounts
+from .serverless import ServerlessPrices
 from .inventory import QUIET_STATUSES, Endpoint, Inventory, Variant
 from .listing import Listing, list_metrics
 from .tags import LATENCY_OBJECTIVE
@@ -51,6 +52,7 @@ COUNTERS = {
 }
 WITHIN_OBJECTIVE = "model_latency_within_objective"  # counter from TC(:objective in microseconds)
 COUNTER_SERIES = {*COUNTERS, WITHIN_OBJECTIVE}
+SERVERLESS_COUNTERS = ("serverless_compute_seconds", "serverless_list_cost_dollars", "serverless_cost_dollars")
 LATENCIES = {"model_latency": "ModelLatency", "overhead_latency": "OverheadLatency"}
 DEFAULT_STATISTICS = ["p50", "p95", "p99"]
 # utilization gauge -> (metric, divisor kind): cpu per vCPU, gpu per GPU, others are 0-100 already
@@ -106,7 +108,8 @@ class Poller:
                  poll_interval: float = 60.0, period: float = 60.0, delay: float = 180.0,
                  statistics: list[str] | None = None, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None, idle_after: float = 900.0, idle_poll_interval: float = 600.0,
-                 list_metrics_interval: float = 600.0, discounts: Discounts | None = None):
+                 list_metrics_interval: float = 600.0, discounts: Discounts | None = None,
+                 serverless_prices: ServerlessPrices | None = None):
         self.aws = aws
         self.inventory = inventory
         self.prices = prices
@@ -121,6 +124,7 @@ class Poller:
         self.idle_poll_interval = max(idle_poll_interval, period)
         self.list_metrics_interval = list_metrics_interval  # 0: no ListMetrics, ask for every metric
         self.discounts = discounts or Discounts()
+        self.serverless_prices = serverless_prices or ServerlessPrices()
         self.clock = clock
         self.rng = rng or random.Random()
         self.failures = 0                   # consecutive failed cycles
@@ -137,6 +141,7 @@ class Poller:
         self._slow_end: dict[tuple, float] = {}      # variant -> end of its last coarse utilization poll
         self._listed: Listing | None = None
         self._first_seen: dict[tuple, float] = {}    # variant -> when this exporter first saw it
+        self._serverless_hourly: dict[tuple, tuple[float, float]] = {}  # variant -> (list, discounted) $/hour
         self._warned_prices: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -261,7 +266,7 @@ class Poller:
     def _forget(self, endpoints: list[Endpoint]) -> None:
         live = {(e.name, v.name) for e in endpoints for v in e.variants}
         for store in (self._watermarks, self._counters, self._gauges, self._gauge_end, self._data_ts,
-                      self._last_traffic, self._slow_end, self._first_seen):
+                      self._last_traffic, self._slow_end, self._first_seen, self._serverless_hourly):
             for key in [k for k in store if k[:2] not in live]:
                 del store[key]
 
@@ -269,6 +274,9 @@ class Poller:
         costs = {}
         for endpoint in endpoints:
             for variant in endpoint.variants:
+                serverless = self._serverless_hourly.get((endpoint.name, variant.name))
+                if variant.serverless and serverless is not None:
+                    costs[(endpoint.name, variant.name)] = Cost("serverless", *serverless)
                 if variant.serverless or not variant.instance_type or variant.current_instances is None:
                     continue
                 price = self.prices.hourly_price(variant.instance_type, self.region)
@@ -312,6 +320,7 @@ class _Cycle:
         self.gauges: dict[tuple, list[Query]] = {}          # variant -> percentile and utilization queries
         self.asked: dict[tuple, list] = {}                  # variant -> keys asked for (for data_ts)
         self.variants: list[tuple] = []
+        self.serverless: dict[tuple, float] = {}            # serverless variant -> memory in GB
         self.slow_due: set[tuple] = set()                   # variants due for their idle_poll_interval poll
         self.slow: set[tuple] = set()                       # variants whose coarse utilization was asked for
         self.points: dict = {}
@@ -353,6 +362,8 @@ class _Cycle:
             else:
                 self.held.setdefault(vkey, []).append(query)
         self.variants.append(vkey)
+        if variant.serverless_config is not None:
+            self.serverless[vkey] = variant.serverless_config.memory_mb / 1024
         if slow_due:
             self.slow_due.add(vkey)
 
@@ -381,15 +392,15 @@ class _Cycle:
         scale = self.scales[key]
         if key[2] in COUNTER_SERIES:
             wm = p._watermarks[key]
-            added = sum(v for ts, v in points if wm <= ts < end)
-            p._counters[key] = p._counters.get(key, 0.0) + added * scale
+            fresh = [(ts, v) for ts, v in points if wm <= ts < end]   # the periods counted now, once
+            p._counters[key] = p._counters.get(key, 0.0) + sum(v for _, v in fresh) * scale
             p._watermarks[key] = end
             if key[2] == "invocations":
-                traffic = [ts for ts, v in points if v > 0 and ts < end]
+                traffic = [ts for ts, v in fresh if v > 0]
                 if traffic:
                     vkey = key[:2]
                     p._last_traffic[vkey] = max(p._last_traffic.get(vkey, 0.0), max(traffic) + p.period)
-            self.points[key] = points
+            self.points[key] = (wm, fresh)
             return
         newest = [v for ts, v in points if ts < end]
         if newest:
@@ -402,7 +413,8 @@ class _Cycle:
         p, end = self.p, self.end
         for vkey in self.variants:
             invocations = vkey + ("invocations",)
-            traffic = any(v > 0 and self.gauge_start <= ts < end for ts, v in self.points.get(invocations, []))
+            _, fresh = self.points.get(invocations, (end, []))
+            traffic = any(v > 0 and self.gauge_start <= ts < end for ts, v in fresh)
             for query in self.held.get(vkey, []) if traffic else []:
                 self._ask(self.second, p._watermarks[query.key], p.period, query, vkey)  # woke up: catch up
             if p._gauge_end.get(vkey) == end:
@@ -418,8 +430,28 @@ class _Cycle:
                 elif query.kind != "utilization" or traffic or vkey in self.slow_due:
                     p._gauges.pop(query.key, None)  # nothing to show for this window: absent, not stale
 
+    def _serverless_compute(self) -> None:
+        """Billed compute of serverless variants, from the periods counted this cycle (see serverless.py)."""
+        p = self.p
+        for vkey, memory_gb in self.serverless.items():
+            for series in SERVERLESS_COUNTERS:  # shown at 0 from the start, like the other counters
+                p._counters.setdefault(vkey + (series,), 0.0)
+            total, count = vkey + ("model_latency_sum",), vkey + ("model_latency_count",)
+            if total not in self.points or count not in self.points:
+                continue  # not asked for, or failed: nothing counted this cycle
+            (since, sums), (_, counts) = self.points[total], self.points[count]
+            rate = p.discounts.rate("serverless", p.account)
+            billed = p.serverless_prices.bill(dict(sums), dict(counts), memory_gb)
+            for series, amount in zip(SERVERLESS_COUNTERS, (billed.seconds, billed.dollars,
+                                                             billed.dollars * (1 - rate))):
+                p._counters[vkey + (series,)] = p._counters.get(vkey + (series,), 0.0) + amount
+            if self.end > since:
+                hourly = billed.dollars * 3600 / (self.end - since)
+                p._serverless_hourly[vkey] = (hourly, hourly * (1 - rate))
+
     def finish(self) -> None:
         p = self.p
+        self._serverless_compute()
         if self.skipped:
             log.warning("%s: %d periods older than %ds were not fetched after an outage; counters skip them",
                         p.name, self.skipped, MAX_CATCH_UP)
