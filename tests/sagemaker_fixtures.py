@@ -64,8 +64,10 @@ def client(url: str, service: str, region: str = "us-east-1"):
 
 
 def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | None = None,
-                    tags: dict | None = None, region: str = "us-east-1", serverless: list[str] = ()) -> None:
-    """variants: [(variant, instance type, count)]; `serverless`: variant names with a ServerlessConfig."""
+                    tags: dict | None = None, region: str = "us-east-1", serverless: list[str] = (),
+                    asynchronous: bool = False) -> None:
+    """variants: [(variant, instance type, count)]; `serverless`: variant names with a ServerlessConfig;
+    `asynchronous`: an AsyncInferenceConfig (an asynchronous endpoint)."""
     sm = client(url, "sagemaker", region)
     try:
         sm.create_model(ModelName="model", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img"})
@@ -79,7 +81,8 @@ def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | 
         else:
             pv.update(InitialInstanceCount=count, InstanceType=itype)
         pvs.append(pv)
-    sm.create_endpoint_config(EndpointConfigName=f"{name}-config", ProductionVariants=pvs)
+    extra = {"AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": "s3://bucket/out"}}} if asynchronous else {}
+    sm.create_endpoint_config(EndpointConfigName=f"{name}-config", ProductionVariants=pvs, **extra)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config",
                        Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()])
 

@@ -656,3 +656,39 @@ def test_serverless_compute_and_cost_from_mean_latency_rounded_up_to_the_millise
     assert "sagemaker_variant_instances" not in samples(text)
     check = promtool_check_metrics(text)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_asynchronous_endpoints_export_their_backlog_and_latency_without_invocations(aws):
+    from sagemaker_fixtures import client
+    create_endpoint(aws, "async", [("AllTraffic", "ml.m5.xlarge", 1)], asynchronous=True)
+    base = base_time()
+    p0 = base + 480
+    cw = client(aws, "cloudwatch")
+
+    def endpoint_metric(name, ts, val):
+        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+            "MetricName": name, "Value": val, "Timestamp": ts, "Dimensions": [{"Name": "EndpointName", "Value": "async"}]}])
+
+    endpoint_metric("ApproximateBacklogSize", p0 + 5, 30)
+    endpoint_metric("ApproximateBacklogSize", p0 + 35, 50)           # average over the minute: 40
+    endpoint_metric("HasBacklogWithoutCapacity", p0 + 5, 1)
+    endpoint_metric("ApproximateAgeOfOldestRequest", p0 + 5, 42)
+    put(aws, "async", "TimeInBacklog", p0 + 5, 1500)                   # milliseconds, per variant
+    put(aws, "async", "ModelLatency", p0 + 5, 200_000)                  # async endpoints publish no Invocations
+    put(aws, "async", "ModelLatency", p0 + 6, 400_000)
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock, statistics=["p50"], list_metrics_interval=600)   # listed: endpoint-level too
+    assert poller.run_cycle()
+    clock.now = base + 660
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_async_backlog_size", endpoint="async") == 40
+    assert "variant" not in samples(text)["sagemaker_async_backlog_size"][0][0]
+    assert value(text, "sagemaker_async_backlog_without_capacity", endpoint="async") == 1
+    assert value(text, "sagemaker_async_oldest_request_age_seconds", endpoint="async") == 42
+    assert value(text, "sagemaker_async_time_in_backlog_seconds", endpoint="async", variant="AllTraffic") == 1.5
+    assert value(text, "sagemaker_model_latency_seconds_count", endpoint="async") == 2
+    assert value(text, "sagemaker_model_latency_seconds", endpoint="async", quantile="0.5") == pytest.approx(0.2)
+    assert value(text, "sagemaker_invocations_total", endpoint="async") == 0
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr

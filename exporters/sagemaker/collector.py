@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .config import quantile_label
-from .poller import LATENCIES, UTILIZATION, Poller
+from .poller import ASYNC, LATENCIES, UTILIZATION, Poller
 from .tags import NUMERIC_TAGS
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,16 @@ LATENCY_HELP = {
                      "Quantiles: newest settled period; _sum/_count: counters of settled periods.",
     "overhead_latency": "SageMaker overhead added to each request (CloudWatch OverheadLatency, in seconds). "
                         "Quantiles: newest settled period; _sum/_count: counters of settled periods.",
+}
+ASYNC_HELP = {
+    "async_backlog_size": "Requests queued on an asynchronous endpoint (ApproximateBacklogSize, average of the "
+                          "newest settled period).",
+    "async_backlog_without_capacity": "1 when an asynchronous endpoint has queued requests and no instance to "
+                                      "serve them (HasBacklogWithoutCapacity, maximum of the newest period).",
+    "async_oldest_request_age_seconds": "Age of the oldest queued request of an asynchronous endpoint "
+                                        "(ApproximateAgeOfOldestRequest).",
+    "async_time_in_backlog_seconds": "Mean time requests waited in the backlog (TimeInBacklog, milliseconds "
+                                     "converted to seconds), newest settled period.",
 }
 UTILIZATION_HELP = {
     "cpu": "CPU utilization per instance, 0-1 (CPUUtilization / 100 / vCPUs), newest settled period.",
@@ -71,6 +81,7 @@ class SageMakerCollector(Collector):
         latencies = {s: Metric(f"sagemaker_{s}_seconds", LATENCY_HELP[s], "summary") for s in LATENCIES}
         utilization = {s: Metric(f"sagemaker_instance_{s}_utilization_ratio", UTILIZATION_HELP[s], "gauge")
                        for s in UTILIZATION}
+        backlog = {s: Metric(f"sagemaker_{s}", ASYNC_HELP[s], "gauge") for s in ASYNC}
         cost = Metric("sagemaker_variant_hourly_cost_dollars",
                       "Price per instance-hour after the configured discount, times the current instance count.",
                       "gauge")
@@ -110,6 +121,12 @@ class SageMakerCollector(Collector):
                 ep_info.add_sample("sagemaker_endpoint_info", {**ep_labels, "status": ep.status, **ep.tag_labels}, 1)
                 for key, number in ep.numbers:
                     tag_gauges[key].add_sample(tag_gauges[key].name, ep_labels, number)
+                for series, (_, _, _, per_variant) in ASYNC.items():
+                    for v in ep.variants if per_variant else ep.variants[:1]:
+                        val = g.get((ep.name, v.name, series))
+                        if val is not None:
+                            labels = {**ep_labels, "variant": v.name} if per_variant else ep_labels
+                            backlog[series].add_sample(backlog[series].name, labels, val)
                 for v in ep.variants:
                     labels = {**ep_labels, "variant": v.name}
                     itype = "serverless" if v.serverless else (v.instance_type or "unknown")
@@ -165,5 +182,5 @@ class SageMakerCollector(Collector):
         for k, n in sorted(totals["invalid_tags"].items()):
             invalid.add_sample("mlscope_sagemaker_invalid_tags_total", {**where(k), "tag": k[2]}, n)
         yield from (ep_info, *tag_gauges.values(), var_info, sls_memory, sls_concurrency, instances, desired, *counters.values(),
-                    *latencies.values(), *utilization.values(), cost, list_cost, data_ts, requests, metrics, errors, missing,
+                    *latencies.values(), *utilization.values(), *backlog.values(), cost, list_cost, data_ts, requests, metrics, errors, missing,
                     invalid)

@@ -26,7 +26,7 @@ class Listing:
         return (namespace, metric, endpoint, variant) in self.metrics
 
     def variants(self) -> set[tuple[str, str]]:
-        return {(endpoint, variant) for _, _, endpoint, variant in self.metrics}
+        return {(endpoint, variant) for _, _, endpoint, variant in self.metrics if variant}
 
 
 def list_metrics(aws: Aws, namespaces: tuple[str, ...], now: float) -> Listing | None:
@@ -42,6 +42,8 @@ def list_metrics(aws: Aws, namespaces: tuple[str, ...], now: float) -> Listing |
                     dims = {d["Name"]: d.get("Value") for d in metric.get("Dimensions", [])}
                     if set(dims) == {"EndpointName", "VariantName"}:
                         found.add((namespace, metric["MetricName"], dims["EndpointName"], dims["VariantName"]))
+                    elif set(dims) == {"EndpointName"}:  # endpoint-level (asynchronous backlog): variant ""
+                        found.add((namespace, metric["MetricName"], dims["EndpointName"], ""))
                 token = page.get("NextToken")
                 if not token:
                     break

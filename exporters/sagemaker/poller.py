@@ -55,6 +55,13 @@ COUNTER_SERIES = {*COUNTERS, WITHIN_OBJECTIVE}
 SERVERLESS_COUNTERS = ("serverless_compute_seconds", "serverless_list_cost_dollars", "serverless_cost_dollars")
 LATENCIES = {"model_latency": "ModelLatency", "overhead_latency": "OverheadLatency"}
 DEFAULT_STATISTICS = ["p50", "p95", "p99"]
+# asynchronous endpoints: gauge series -> (metric, stat, scale, per variant?); the backlog is per endpoint
+ASYNC = {
+    "async_backlog_size": ("ApproximateBacklogSize", "Average", 1.0, False),
+    "async_backlog_without_capacity": ("HasBacklogWithoutCapacity", "Maximum", 1.0, False),
+    "async_oldest_request_age_seconds": ("ApproximateAgeOfOldestRequest", "Maximum", 1.0, False),
+    "async_time_in_backlog_seconds": ("TimeInBacklog", "Average", 1e-3, True),     # milliseconds -> seconds
+}
 # utilization gauge -> (metric, divisor kind): cpu per vCPU, gpu per GPU, others are 0-100 already
 UTILIZATION = {
     "cpu": ("CPUUtilization", "vcpu"),
@@ -201,6 +208,13 @@ class Poller:
             for stat in self.statistics:
                 key = (endpoint.name, variant.name, series, quantile_label(stat))
                 out.append((series, Query(key, SAGEMAKER_NS, metric, stat, dims, "percentiles"), 1e-6))
+        if endpoint.asynchronous:
+            endpoint_dims = (("EndpointName", endpoint.name),)
+            for series, (metric, stat, scale, per_variant) in ASYNC.items():
+                if per_variant or variant == endpoint.variants[0]:  # endpoint-level ones ride on the first variant
+                    key = (endpoint.name, variant.name, series)
+                    out.append((series, Query(key, SAGEMAKER_NS, metric, stat, dims if per_variant else endpoint_dims,
+                                              "async"), scale))
         spec = self.prices.spec(variant.instance_type)
         if not variant.serverless and spec is not None:
             for series, (metric, per) in UTILIZATION.items():
@@ -320,6 +334,7 @@ class _Cycle:
         self.gauges: dict[tuple, list[Query]] = {}          # variant -> percentile and utilization queries
         self.asked: dict[tuple, list] = {}                  # variant -> keys asked for (for data_ts)
         self.variants: list[tuple] = []
+        self.traffic: dict[tuple, str] = {}                 # variant -> the counter that shows its traffic
         self.serverless: dict[tuple, float] = {}            # serverless variant -> memory in GB
         self.slow_due: set[tuple] = set()                   # variants due for their idle_poll_interval poll
         self.slow: set[tuple] = set()                       # variants whose coarse utilization was asked for
@@ -330,7 +345,10 @@ class _Cycle:
         self.skipped = 0
 
     def _exists(self, query: Query, vkey: tuple) -> bool:
-        return self.listing is None or self.listing.has(query.namespace, query.metric, *vkey)
+        if self.listing is None:
+            return True
+        dims = dict(query.dimensions)
+        return self.listing.has(query.namespace, query.metric, dims["EndpointName"], dims.get("VariantName", ""))
 
     def _ask(self, phase: list, start: float, period: float, query: Query, vkey: tuple) -> None:
         phase.append((start, period, query))
@@ -340,6 +358,8 @@ class _Cycle:
         p, end = self.p, self.end
         vkey = (endpoint.name, variant.name)
         last_traffic = p._last_traffic.setdefault(vkey, end)
+        # asynchronous endpoints publish no Invocations: their traffic is ModelLatency's SampleCount
+        traffic = self.traffic[vkey] = "model_latency_count" if endpoint.asynchronous else "invocations"
         idle = end - last_traffic >= p.idle_after
         slow_due = end - p._slow_end.get(vkey, -math.inf) >= p.idle_poll_interval
         for series, query, scale in p._series(endpoint, variant):
@@ -357,7 +377,7 @@ class _Cycle:
                 continue
             if wm >= end:
                 continue
-            if series == "invocations" or not idle or slow_due:
+            if series == traffic or not idle or slow_due:
                 self._ask(self.first, wm, p.period, query, vkey)
             else:
                 self.held.setdefault(vkey, []).append(query)
@@ -395,7 +415,7 @@ class _Cycle:
             fresh = [(ts, v) for ts, v in points if wm <= ts < end]   # the periods counted now, once
             p._counters[key] = p._counters.get(key, 0.0) + sum(v for _, v in fresh) * scale
             p._watermarks[key] = end
-            if key[2] == "invocations":
+            if key[2] == self.traffic.get(key[:2]):
                 traffic = [ts for ts, v in fresh if v > 0]
                 if traffic:
                     vkey = key[:2]
@@ -412,8 +432,7 @@ class _Cycle:
         """After phase 1: which variants had traffic in the newest window, and so which gauges to ask for."""
         p, end = self.p, self.end
         for vkey in self.variants:
-            invocations = vkey + ("invocations",)
-            _, fresh = self.points.get(invocations, (end, []))
+            _, fresh = self.points.get(vkey + (self.traffic[vkey],), (end, []))
             traffic = any(v > 0 and self.gauge_start <= ts < end for ts, v in fresh)
             for query in self.held.get(vkey, []) if traffic else []:
                 self._ask(self.second, p._watermarks[query.key], p.period, query, vkey)  # woke up: catch up
@@ -421,7 +440,7 @@ class _Cycle:
                 continue  # this settled end was already done (a second poll within one period)
             for query in self.gauges.get(vkey, []):
                 listed = self._exists(query, vkey)
-                if traffic and listed:
+                if listed and (traffic or query.kind == "async"):  # the backlog matters most without traffic
                     self._ask(self.second, self.gauge_start, p.period, query, vkey)
                 elif query.kind == "utilization" and vkey in self.slow_due and listed:
                     coarse = p.idle_poll_interval  # no traffic: averaged over the coarse interval, kept till next
