@@ -319,3 +319,39 @@ def test_list_metrics_recently_active_lists_what_received_data_in_the_last_three
     assert endpoints() == {"e1", "old"}                       # without RecentlyActive: every stored metric
     assert endpoints(RecentlyActive="PT3H") == {"e1"}
     assert endpoints(RecentlyActive="PT3H", MetricName="ModelLatency") == set()
+
+
+# ---------------------------------------------------------------- 10. inference components
+
+def test_inference_components_create_describe_list_update_delete(url, region):
+    sm = client(url, "sagemaker", region)
+    sm.create_model(ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/r", PrimaryContainer={"Image": "i"})
+    sm.create_endpoint_config(EndpointConfigName="shared", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.g5.12xlarge", "InitialInstanceCount": 2}])
+    sm.create_endpoint(EndpointName="shared", EndpointConfigName="shared")
+    spec = {"ModelName": "m", "ComputeResourceRequirements": {"NumberOfAcceleratorDevicesRequired": 2,
+                                                              "NumberOfCpuCoresRequired": 4, "MinMemoryRequiredInMb": 8192}}
+    for name, copies in (("llama", 2), ("mistral", 1), ("embedder", 3)):
+        sm.create_inference_component(InferenceComponentName=name, EndpointName="shared", VariantName="AllTraffic",
+                                      Specification=spec, RuntimeConfig={"CopyCount": copies})
+    desc = sm.describe_inference_component(InferenceComponentName="llama")
+    assert desc["RuntimeConfig"] == {"DesiredCopyCount": 2, "CurrentCopyCount": 2}
+    assert desc["Specification"]["ComputeResourceRequirements"]["NumberOfAcceleratorDevicesRequired"] == 2
+    assert (desc["EndpointName"], desc["VariantName"], desc["InferenceComponentStatus"]) == \
+        ("shared", "AllTraffic", "InService")
+    assert desc["InferenceComponentArn"].endswith(":inference-component/llama")
+    names = [c["InferenceComponentName"] for page in sm.get_paginator("list_inference_components").paginate(
+        EndpointNameEquals="shared", PaginationConfig={"PageSize": 2}) for c in page["InferenceComponents"]]
+    assert sorted(names) == ["embedder", "llama", "mistral"]
+    assert sm.list_inference_components(EndpointNameEquals="other")["InferenceComponents"] == []
+    sm.update_inference_component_runtime_config(InferenceComponentName="mistral",
+                                                 DesiredRuntimeConfig={"CopyCount": 4})
+    assert sm.describe_inference_component(InferenceComponentName="mistral")["RuntimeConfig"]["CurrentCopyCount"] == 4
+    sm.delete_inference_component(InferenceComponentName="embedder")
+    with pytest.raises(ClientError) as info:
+        sm.describe_inference_component(InferenceComponentName="embedder")
+    assert "Could not find inference component" in str(info.value)
+    with pytest.raises(ClientError) as info:
+        sm.create_inference_component(InferenceComponentName="x", EndpointName="nope", VariantName="AllTraffic",
+                                      Specification=spec, RuntimeConfig={"CopyCount": 1})
+    assert "Could not find endpoint" in str(info.value)

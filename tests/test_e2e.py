@@ -72,7 +72,9 @@ def test_all_targets_up(stack):
 
 
 def test_sagemaker_demo_data_flows(stack):
-    result = wait_query(stack, "sagemaker_endpoint_info", timeout=120)
+    # the exporter may poll while the demo traffic is still creating endpoints: the rest come a poll later
+    result = wait_query(stack, "sagemaker_endpoint_info", timeout=120,
+                        check=lambda r: len({x["metric"]["endpoint"] for x in r}) >= 4)
     assert len({r["metric"]["endpoint"] for r in result}) >= 4
     wait_query(stack, 'sagemaker_model_latency_seconds{quantile="0.99"} > 0')
     wait_query(stack, "sagemaker_variant_hourly_cost_dollars > 0")

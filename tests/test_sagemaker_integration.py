@@ -326,6 +326,11 @@ def test_unreachable_region_does_not_block_another(aws):
 def test_every_aws_operation_is_allowed_by_the_shipped_iam_policy(aws):
     create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)], tags={"team": "a"})
     create_endpoint(aws, "sls", [("AllTraffic", "", 0)], serverless=["AllTraffic"])
+    from sagemaker_fixtures import client
+    client(aws, "sagemaker").create_inference_component(
+        InferenceComponentName="ic", EndpointName="ep", VariantName="AllTraffic", RuntimeConfig={"CopyCount": 1},
+        Specification={"ModelName": "model", "ComputeResourceRequirements": {"NumberOfCpuCoresRequired": 1,
+                                                                            "MinMemoryRequiredInMb": 1024}})
     base = base_time()
     clock = Clock(base + 600)
     poller = make_poller(aws, clock, statistics=(), list_metrics_interval=600)
@@ -549,7 +554,7 @@ def test_only_listed_metrics_are_asked_for_and_late_listed_ones_catch_up_exactly
     assert poller.run_cycle()                        # listing taken; only dormant's CPU exists among the gauges
     text = exposition(poller)
     assert kinds(text) == {"utilization": 1}
-    assert value(text, "mlscope_cloudwatch_requests_total", api="ListMetrics") == 2      # one per namespace
+    assert value(text, "mlscope_cloudwatch_requests_total", api="ListMetrics") == 3      # one per namespace
     assert value(text, "sagemaker_instance_cpu_utilization_ratio", endpoint="dormant") == pytest.approx(0.25)
 
     put(aws, "busy", "Invocations", e0 + 1, 5)
@@ -566,7 +571,7 @@ def test_only_listed_metrics_are_asked_for_and_late_listed_ones_catch_up_exactly
     text = exposition(poller)
     assert value(text, "sagemaker_invocations_total", endpoint="dormant") == 3        # caught up, exactly once
     assert value(text, "sagemaker_invocations_total", endpoint="busy") == 5
-    assert value(text, "mlscope_cloudwatch_requests_total", api="ListMetrics") == 4
+    assert value(text, "mlscope_cloudwatch_requests_total", api="ListMetrics") == 6
     clock.now = base + 1260
     assert poller.run_cycle()
     assert value(exposition(poller), "sagemaker_invocations_total", endpoint="dormant") == 3
@@ -580,10 +585,10 @@ def test_only_listed_metrics_are_asked_for_and_late_listed_ones_catch_up_exactly
     assert poller.run_cycle()
     text = exposition(poller)
     assert value(text, "sagemaker_invocations_total", endpoint="new") == 6
-    assert value(text, "mlscope_cloudwatch_requests_total", api="ListMetrics") == 8
+    assert value(text, "mlscope_cloudwatch_requests_total", api="ListMetrics") == 12
     clock.now = base + 1440                          # everything new is listed: no extra pass
     assert poller.run_cycle()
-    assert value(exposition(poller), "mlscope_cloudwatch_requests_total", api="ListMetrics") == 8
+    assert value(exposition(poller), "mlscope_cloudwatch_requests_total", api="ListMetrics") == 12
 
 
 def test_discounts_apply_to_the_cost_and_the_list_price_stays_visible(aws):
@@ -690,5 +695,72 @@ def test_asynchronous_endpoints_export_their_backlog_and_latency_without_invocat
     assert value(text, "sagemaker_model_latency_seconds_count", endpoint="async") == 2
     assert value(text, "sagemaker_model_latency_seconds", endpoint="async", quantile="0.5") == pytest.approx(0.2)
     assert value(text, "sagemaker_invocations_total", endpoint="async") == 0
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_inference_components_metrics_and_the_instance_cost_split_by_reserved_capacity(aws):
+    from sagemaker_fixtures import client
+    sm = client(aws, "sagemaker")
+    create_endpoint(aws, "shared", [("AllTraffic", "ml.g5.12xlarge", 2)])   # 2 x 4 GPUs, 2 x $7.09/h
+    create_endpoint(aws, "cpu", [("AllTraffic", "ml.m5.xlarge", 1)])        # 4 vCPUs, $0.23/h
+
+    def component(name, endpoint, copies, **need):
+        sm.create_inference_component(InferenceComponentName=name, EndpointName=endpoint, VariantName="AllTraffic",
+                                      RuntimeConfig={"CopyCount": copies},
+                                      Specification={"ModelName": f"{name}-model", "ComputeResourceRequirements": need})
+
+    component("llama", "shared", 2, NumberOfAcceleratorDevicesRequired=2, NumberOfCpuCoresRequired=8,
+              MinMemoryRequiredInMb=65536)
+    component("mistral", "shared", 2, NumberOfAcceleratorDevicesRequired=1, MinMemoryRequiredInMb=16384)
+    component("tiny", "cpu", 3, NumberOfCpuCoresRequired=1, MinMemoryRequiredInMb=1024)
+    base = base_time()
+    p0 = base + 480
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock)
+    assert poller.run_cycle()
+    cw = client(aws, "cloudwatch")
+
+    def put_component(name, metric, val, namespace="AWS/SageMaker"):
+        cw.put_metric_data(Namespace=namespace, MetricData=[{"MetricName": metric, "Value": val, "Timestamp": p0 + 5,
+                                                             "Dimensions": [{"Name": "InferenceComponentName",
+                                                                             "Value": name}]}])
+
+    put_component("llama", "Invocations", 30)
+    put_component("llama", "Invocation5XXErrors", 2)
+    put_component("llama", "ModelLatency", 500_000)
+    put_component("llama", "GPUUtilizationNormalized", 80, namespace="/aws/sagemaker/InferenceComponents")
+    put(aws, "shared", "Invocations", p0 + 5, 30)            # the variant's traffic
+    clock.now = base + 660
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_inference_component_info", endpoint="shared", inference_component="llama",
+                 model="llama-model", status="InService", account="123456789012") == 1
+    assert value(text, "sagemaker_inference_component_copies", inference_component="mistral") == 2
+    assert value(text, "sagemaker_inference_component_invocations_total", inference_component="llama") == 30
+    assert value(text, "sagemaker_inference_component_invocation_5xx_errors_total", inference_component="llama") == 2
+    assert value(text, "sagemaker_inference_component_invocations_total", inference_component="mistral") == 0
+    assert value(text, "sagemaker_inference_component_model_latency_seconds_sum", inference_component="llama") == 0.5
+    assert value(text, "sagemaker_inference_component_gpu_utilization_ratio", inference_component="llama") == 0.8
+    # GPUs: llama 2 x 2 = 4 of 8 -> 0.5, mistral 2 x 1 -> 0.25, (idle) 0.25 of $14.18
+    shares = {l["inference_component"]: v for l, v in samples(text)["sagemaker_inference_component_hourly_cost_dollars"]
+              if l["endpoint"] == "shared"}
+    assert shares == pytest.approx({"llama": 7.09, "mistral": 3.545, "(idle)": 3.545})
+    assert sum(shares.values()) == pytest.approx(value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="shared"))
+    # no GPU: by vCPUs, 3 copies x 1 core of 4
+    assert value(text, "sagemaker_inference_component_capacity_share_ratio", inference_component="tiny") == 0.75
+    assert value(text, "sagemaker_inference_component_hourly_cost_dollars", endpoint="cpu",
+                 inference_component="(idle)") == pytest.approx(0.0575)
+
+    sm.update_inference_component_runtime_config(InferenceComponentName="mistral", DesiredRuntimeConfig={"CopyCount": 4})
+    sm.delete_inference_component(InferenceComponentName="llama")
+    clock.now = base + 720
+    assert poller.run_cycle()
+    text = exposition(poller)
+    shares = {l["inference_component"]: v for l, v in samples(text)["sagemaker_inference_component_hourly_cost_dollars"]
+              if l["endpoint"] == "shared"}
+    assert shares == pytest.approx({"mistral": 7.09, "(idle)": 7.09})
+    assert "llama" not in {l["inference_component"] for l, _ in samples(text)["sagemaker_inference_component_info"]}
+    assert not [k for k in poller._counters if k[-1] == "llama"]      # its state is dropped, not kept forever
     check = promtool_check_metrics(text)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -202,3 +202,22 @@ def test_serverless_billing_rounds_the_mean_latency_up_to_the_millisecond():
     assert billed.seconds == pytest.approx(3 * 0.016 + 2 * 0.001)
     assert billed.dollars == pytest.approx(0.05 * 4 * 0.00002 + 5 * 0.001)
     assert prices.bill({0: 5.0}, {0: 0.0}, 1).seconds == 0      # no requests, nothing billed
+
+
+def test_inference_component_shares_add_up_and_oversubscription_is_scaled_down():
+    from mlscope.sagemaker.cost import InstanceSpec
+    from mlscope.sagemaker.inventory import Component
+    from mlscope.sagemaker.sharing import split
+    gpu = InstanceSpec("ml.g5.12xlarge", 48, 4, 192)
+
+    def comp(name, copies, accelerators=0.0, cores=0.0):
+        return Component(name, "v", "InService", "m", copies, accelerators, cores, 1024, 0.0)
+
+    parts = split(10.0, 1, gpu, [comp("a", 1, accelerators=1), comp("b", 2, accelerators=1)])
+    assert parts == {"a": (0.25, 2.5), "b": (0.5, 5.0), "(idle)": (0.25, 2.5)}
+    over = split(10.0, 1, gpu, [comp("a", 3, accelerators=2), comp("b", 1, accelerators=2)])   # 8 of 4 GPUs
+    assert over == {"a": (0.75, 7.5), "b": (0.25, 2.5), "(idle)": (0.0, 0.0)}
+    cpu_only = split(1.0, 2, gpu, [comp("c", 4, cores=6)])    # no accelerators reserved: by vCPUs, 24 of 96
+    assert cpu_only["c"] == (0.25, 0.25) and cpu_only["(idle)"] == (0.75, 0.75)
+    assert split(1.0, 1, None, [comp("a", 1, accelerators=1)]) == {}
+    assert split(1.0, 0, gpu, [comp("a", 1, accelerators=1)]) == {}

@@ -72,6 +72,10 @@ the patch does:
    timestamp); the patch filters on the time each datum was stored, and rejects other values
    with `InvalidParameterValue`, as CloudWatch does (PT3H is the only value it accepts).
 
+10. **Inference components** (`SageMakerResponse`): moto has none. See components.py: Create,
+    Describe, List (filters, pagination), UpdateInferenceComponentRuntimeConfig and Delete,
+    per account and region, with the API reference's shapes.
+
 Metric math and Metrics Insights queries are passed to moto's own code unchanged (metric
 math returns empty results there; SageMaker's exporter does not use it).
 """
@@ -94,6 +98,8 @@ from moto.cloudwatch.exceptions import InvalidParameterCombination, InvalidParam
 from moto.core.responses import ActionResult
 from moto.sagemaker import models as sm_models
 from moto.sagemaker.exceptions import ValidationError as SageMakerValidationError
+
+from . import components
 
 MAX_QUERIES = 500
 MAX_DATAPOINTS = 100_800
@@ -570,6 +576,7 @@ def apply() -> None:
         cw_models.CloudWatchBackend.put_metric_data = _put_metric_data
         cw_models.CloudWatchBackend.get_filtered_metrics = _get_filtered_metrics
         cw_responses.CloudWatchResponse.list_metrics = _response_list_metrics
+        components.apply()
         cw_responses.CloudWatchResponse.get_metric_data = _response_get_metric_data
         cw_responses.CloudWatchResponse.get_metric_statistics = _response_get_metric_statistics
         _APPLIED = True

@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .config import quantile_label
-from .poller import ASYNC, LATENCIES, UTILIZATION, Poller
+from .poller import ASYNC, COMPONENT_COUNTERS, COMPONENT_UTILIZATION, LATENCIES, UTILIZATION, Poller
 from .tags import NUMERIC_TAGS
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,25 @@ class SageMakerCollector(Collector):
         utilization = {s: Metric(f"sagemaker_instance_{s}_utilization_ratio", UTILIZATION_HELP[s], "gauge")
                        for s in UTILIZATION}
         backlog = {s: Metric(f"sagemaker_{s}", ASYNC_HELP[s], "gauge") for s in ASYNC}
+        ic_info = Metric("sagemaker_inference_component_info", "Inference component on the variant's instances, "
+                         "its status and model.", "gauge")
+        ic_copies = Metric("sagemaker_inference_component_copies", "Current copy count of the inference component.",
+                           "gauge")
+        ic_counters = {s: Metric(f"sagemaker_inference_component_{s[len('component_'):]}",
+                                 COUNTER_HELP.get(s[len('component_'):], "Inference component counter.") +
+                                 " By InferenceComponentName.", "counter")
+                       for s in COMPONENT_COUNTERS if not s.startswith("component_model_latency")}
+        ic_latency = Metric("sagemaker_inference_component_model_latency_seconds", "ModelLatency of the inference "
+                            "component in seconds: _sum/_count counters of settled periods.", "summary")
+        ic_util = {s: Metric(f"sagemaker_inference_component_{s}_utilization_ratio", f"{s.replace('_', ' ').upper()} "
+                             "utilization of the component's reserved resources, 0-1 (CloudWatch *Normalized).",
+                             "gauge") for s in COMPONENT_UTILIZATION}
+        ic_share = Metric("sagemaker_inference_component_capacity_share_ratio", "Share of the variant's instance "
+                          "capacity (GPUs, else vCPUs) reserved by the component (copies x requirements); "
+                          "inference_component=\"(idle)\" is the unreserved rest.", "gauge")
+        ic_cost = Metric("sagemaker_inference_component_hourly_cost_dollars", "The variant's hourly cost split by "
+                         "capacity share; with (idle), the parts add up to sagemaker_variant_hourly_cost_dollars.",
+                         "gauge")
         cost = Metric("sagemaker_variant_hourly_cost_dollars",
                       "Price per instance-hour after the configured discount, times the current instance count.",
                       "gauge")
@@ -164,6 +183,27 @@ class SageMakerCollector(Collector):
                         cost.add_sample(cost.name, {**labels, "instance_type": priced.instance_type}, priced.hourly)
                         list_cost.add_sample(list_cost.name, {**labels, "instance_type": priced.instance_type},
                                              priced.list_hourly)
+                    for comp in (c for c in ep.components if c.variant == v.name):
+                        clabels = {**labels, "inference_component": comp.name}
+                        ic_info.add_sample(ic_info.name, {**clabels, "status": comp.status, "model": comp.model}, 1)
+                        ic_copies.add_sample(ic_copies.name, clabels, comp.copies)
+                        for series, metric in ic_counters.items():
+                            val = c.get(key + (series, comp.name))
+                            if val is not None:
+                                metric.add_sample(f"{metric.name}_total", clabels, val)
+                        total = c.get(key + ("component_model_latency_sum", comp.name))
+                        count = c.get(key + ("component_model_latency_count", comp.name))
+                        if total is not None and count is not None:
+                            ic_latency.add_sample(f"{ic_latency.name}_sum", clabels, total)
+                            ic_latency.add_sample(f"{ic_latency.name}_count", clabels, count)
+                        for series, metric in ic_util.items():
+                            val = g.get(key + (f"component_{series}_utilization", comp.name))
+                            if val is not None:
+                                metric.add_sample(metric.name, clabels, val)
+                    for name, (share, dollars) in snap.component_costs.get(key, {}).items():
+                        clabels = {**labels, "inference_component": name}
+                        ic_share.add_sample(ic_share.name, clabels, share)
+                        ic_cost.add_sample(ic_cost.name, clabels, dollars)
                     ts = snap.data_ts.get(key)
                     if ts is not None:
                         data_ts.add_sample(data_ts.name, labels, ts)
@@ -182,5 +222,6 @@ class SageMakerCollector(Collector):
         for k, n in sorted(totals["invalid_tags"].items()):
             invalid.add_sample("mlscope_sagemaker_invalid_tags_total", {**where(k), "tag": k[2]}, n)
         yield from (ep_info, *tag_gauges.values(), var_info, sls_memory, sls_concurrency, instances, desired, *counters.values(),
-                    *latencies.values(), *utilization.values(), *backlog.values(), cost, list_cost, data_ts, requests, metrics, errors, missing,
+                    *latencies.values(), *utilization.values(), *backlog.values(), ic_info, ic_copies,
+                    *ic_counters.values(), ic_latency, *ic_util.values(), ic_share, ic_cost, cost, list_cost, data_ts, requests, metrics, errors, missing,
                     invalid)

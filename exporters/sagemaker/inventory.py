@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -43,6 +43,32 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Component:
+    """An inference component: a model with reserved compute on an endpoint variant's instances."""
+    name: str
+    variant: str
+    status: str
+    model: str
+    copies: int               # CurrentCopyCount
+    accelerators: float       # per copy: NumberOfAcceleratorDevicesRequired
+    cpu_cores: float          # per copy: NumberOfCpuCoresRequired
+    memory_mb: float          # per copy: MinMemoryRequiredInMb
+    last_modified: float
+
+
+def _component(desc: dict) -> Component:
+    spec = desc.get("Specification") or {}
+    need = spec.get("ComputeResourceRequirements") or {}
+    runtime = desc.get("RuntimeConfig") or {}
+    return Component(desc["InferenceComponentName"], desc.get("VariantName", ""),
+                     desc.get("InferenceComponentStatus", "Unknown"), str(spec.get("ModelName") or ""),
+                     int(runtime.get("CurrentCopyCount", runtime.get("DesiredCopyCount", 0)) or 0),
+                     float(need.get("NumberOfAcceleratorDevicesRequired") or 0),
+                     float(need.get("NumberOfCpuCoresRequired") or 0), float(need.get("MinMemoryRequiredInMb") or 0),
+                     desc["LastModifiedTime"].timestamp())
+
+
+@dataclass(frozen=True)
 class EndpointConfig:
     variants: dict                 # variant -> (instance type, ServerlessConfig or None)
     asynchronous: bool = False     # AsyncInferenceConfig present
@@ -65,6 +91,7 @@ class Endpoint:
     variants: tuple[Variant, ...]
     numbers: tuple[tuple[str, float], ...] = ()   # valid numeric mlscope:* tags (see tags.py)
     asynchronous: bool = False                    # an asynchronous inference endpoint
+    components: tuple[Component, ...] = ()        # inference components, refreshed every cycle
 
     def number(self, key: str) -> float | None:
         return dict(self.numbers).get(key)
@@ -97,6 +124,9 @@ class Inventory:
         self._configs: dict[str, EndpointConfig] = {}
         self._excluded: dict[str, float] = {}  # name -> last_modified, endpoints whose tags did not match
         self._warned_tags: set[tuple[str, str, str]] = set()  # (endpoint, tag, value) already logged
+        self._components: dict[str, tuple[Component, float]] = {}  # name -> (component, fetched at)
+        self._components_denied = False
+        self._component_endpoint: dict[str, str] = {}  # component name -> endpoint name
 
     def refresh(self) -> tuple[list[Endpoint], int]:
         """Return (selected endpoints, number of per-endpoint problems). ListEndpoints failures raise."""
@@ -152,7 +182,68 @@ class Inventory:
             del self._cache[gone]
         for gone in set(self._excluded) - seen:
             del self._excluded[gone]
+        if endpoints:
+            by_endpoint, failed = self._inference_components(now)
+            problems += failed
+            endpoints = [replace(e, components=by_endpoint.get(e.name, ())) for e in endpoints]
         return endpoints, problems
+
+    def _inference_components(self, now: float) -> tuple[dict[str, tuple[Component, ...]], int]:
+        """One ListInferenceComponents pass per cycle; DescribeInferenceComponent for new or changed ones."""
+        if self._components_denied:
+            return {}, 0
+        summaries = []
+        token = None
+        try:
+            while True:
+                page = self.aws.call("sagemaker", "ListInferenceComponents", MaxResults=100,
+                                     **({"NextToken": token} if token else {}))
+                summaries += page.get("InferenceComponents", [])
+                token = page.get("NextToken")
+                if not token:
+                    break
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) in ("AccessDeniedException", "AccessDenied"):
+                self._components_denied = True  # an older IAM policy: go on without inference components
+                log.warning("%s: ListInferenceComponents denied (%s): inference components are not exported; "
+                            "grant sagemaker:ListInferenceComponents and DescribeInferenceComponent",
+                            self.aws.target.name, describe_error(exc))
+                return {}, 1
+            if is_credentials_error(exc):
+                raise
+            log.warning("%s: ListInferenceComponents: %s", self.aws.target.name, describe_error(exc))
+            known = [{"InferenceComponentName": n, "EndpointName": e} for n, e in self._component_endpoint.items()]
+            return self._group(known), 1  # keep the last known components until the next pass works
+        failed = 0
+        for summary in summaries:
+            name = summary["InferenceComponentName"]
+            cached = self._components.get(name)
+            modified = summary["LastModifiedTime"].timestamp()
+            if cached and cached[0].last_modified == modified and now - cached[1] < self.refresh_interval:
+                continue
+            try:
+                desc = self.aws.call("sagemaker", "DescribeInferenceComponent", InferenceComponentName=name)
+            except (ClientError, BotoCoreError) as exc:
+                if is_credentials_error(exc):
+                    raise
+                failed += 1
+                log.warning("%s: inference component %s: %s", self.aws.target.name, name, describe_error(exc))
+                continue
+            self._components[name] = (_component(desc), now)
+            self._component_endpoint[name] = summary["EndpointName"]
+        live = {s["InferenceComponentName"] for s in summaries}
+        for gone in set(self._components) - live:
+            del self._components[gone]
+            self._component_endpoint.pop(gone, None)
+        return self._group(summaries), failed
+
+    def _group(self, summaries: list[dict]) -> dict[str, tuple[Component, ...]]:
+        grouped: dict[str, list[Component]] = {}
+        for summary in summaries:
+            cached = self._components.get(summary["InferenceComponentName"])
+            if cached:
+                grouped.setdefault(summary["EndpointName"], []).append(cached[0])
+        return {e: tuple(sorted(cs, key=lambda c: c.name)) for e, cs in grouped.items()}
 
     def _tags_match(self, endpoint: Endpoint) -> bool:
         tags = dict(endpoint.tags)

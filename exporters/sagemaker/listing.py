@@ -20,18 +20,23 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Listing:
     taken_at: float                              # when the listing was taken (epoch seconds)
-    metrics: frozenset[tuple[str, str, str, str]]  # (namespace, metric, endpoint, variant)
+    metrics: frozenset[tuple[str, str, frozenset]]  # (namespace, metric, {(dimension, value)})
 
-    def has(self, namespace: str, metric: str, endpoint: str, variant: str) -> bool:
-        return (namespace, metric, endpoint, variant) in self.metrics
+    def has(self, namespace: str, metric: str, dimensions: tuple[tuple[str, str], ...]) -> bool:
+        return (namespace, metric, frozenset(dimensions)) in self.metrics
 
     def variants(self) -> set[tuple[str, str]]:
-        return {(endpoint, variant) for _, _, endpoint, variant in self.metrics if variant}
+        out = set()
+        for _, _, dims in self.metrics:
+            names = dict(dims)
+            if set(names) == {"EndpointName", "VariantName"}:
+                out.add((names["EndpointName"], names["VariantName"]))
+        return out
 
 
 def list_metrics(aws: Aws, namespaces: tuple[str, ...], now: float) -> Listing | None:
     """One ListMetrics pass (every page) per namespace; None when it failed (then every metric is asked for)."""
-    found: set[tuple[str, str, str, str]] = set()
+    found: set[tuple[str, str, frozenset]] = set()
     try:
         for namespace in namespaces:
             token = None
@@ -39,11 +44,8 @@ def list_metrics(aws: Aws, namespaces: tuple[str, ...], now: float) -> Listing |
                 page = aws.call("cloudwatch", "ListMetrics", Namespace=namespace, RecentlyActive="PT3H",
                                 **({"NextToken": token} if token else {}))
                 for metric in page.get("Metrics", []):
-                    dims = {d["Name"]: d.get("Value") for d in metric.get("Dimensions", [])}
-                    if set(dims) == {"EndpointName", "VariantName"}:
-                        found.add((namespace, metric["MetricName"], dims["EndpointName"], dims["VariantName"]))
-                    elif set(dims) == {"EndpointName"}:  # endpoint-level (asynchronous backlog): variant ""
-                        found.add((namespace, metric["MetricName"], dims["EndpointName"], ""))
+                    dims = frozenset((d["Name"], d.get("Value")) for d in metric.get("Dimensions", []))
+                    found.add((namespace, metric["MetricName"], dims))
                 token = page.get("NextToken")
                 if not token:
                     break

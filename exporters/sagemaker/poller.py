@@ -28,6 +28,7 @@ from .config import quantile_label
 from .cost import PriceBook
 from .discounts import Discounts
 from .serverless import ServerlessPrices
+from .sharing import split
 from .inventory import QUIET_STATUSES, Endpoint, Inventory, Variant
 from .listing import Listing, list_metrics
 from .tags import LATENCY_OBJECTIVE
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SAGEMAKER_NS = "AWS/SageMaker"
 INSTANCE_NS = "/aws/sagemaker/Endpoints"
+COMPONENT_NS = "/aws/sagemaker/InferenceComponents"
 MAX_CATCH_UP = 3 * 3600  # seconds of missed periods fetched after an outage; older ones are skipped
 MAX_BACKOFF = 600.0      # seconds: the longest wait between tries while AWS keeps failing
 
@@ -51,7 +53,13 @@ COUNTERS = {
     "overhead_latency_count": (SAGEMAKER_NS, "OverheadLatency", "SampleCount", 1.0),
 }
 WITHIN_OBJECTIVE = "model_latency_within_objective"  # counter from TC(:objective in microseconds)
-COUNTER_SERIES = {*COUNTERS, WITHIN_OBJECTIVE}
+# inference components: the same counters, by InferenceComponentName (keys end with the component's name)
+COMPONENT_COUNTERS = {f"component_{series}": spec for series, spec in COUNTERS.items()
+                      if not series.startswith("overhead")}
+# utilization normalised by CloudWatch to the component's reserved resources, 0-100
+COMPONENT_UTILIZATION = {"cpu": "CPUUtilizationNormalized", "memory": "MemoryUtilizationNormalized",
+                         "gpu": "GPUUtilizationNormalized", "gpu_memory": "GPUMemoryUtilizationNormalized"}
+COUNTER_SERIES = {*COUNTERS, WITHIN_OBJECTIVE, *COMPONENT_COUNTERS}
 SERVERLESS_COUNTERS = ("serverless_compute_seconds", "serverless_list_cost_dollars", "serverless_cost_dollars")
 LATENCIES = {"model_latency": "ModelLatency", "overhead_latency": "OverheadLatency"}
 DEFAULT_STATISTICS = ["p50", "p95", "p99"]
@@ -108,6 +116,7 @@ class Snapshot:
     gauges: dict = field(default_factory=dict)       # (endpoint, variant, series[, quantile]) -> value
     data_ts: dict = field(default_factory=dict)      # (endpoint, variant) -> end of newest settled period
     costs: dict = field(default_factory=dict)        # (endpoint, variant) -> Cost
+    component_costs: dict = field(default_factory=dict)  # (endpoint, variant) -> {component: (share, $/hour)}
 
 
 class Poller:
@@ -208,6 +217,16 @@ class Poller:
             for stat in self.statistics:
                 key = (endpoint.name, variant.name, series, quantile_label(stat))
                 out.append((series, Query(key, SAGEMAKER_NS, metric, stat, dims, "percentiles"), 1e-6))
+        for component in endpoint.components:
+            if component.variant != variant.name:
+                continue
+            cdims = (("InferenceComponentName", component.name),)
+            for series, (ns, metric, stat, scale) in COMPONENT_COUNTERS.items():
+                key = (endpoint.name, variant.name, series, component.name)
+                out.append((series, Query(key, ns, metric, stat, cdims, "inference_components"), scale))
+            for name, metric in COMPONENT_UTILIZATION.items():
+                key = (endpoint.name, variant.name, f"component_{name}_utilization", component.name)
+                out.append((key[2], Query(key, COMPONENT_NS, metric, "Average", cdims, "utilization"), 0.01))
         if endpoint.asynchronous:
             endpoint_dims = (("EndpointName", endpoint.name),)
             for series, (metric, stat, scale, per_variant) in ASYNC.items():
@@ -246,7 +265,7 @@ class Poller:
             now - seen < self.list_metrics_interval and vkey not in known for vkey, seen in self._first_seen.items())
         if (listed is None or now - listed.taken_at >= self.list_metrics_interval
                 or (unlisted_new and now - listed.taken_at >= self.poll_interval)):
-            fresh = list_metrics(self.aws, (SAGEMAKER_NS, INSTANCE_NS), now)
+            fresh = list_metrics(self.aws, (SAGEMAKER_NS, INSTANCE_NS, COMPONENT_NS), now)
             self._listed = fresh  # a failed pass drops the old one: ask for everything until one works
         return self._listed
 
@@ -273,15 +292,32 @@ class Poller:
                     if key in self._watermarks:
                         self._counters.setdefault(key, 0.0)
         self._last_end = end
+        costs = self._costs(endpoints)
+        shared = {}
+        for endpoint in endpoints:
+            for variant in endpoint.variants:
+                cost = costs.get((endpoint.name, variant.name))
+                mine = [c for c in endpoint.components if c.variant == variant.name]
+                if cost is not None and mine:
+                    shared[(endpoint.name, variant.name)] = split(cost.hourly, variant.current_instances or 0,
+                                                                  self.prices.spec(variant.instance_type), mine)
         self.snapshot = Snapshot(self.region, account, tuple(endpoints), dict(self._counters), dict(self._gauges),
-                                 dict(self._data_ts), self._costs(endpoints))
+                                 dict(self._data_ts), costs, shared)
         return problems == 0 and cycle.ok
 
     def _forget(self, endpoints: list[Endpoint]) -> None:
+        """Drop the state of variants and inference components that are gone."""
         live = {(e.name, v.name) for e in endpoints for v in e.variants}
+        components = {(e.name, c.variant, c.name) for e in endpoints for c in e.components}
+
+        def gone(key: tuple) -> bool:
+            if key[:2] not in live:
+                return True
+            return len(key) > 3 and str(key[2]).startswith("component_") and (key[0], key[1], key[3]) not in components
+
         for store in (self._watermarks, self._counters, self._gauges, self._gauge_end, self._data_ts,
                       self._last_traffic, self._slow_end, self._first_seen, self._serverless_hourly):
-            for key in [k for k in store if k[:2] not in live]:
+            for key in [k for k in store if gone(k)]:
                 del store[key]
 
     def _costs(self, endpoints: list[Endpoint]) -> dict:
@@ -347,8 +383,7 @@ class _Cycle:
     def _exists(self, query: Query, vkey: tuple) -> bool:
         if self.listing is None:
             return True
-        dims = dict(query.dimensions)
-        return self.listing.has(query.namespace, query.metric, dims["EndpointName"], dims.get("VariantName", ""))
+        return self.listing.has(query.namespace, query.metric, query.dimensions)
 
     def _ask(self, phase: list, start: float, period: float, query: Query, vkey: tuple) -> None:
         phase.append((start, period, query))
@@ -368,6 +403,7 @@ class _Cycle:
                 self.gauges.setdefault(vkey, []).append(query)
                 continue
             wm = p._watermarks.setdefault(query.key, self.first_start)
+            p._counters.setdefault(query.key, 0.0)  # shown at 0 from the start, so increase() sees the first period
             if wm < end - MAX_CATCH_UP:
                 self.skipped += int((end - MAX_CATCH_UP - wm) // p.period)
                 wm = p._watermarks[query.key] = end - MAX_CATCH_UP
