@@ -49,6 +49,7 @@ log = logging.getLogger("mlscope.demo.traffic")
 
 SAGEMAKER_NS = "AWS/SageMaker"
 INSTANCE_NS = "/aws/sagemaker/Endpoints"
+COMPONENT_NS = "/aws/sagemaker/InferenceComponents"
 ROLE_ARN = "arn:aws:iam::123456789012:role/mlscope-demo-sagemaker"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3-gpu-py311"
 
@@ -79,6 +80,15 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Component:
+    """An inference component: a model on the endpoint's instances with reserved GPUs."""
+    name: str
+    accelerators: int     # per copy
+    copies: int
+    traffic_share: float  # of the endpoint's requests
+
+
+@dataclass(frozen=True)
 class Endpoint:
     name: str
     variants: tuple[Variant, ...]
@@ -92,6 +102,8 @@ class Endpoint:
     error_5xx: float = 0.0005
     bursts: bool = False             # frequent 5xx/4xx bursts
     model_memory: float = 0.5        # share of GPU memory the model weights take
+    kind: str = "realtime"           # realtime | serverless | async
+    components: tuple[Component, ...] = ()
 
     @property
     def config_name(self) -> str:
@@ -138,6 +150,22 @@ SECOND_ACCOUNT_TEMPLATES: list[Endpoint] = [
 ]
 
 
+# One endpoint of each other kind: serverless, asynchronous, and inference components sharing instances.
+KIND_TEMPLATES: list[Endpoint] = [
+    Endpoint("text-classify", (Variant("AllTraffic", "serverless", 0),),
+             {"team": "support", "env": "prod", "mlscope:budget-monthly-dollars": "40"},
+             rps=2.0, model_latency_us=45_000, overhead_latency_us=4_000, kind="serverless"),
+    Endpoint("doc-summarize", (Variant("AllTraffic", "ml.g5.xlarge", 1),),
+             {"team": "genai", "env": "prod"},
+             rps=0.5, capacity_rps=0.4, model_latency_us=2_400_000, sigma=0.3, kind="async", model_memory=0.6),
+    Endpoint("llm-shared", (Variant("AllTraffic", "ml.g5.12xlarge", 1),),
+             {"team": "genai", "env": "prod", "mlscope:latency-objective-seconds": "2"},
+             rps=4.0, capacity_rps=5.0, model_latency_us=700_000, sigma=0.4, model_memory=0.7,
+             components=(Component("chat-7b", 2, 1, 0.7), Component("code-3b", 1, 1, 0.3))),
+]
+SERVERLESS_MEMORY_MB = 2048
+
+
 def demo_endpoints(count: int = len(TEMPLATES)) -> list[Endpoint]:
     """The first `count` demo endpoints; past the six templates, numbered copies (`fraud-scoring-2`)."""
     out = []
@@ -160,6 +188,7 @@ class Datum:
     values: tuple[float, ...]
     counts: tuple[float, ...]
     unit: str
+    dimensions: tuple[tuple[str, str], ...] = ()   # other dimensions than EndpointName + VariantName
 
     @property
     def sum(self) -> float:
@@ -170,18 +199,19 @@ class Datum:
         return float(sum(self.counts))
 
     def to_cloudwatch(self) -> dict[str, Any]:
+        dims = self.dimensions or (("EndpointName", self.endpoint), ("VariantName", self.variant))
         return {"MetricName": self.metric, "Unit": self.unit,
-                "Dimensions": [{"Name": "EndpointName", "Value": self.endpoint},
-                               {"Name": "VariantName", "Value": self.variant}],
+                "Dimensions": [{"Name": name, "Value": value} for name, value in dims],
                 "Timestamp": datetime.fromtimestamp(self.timestamp, timezone.utc),
                 "Values": list(self.values), "Counts": list(self.counts)}
 
 
 def total(data: Iterable[Datum], metric: str, endpoint: str | None = None, variant: str | None = None,
-          stat: str = "Sum") -> float:
-    """Sum (or SampleCount) of what was written for a metric, optionally one endpoint/variant."""
+          stat: str = "Sum", dimensions: tuple[tuple[str, str], ...] = ()) -> float:
+    """Sum (or SampleCount) of what was written for a metric, optionally one endpoint/variant; by default the
+    EndpointName+VariantName series only (`dimensions` picks another, e.g. an inference component's)."""
     picked = [d for d in data if d.metric == metric and (endpoint is None or d.endpoint == endpoint)
-              and (variant is None or d.variant == variant)]
+              and (variant is None or d.variant == variant) and d.dimensions == dimensions]
     return sum(d.sum if stat == "Sum" else d.sample_count for d in picked)
 
 
@@ -232,26 +262,43 @@ def generate_minute(endpoints: Sequence[Endpoint], minute_ts: float, seed: int =
             rng = random.Random(f"{seed}:{ep.name}:{var.name}:{minute}")
             rate = ep.rps * diurnal(ts) * (var.weight / weights) * rng.uniform(0.85, 1.15)
             n = int(round(rate * 60)) if ep.rps > 0 else 0
-            load = min(1.0, rate / (ep.capacity_rps * var.instances)) if ep.rps > 0 else 0.0
+            instances = max(var.instances, 1)  # serverless: no instances, no load
+            load = min(1.0, rate / (ep.capacity_rps * instances)) if ep.rps > 0 and ep.kind != "serverless" else 0.0
 
-            def add(ns: str, metric: str, values: Sequence[float], counts: Sequence[float], unit: str) -> None:
-                out.append(Datum(ns, metric, ep.name, var.name, ts, tuple(values), tuple(counts), unit))
+            def add(ns: str, metric: str, values: Sequence[float], counts: Sequence[float], unit: str,
+                    dims: tuple[tuple[str, str], ...] = ()) -> None:
+                out.append(Datum(ns, metric, ep.name, var.name, ts, tuple(values), tuple(counts), unit, dims))
 
             if n > 0:
                 e5 = min(n, int(round(n * (ep.error_5xx + burst) * rng.uniform(0.6, 1.4))))
                 e4 = min(n - e5, int(round(n * (ep.error_4xx + burst / 3) * rng.uniform(0.6, 1.4))))
                 model_errors = int(round(e5 * 0.6))
-                add(SAGEMAKER_NS, "Invocations", [1.0], [n], "None")
-                add(SAGEMAKER_NS, "InvocationsPerInstance", [1.0 / var.instances], [n], "None")
-                for metric, errors in (("Invocation4XXErrors", e4), ("Invocation5XXErrors", e5),
-                                       ("InvocationModelErrors", model_errors)):
-                    pairs = [(v, float(c)) for v, c in ((0.0, n - errors), (1.0, errors)) if c > 0]
-                    add(SAGEMAKER_NS, metric, [v for v, _ in pairs], [c for _, c in pairs], "None")
+                if ep.kind != "async":  # asynchronous endpoints publish no Invocations and no OverheadLatency
+                    add(SAGEMAKER_NS, "Invocations", [1.0], [n], "None")
+                    if ep.kind == "realtime":
+                        add(SAGEMAKER_NS, "InvocationsPerInstance", [1.0 / instances], [n], "None")
+                    for metric, errors in (("Invocation4XXErrors", e4), ("Invocation5XXErrors", e5),
+                                           ("InvocationModelErrors", model_errors)):
+                        pairs = [(v, float(c)) for v, c in ((0.0, n - errors), (1.0, errors)) if c > 0]
+                        add(SAGEMAKER_NS, metric, [v for v, _ in pairs], [c for _, c in pairs], "None")
                 slow = (1 + 1.5 * max(0.0, load - 0.7)) * (2.5 if burst else 1.0) * rng.uniform(0.93, 1.07)
                 add(SAGEMAKER_NS, "ModelLatency", *_latency(rng, n, ep.model_latency_us * slow, ep.sigma),
                     "Microseconds")
-                add(SAGEMAKER_NS, "OverheadLatency",
-                    *_latency(rng, n, ep.overhead_latency_us * rng.uniform(0.9, 1.1), 0.3), "Microseconds")
+                if ep.kind != "async":
+                    add(SAGEMAKER_NS, "OverheadLatency",
+                        *_latency(rng, n, ep.overhead_latency_us * rng.uniform(0.9, 1.1), 0.3), "Microseconds")
+                if ep.kind == "async":
+                    add(SAGEMAKER_NS, "TimeInBacklog", *_latency(rng, n, 1500 * (1 + 4 * load), 0.5), "Milliseconds")
+                _components(ep, rng, n, e5, load, ts, add)
+            if ep.kind == "async":
+                backlog = float(round(rate * 60 * load * rng.uniform(0.2, 0.6)))
+                endpoint_dims = (("EndpointName", ep.name),)
+                add(SAGEMAKER_NS, "ApproximateBacklogSize", [backlog], [1], "Count", endpoint_dims)
+                add(SAGEMAKER_NS, "HasBacklogWithoutCapacity", [0.0], [1], "Count", endpoint_dims)
+                add(SAGEMAKER_NS, "ApproximateAgeOfOldestRequest", [round(backlog / max(rate, 0.01), 1)], [1],
+                    "Seconds", endpoint_dims)
+            if ep.kind == "serverless":
+                continue  # no instances: no /aws/sagemaker/Endpoints metrics
 
             vcpus, gpus = INSTANCE_SHAPES.get(var.instance_type, (4, 0))
             jitter = lambda lo, hi: rng.uniform(lo, hi)  # noqa: E731
@@ -268,6 +315,27 @@ def generate_minute(endpoints: Sequence[Endpoint], minute_ts: float, seed: int =
                 add(INSTANCE_NS, "GPUUtilization", [round(gpu, 2)], [1], "Percent")
                 add(INSTANCE_NS, "GPUMemoryUtilization", [round(gpu_mem, 2)], [1], "Percent")
     return out
+
+
+def _components(ep: Endpoint, rng: random.Random, n: int, e5: int, load: float, ts: float, add) -> None:
+    """Each inference component's share of the variant's requests, by InferenceComponentName."""
+    left, left_errors = n, e5
+    for i, comp in enumerate(ep.components):
+        last = i == len(ep.components) - 1
+        mine = left if last else min(left, int(round(n * comp.traffic_share)))
+        errors = left_errors if last else min(left_errors, int(round(e5 * comp.traffic_share)))
+        left, left_errors = left - mine, left_errors - errors
+        dims = (("InferenceComponentName", comp.name),)
+        if mine > 0:
+            add(SAGEMAKER_NS, "Invocations", [1.0], [mine], "None", dims)
+            pairs = [(v, float(c)) for v, c in ((0.0, mine - errors), (1.0, errors)) if c > 0]
+            add(SAGEMAKER_NS, "Invocation5XXErrors", [v for v, _ in pairs], [c for _, c in pairs], "None", dims)
+            add(SAGEMAKER_NS, "ModelLatency", *_latency(rng, mine, ep.model_latency_us * (0.6 + comp.traffic_share),
+                                                        ep.sigma), "Microseconds", dims)
+        busy = min(99.0, 100 * load * comp.traffic_share * 1.6 * rng.uniform(0.9, 1.1))
+        add(COMPONENT_NS, "GPUUtilizationNormalized", [round(busy, 2)], [1], "Percent", dims)
+        add(COMPONENT_NS, "GPUMemoryUtilizationNormalized", [round(100 * ep.model_memory, 2)], [1], "Percent", dims)
+        add(COMPONENT_NS, "CPUUtilizationNormalized", [round(busy / 5, 2)], [1], "Percent", dims)
 
 
 # ---------------------------------------------------------------- talking to the emulator
@@ -320,21 +388,35 @@ def create_endpoints(clients: Clients, endpoints: Sequence[Endpoint]) -> list[st
             except ClientError as exc:
                 if "already" not in str(exc).lower():
                     raise
-            variants.append({"VariantName": var.name, "ModelName": model, "InstanceType": var.instance_type,
-                             "InitialInstanceCount": var.instances, "InitialVariantWeight": var.weight})
+            if ep.kind == "serverless":
+                variants.append({"VariantName": var.name, "ModelName": model, "ServerlessConfig": {
+                    "MemorySizeInMB": SERVERLESS_MEMORY_MB, "MaxConcurrency": 10}})
+            else:
+                variants.append({"VariantName": var.name, "ModelName": model, "InstanceType": var.instance_type,
+                                 "InitialInstanceCount": var.instances, "InitialVariantWeight": var.weight})
         tags = [{"Key": k, "Value": v} for k, v in ep.tags.items()]
+        extra = {"AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": f"s3://mlscope-demo/{ep.name}/"}}} \
+            if ep.kind == "async" else {}
         try:
-            sm.create_endpoint_config(EndpointConfigName=ep.config_name, ProductionVariants=variants, Tags=tags)
+            sm.create_endpoint_config(EndpointConfigName=ep.config_name, ProductionVariants=variants, Tags=tags,
+                                      **extra)
         except ClientError as exc:
             if "already" not in str(exc).lower():
                 raise
         sm.create_endpoint(EndpointName=ep.name, EndpointConfigName=ep.config_name, Tags=tags)
+        for comp in ep.components:
+            sm.create_inference_component(
+                InferenceComponentName=comp.name, EndpointName=ep.name, VariantName=ep.variants[0].name,
+                RuntimeConfig={"CopyCount": comp.copies},
+                Specification={"ModelName": f"{ep.name}-{ep.variants[0].name.lower()}-model",
+                               "ComputeResourceRequirements": {"NumberOfAcceleratorDevicesRequired": comp.accelerators,
+                                                               "MinMemoryRequiredInMb": 16384}})
         created.append(ep.name)
     return created
 
 
 def put(clients: Clients, data: Sequence[Datum], batch: int = 500) -> None:
-    for ns in (SAGEMAKER_NS, INSTANCE_NS):
+    for ns in (SAGEMAKER_NS, INSTANCE_NS, COMPONENT_NS):
         items = [d.to_cloudwatch() for d in data if d.namespace == ns]
         for i in range(0, len(items), batch):
             clients.cloudwatch.put_metric_data(Namespace=ns, MetricData=items[i:i + batch])
@@ -368,6 +450,8 @@ SETTINGS = [
     Setting("backfill", duration, 1800, "history to write at start, e.g. 30m (0: none)"),
     Setting("seed", integer, 1, "random seed (the same seed writes the same data)"),
     Setting("once", boolean, False, "create the endpoints, backfill, and exit"),
+    Setting("other_kinds", boolean, True,
+            "also run a serverless endpoint, an asynchronous one and one with two inference components"),
     Setting("second_account", boolean, True,
             f"also run {len(SECOND_ACCOUNT_TEMPLATES)} endpoints in a second account ({SECOND_ACCOUNT}, "
             "reached through AssumeRole)"),
@@ -439,7 +523,8 @@ def main(argv: Sequence[str]) -> int:
     cfg = _settings(argv)
     logs.setup(cfg.log_level)
     stop = stop_on_signals(log)
-    fleets = [Fleet("the default account", make_clients(cfg.aws_endpoint, cfg.region), demo_endpoints(cfg.endpoints))]
+    first = demo_endpoints(cfg.endpoints) + (list(KIND_TEMPLATES) if cfg.other_kinds else [])
+    fleets = [Fleet("the default account", make_clients(cfg.aws_endpoint, cfg.region), first)]
     if cfg.second_account:
         fleets.append(Fleet(f"account {SECOND_ACCOUNT}", None, list(SECOND_ACCOUNT_TEMPLATES), SECOND_ACCOUNT_ROLE))
     waiting_logged = False
