@@ -26,6 +26,7 @@ EXPORTERS = {
 TOOLS = {
     "demo": ("mlscope.demo", "local AWS emulator and demo traffic (no AWS account needed)"),
     "prices": ("mlscope.prices", "rebuild the instance price table from the AWS Pricing API"),
+    "allocation": ("mlscope.allocation", "cost allocation and budget rules from alerts/allocation.yml"),
 }
 
 
