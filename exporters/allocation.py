@@ -47,7 +47,7 @@ class Allocation:
 
 
 def _offset(raw: Any) -> int:
-    """Whole hours: `"+02:00"` (quoted: YAML reads an unquoted 02:00 as 120) or a number of hours."""
+    """Whole hours: `"+02:00"` (quoted: YAML 1.1 reads an unquoted 2:00 as 120) or a number of hours."""
     hours = None
     if isinstance(raw, int) and not isinstance(raw, bool):
         hours = raw
