@@ -10,7 +10,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .config import quantile_label
-from .poller import ASYNC, COMPONENT_COUNTERS, COMPONENT_UTILIZATION, LATENCIES, UTILIZATION, Poller
+from .poller import Poller
+from .series import ASYNC, COMPONENT_COUNTERS, COMPONENT_UTILIZATION, LATENCIES, UTILIZATION
 from .tags import NUMERIC_TAGS
 
 log = logging.getLogger(__name__)
