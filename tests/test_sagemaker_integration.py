@@ -764,3 +764,27 @@ def test_inference_components_metrics_and_the_instance_cost_split_by_reserved_ca
     assert not [k for k in poller._counters if k[-1] == "llama"]      # its state is dropped, not kept forever
     check = promtool_check_metrics(text)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_new_inference_component_is_listed_at_the_next_poll(aws):
+    from sagemaker_fixtures import client
+    create_endpoint(aws, "shared", [("AllTraffic", "ml.g5.12xlarge", 1)])
+    base = base_time()
+    put(aws, "shared", "Invocations", base + 300, 1)                      # the variant is listed from the start
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock, list_metrics_interval=600)
+    assert poller.run_cycle()
+    client(aws, "sagemaker").create_inference_component(
+        InferenceComponentName="late", EndpointName="shared", VariantName="AllTraffic", RuntimeConfig={"CopyCount": 1},
+        Specification={"ModelName": "model", "ComputeResourceRequirements": {"NumberOfAcceleratorDevicesRequired": 1,
+                                                                            "MinMemoryRequiredInMb": 1024}})
+    clock.now = base + 660
+    assert poller.run_cycle()                        # first seen; nothing of it listed yet
+    client(aws, "cloudwatch").put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+        "MetricName": "Invocations", "Value": 8, "Timestamp": base + 541,
+        "Dimensions": [{"Name": "InferenceComponentName", "Value": "late"}]}])
+    clock.now = base + 720                           # listed again at this poll, not 10 minutes later
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_inference_component_invocations_total", inference_component="late") == 8
+    assert value(text, "mlscope_cloudwatch_requests_total", api="ListMetrics") == 9     # 3 passes x 3 namespaces

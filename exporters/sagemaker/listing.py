@@ -25,13 +25,9 @@ class Listing:
     def has(self, namespace: str, metric: str, dimensions: tuple[tuple[str, str], ...]) -> bool:
         return (namespace, metric, frozenset(dimensions)) in self.metrics
 
-    def variants(self) -> set[tuple[str, str]]:
-        out = set()
-        for _, _, dims in self.metrics:
-            names = dict(dims)
-            if set(names) == {"EndpointName", "VariantName"}:
-                out.add((names["EndpointName"], names["VariantName"]))
-        return out
+    def dimension_sets(self) -> set[frozenset]:
+        """Every listed set of dimensions: a variant's, an endpoint's, an inference component's."""
+        return {dims for _, _, dims in self.metrics}
 
 
 def list_metrics(aws: Aws, namespaces: tuple[str, ...], now: float) -> Listing | None:

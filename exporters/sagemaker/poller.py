@@ -111,7 +111,7 @@ class Poller:
         self._last_traffic: dict[tuple, float] = {}  # variant -> end of its newest period with Invocations > 0
         self._slow_end: dict[tuple, float] = {}      # variant -> end of its last coarse utilization poll
         self._listed: Listing | None = None
-        self._first_seen: dict[tuple, float] = {}    # variant -> when this exporter first saw it
+        self._first_seen: dict[frozenset, float] = {}  # variant or component dimensions -> when first seen
         self._serverless_hourly: dict[tuple, tuple[float, float]] = {}  # variant -> (list, discounted) $/hour
         self._warned_prices: set[str] = set()
         self._stop = threading.Event()
@@ -207,17 +207,20 @@ class Poller:
 
     def _listing(self, now: float, endpoints: list[Endpoint]) -> Listing | None:
         """The cached ListMetrics pass, refreshed every `list_metrics_interval` (None: listing off or failing),
-        and at every poll while a variant seen for the first time less than that ago has nothing listed yet
-        (a new endpoint, or the exporter's start racing the first metrics), so that it is not ignored for long."""
+        and at every poll while a variant or inference component seen for the first time less than that ago has
+        nothing listed yet (a new endpoint, or the exporter's start racing the first metrics), so that it is not
+        ignored for long."""
         if not self.list_metrics_interval:
             return None
-        for endpoint in endpoints:
-            for variant in endpoint.variants:
-                self._first_seen.setdefault((endpoint.name, variant.name), now)
+        sources = [frozenset({("EndpointName", e.name), ("VariantName", v.name)}) for e in endpoints
+                   for v in e.variants]
+        sources += [frozenset({("InferenceComponentName", c.name)}) for e in endpoints for c in e.components]
+        self._first_seen = {source: self._first_seen.get(source, now) for source in sources}
         listed = self._listed
-        known = listed.variants() if listed is not None else set()
+        known = listed.dimension_sets() if listed is not None else set()
         unlisted_new = listed is not None and any(
-            now - seen < self.list_metrics_interval and vkey not in known for vkey, seen in self._first_seen.items())
+            now - seen < self.list_metrics_interval and source not in known
+            for source, seen in self._first_seen.items())
         if (listed is None or now - listed.taken_at >= self.list_metrics_interval
                 or (unlisted_new and now - listed.taken_at >= self.poll_interval)):
             fresh = list_metrics(self.aws, (SAGEMAKER_NS, INSTANCE_NS, COMPONENT_NS), now)
@@ -271,7 +274,7 @@ class Poller:
             return len(key) > 3 and str(key[2]).startswith("component_") and (key[0], key[1], key[3]) not in components
 
         for store in (self._watermarks, self._counters, self._gauges, self._gauge_end, self._data_ts,
-                      self._last_traffic, self._slow_end, self._first_seen, self._serverless_hourly):
+                      self._last_traffic, self._slow_end, self._serverless_hourly):
             for key in [k for k in store if gone(k)]:
                 del store[key]
 
