@@ -94,14 +94,15 @@ def test_generated_rules_follow_the_keys_and_budgets(tmp_path):
                             "budgets": {"business-unit": {"retail": 1200.5}}})
     groups = {g["name"]: g["rules"] for g in allocation.rule_groups(cfg)}
     records = [r["record"] for r in groups["mlscope-allocation"]]
-    assert records == ["team:mlscope_cost_dollars_per_hour:sum", "business_unit:mlscope_cost_dollars_per_hour:sum"]
-    assert 'group_left (tag_business_unit)' in groups["mlscope-allocation"][1]["expr"]
-    assert groups["mlscope-budgets"] == [{"record": "business_unit:mlscope_budget_dollars_per_month:value",
-                                          "expr": "vector(1200.5)", "labels": {"business_unit": "retail"}}]
+    assert records == ["endpoint:sagemaker_budgeted_cost_dollars_per_hour:sum",
+                       "team:mlscope_cost_dollars_per_hour:sum", "business_unit:mlscope_cost_dollars_per_hour:sum"]
+    assert 'group_left (tag_business_unit)' in groups["mlscope-allocation"][2]["expr"]
+    assert groups["mlscope-budgets"][1:] == [{"record": "business_unit:mlscope_budget_dollars_per_month:value",
+                                              "expr": "vector(1200.5)", "labels": {"business_unit": "retail"}}]
     alerts = groups["mlscope-budget-alerts"]
-    assert {a["alert"] for a in alerts} == {"MLScopeBudgetNearlySpent", "MLScopeBudgetExceeded",
-                                            "MLScopeBudgetForecastExceeded"}
-    assert all(a["labels"] == {"severity": "ticket", "allocation_key": "business_unit"} for a in alerts)
+    assert [(a["alert"], a["labels"]["allocation_key"]) for a in alerts] == [
+        (name, key) for key in ("endpoint", "business_unit")
+        for name in ("MLScopeBudgetNearlySpent", "MLScopeBudgetExceeded", "MLScopeBudgetForecastExceeded")]
     out = tmp_path / "rules.yml"
     out.write_text(allocation.render(cfg))
     result = subprocess.run([helpers.require_binary("promtool"), "check", "rules", str(out)],
@@ -109,9 +110,10 @@ def test_generated_rules_follow_the_keys_and_budgets(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_no_budgets_no_budget_rules():
-    names = [g["name"] for g in allocation.rule_groups(allocation.parse({}))]
-    assert names == ["mlscope-allocation", "mlscope-allocation-month"]
+def test_without_budgets_only_the_endpoint_tag_budgets():
+    groups = {g["name"]: g["rules"] for g in allocation.rule_groups(allocation.parse({}))}
+    assert [r["record"] for r in groups["mlscope-budgets"]] == ["endpoint:mlscope_budget_dollars_per_month:value"]
+    assert {a["labels"]["allocation_key"] for a in groups["mlscope-budget-alerts"]} == {"endpoint"}
 
 
 @pytest.mark.parametrize("text, message", [
