@@ -92,6 +92,9 @@ class FakeSageMaker:
     def list_tags(self, ResourceArn, **_):
         return {"Tags": [{"Key": "team", "Value": "ml"}, {"Key": "mlscope:slo", "Value": "0.999"}]}
 
+    def list_inference_components(self, **_):
+        return {"InferenceComponents": []}
+
 
 class FakeCloudWatch:
     """Busy endpoints have a datapoint in every period; idle and dormant ones only utilization."""
