@@ -76,6 +76,12 @@ def _allocation() -> Section:
         bargauge_panel("Month to date by team", [
             Q("sort_desc(team:mlscope_cost_dollars:month_to_date)", "{{team}}", instant=True)],
             "currencyUSD", neutral(), w=8, min_val=0, decimals=0),
+        bargauge_panel("Month to date vs budget, by endpoint (tag)", [
+            Q("sort_desc(endpoint:mlscope_cost_dollars:month_to_date"
+              " / on (account, region, endpoint) endpoint:mlscope_budget_dollars_per_month:value)",
+              "{{endpoint}} ({{account}})", instant=True)], "percentunit", BUDGET_USED, w=24, h=6, min_val=0,
+            max_val=1.2, decimals=0,
+            description="Endpoints tagged mlscope:budget-monthly-dollars: share of that budget spent this month."),
     ])
 
 

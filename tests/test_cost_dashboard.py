@@ -50,6 +50,8 @@ def test_budget_and_untagged_panels(tmp_path):
         'team:mlscope_budget_dollars_per_month:value{team="genai"}': "20000x20",
         'team:mlscope_budget_dollars_per_month:value{team="growth"}': "150x20",
         'fleet:mlscope_cost_dollars:month_to_date': "24220x20",
+        f'endpoint:mlscope_cost_dollars:month_to_date{{{ACCOUNT},endpoint="tiny"}}': "2.5x20",
+        f'endpoint:mlscope_budget_dollars_per_month:value{{{ACCOUNT},endpoint="tiny"}}': "2x20",
         'fleet:mlscope_budget_dollars_per_month:value': "30000x20",
     }
     promtool_eval(tmp_path, series, [
@@ -65,6 +67,8 @@ def test_budget_and_untagged_panels(tmp_path):
         # genai 1,488 / 20,000 = 0.0744; growth 186 / 150 = 1.24
         (f"round(({panel('Forecast month-end vs budget, by team')}) * 1e6)", "10m",
          [('{team="genai"}', 74400), ('{team="growth"}', 1240000)]),
+        # 2.5 / 2
+        (panel("Month to date vs budget, by endpoint (tag)"), "10m", [(f"{{{ACCOUNT},endpoint=\"tiny\"}}", 1.25)]),
     ])
 
 
