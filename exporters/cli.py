@@ -30,6 +30,7 @@ TOOLS = {
     "local": ("mlscope.local", "the docker-compose stack natively on 127.0.0.1, without Docker (make local)"),
     "web-config": ("mlscope.webconfig", "write a --web-config file: bcrypt basic auth, optional self-signed TLS"),
     "rightsize": ("mlscope.rightsize.cli", "recommend instance types and counts from Prometheus history"),
+    "allocation": ("mlscope.allocation", "cost allocation and budget rules from alerts/allocation.yml"),
 }
 
 

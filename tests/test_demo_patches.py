@@ -114,6 +114,29 @@ def test_counts_weight_the_percentiles(url, region):
     assert [got[k][0][1] for k in "abcdns"] == [10.0, 30.0, 1000.0, 1000.0, 200.0, 500 + 900 + 150 + 100000.0]
 
 
+def test_trimmed_count_and_percentile_rank_exclude_the_lower_bound_and_include_the_upper(url, region):
+    """The latency-SLO statistics: TC counts samples with lo < v <= hi, PR gives their share in percent."""
+    cw = client(url, "cloudwatch", region)
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 1), "Unit": "Microseconds",
+         "Values": [50_000.0, 100_000.0, 100_001.0, 400_000.0], "Counts": [30.0, 10.0, 5.0, 5.0]}])
+    stats = ["TC(:100000)", "PR(:100000)", "TC(50000:100000)", "TC(100000:)", "PR(:50000)", "TC(:49999.5)",
+             "PR(50000:400000)"]
+    got = series(cw, [query(f"q{i}", s) for i, s in enumerate(stats)], T0, T0 + 60)
+    # 50 samples: 30 at 50 ms, 10 at exactly 100 ms (included), 5 just above, 5 at 400 ms
+    assert [got[f"q{i}"] for i in range(len(stats))] == [
+        [(T0, 40.0)], [(T0, 80.0)], [(T0, 10.0)], [(T0, 10.0)], [(T0, 60.0)], [(T0, 0.0)], [(T0, 40.0)]]
+    # a statistic set of several values has no per-sample distribution: no TC/PR datapoint, as for pNN
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 61),
+         "StatisticValues": {"SampleCount": 4, "Sum": 400, "Minimum": 10, "Maximum": 190}}])
+    assert series(cw, [query("t", "TC(:100000)")], T0 + 60, T0 + 120)["t"] == []
+    for bad in ["TC(:)", "TC(10%:90%)", "tc90", "TC(5:1)", "PR(:abc)", "TM(:5)"]:
+        with pytest.raises(ClientError) as info:
+            series(cw, [query("bad", bad)], T0, T0 + 60)
+        assert info.value.response["Error"]["Code"] == "ValidationError" and "Stat" in str(info.value), bad
+
+
 def test_percentiles_in_get_metric_statistics(url, region):
     cw = client(url, "cloudwatch", region)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
@@ -277,3 +300,58 @@ def test_moto_reset_empties_the_patched_store(url):
     assert series(cw, [query("a", "Sum", "Invocations")], T0, T0 + 60) == {"a": []}
     assert cw.list_metrics(Namespace="AWS/SageMaker")["Metrics"] == []
 
+
+def test_list_metrics_recently_active_lists_what_received_data_in_the_last_three_hours(url, region):
+    cw = client(url, "cloudwatch", region)
+    old = [{"Name": "EndpointName", "Value": "old"}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0), "Value": 1.0},
+        {"MetricName": "Invocations", "Dimensions": old, "Timestamp": dt(T0), "Value": 1.0}])
+    backend = patches.cw_models.cloudwatch_backends["123456789012"][region]   # moto's default account
+    # as if `old` had last received data 3 hours and a second ago (timestamps do not matter, arrival does)
+    key = ("AWS/SageMaker", "Invocations", frozenset((d["Name"], d["Value"]) for d in old))
+    patches._received(backend)[key] = time.time() - 3 * 3600 - 1
+
+    def endpoints(**kw):
+        return {next(d["Value"] for d in m["Dimensions"] if d["Name"] == "EndpointName")
+                for m in cw.list_metrics(Namespace="AWS/SageMaker", **kw)["Metrics"]}
+
+    assert endpoints() == {"e1", "old"}                       # without RecentlyActive: every stored metric
+    assert endpoints(RecentlyActive="PT3H") == {"e1"}
+    assert endpoints(RecentlyActive="PT3H", MetricName="ModelLatency") == set()
+
+
+# ---------------------------------------------------------------- 10. inference components
+
+def test_inference_components_create_describe_list_update_delete(url, region):
+    sm = client(url, "sagemaker", region)
+    sm.create_model(ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/r", PrimaryContainer={"Image": "i"})
+    sm.create_endpoint_config(EndpointConfigName="shared", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.g5.12xlarge", "InitialInstanceCount": 2}])
+    sm.create_endpoint(EndpointName="shared", EndpointConfigName="shared")
+    spec = {"ModelName": "m", "ComputeResourceRequirements": {"NumberOfAcceleratorDevicesRequired": 2,
+                                                              "NumberOfCpuCoresRequired": 4, "MinMemoryRequiredInMb": 8192}}
+    for name, copies in (("llama", 2), ("mistral", 1), ("embedder", 3)):
+        sm.create_inference_component(InferenceComponentName=name, EndpointName="shared", VariantName="AllTraffic",
+                                      Specification=spec, RuntimeConfig={"CopyCount": copies})
+    desc = sm.describe_inference_component(InferenceComponentName="llama")
+    assert desc["RuntimeConfig"] == {"DesiredCopyCount": 2, "CurrentCopyCount": 2}
+    assert desc["Specification"]["ComputeResourceRequirements"]["NumberOfAcceleratorDevicesRequired"] == 2
+    assert (desc["EndpointName"], desc["VariantName"], desc["InferenceComponentStatus"]) == \
+        ("shared", "AllTraffic", "InService")
+    assert desc["InferenceComponentArn"].endswith(":inference-component/llama")
+    names = [c["InferenceComponentName"] for page in sm.get_paginator("list_inference_components").paginate(
+        EndpointNameEquals="shared", PaginationConfig={"PageSize": 2}) for c in page["InferenceComponents"]]
+    assert sorted(names) == ["embedder", "llama", "mistral"]
+    assert sm.list_inference_components(EndpointNameEquals="other")["InferenceComponents"] == []
+    sm.update_inference_component_runtime_config(InferenceComponentName="mistral",
+                                                 DesiredRuntimeConfig={"CopyCount": 4})
+    assert sm.describe_inference_component(InferenceComponentName="mistral")["RuntimeConfig"]["CurrentCopyCount"] == 4
+    sm.delete_inference_component(InferenceComponentName="embedder")
+    with pytest.raises(ClientError) as info:
+        sm.describe_inference_component(InferenceComponentName="embedder")
+    assert "Could not find inference component" in str(info.value)
+    with pytest.raises(ClientError) as info:
+        sm.create_inference_component(InferenceComponentName="x", EndpointName="nope", VariantName="AllTraffic",
+                                      Specification=spec, RuntimeConfig={"CopyCount": 1})
+    assert "Could not find endpoint" in str(info.value)
