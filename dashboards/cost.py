@@ -6,7 +6,7 @@ No variables: everything is shown.
 from __future__ import annotations
 
 from .panels import (Q, Section, bargauge_panel, build_dashboard, color_column, high_bad, neutral, stat_panel, steps,
-                     table_panel, timeseries_panel, GREEN, ORANGE)
+                     table_panel, timeseries_panel, GREEN, ORANGE, RED)
 
 UID = "mlscope-cost"
 TITLE = "MLScope / Cost"

@@ -24,7 +24,7 @@ DEFAULT_CONFIG = ROOT / "alerts" / "allocation.yml"
 DEFAULT_OUTPUT = ROOT / "alerts" / "allocation.rules.yml"
 DEFAULT_KEYS = ("team", "project", "cost-center")
 UNTAGGED = "(untagged)"
-RUNBOOK = "https://github.com/mlscope/mlscope/blob/main/docs/runbook.md#"
+RUNBOOK = "{{ $externalLabels.runbook_base }}#"  # runbook_base: an external label (prometheus.yml)
 _LABEL_RE = re.compile(r"[^a-zA-Z0-9_]")
 _OFFSET_RE = re.compile(r"^([+-])(\d{1,2}):00$")
 
