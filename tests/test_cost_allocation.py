@@ -40,6 +40,7 @@ def test_bad_allocation_labels_are_refused(raw, message):
         cost.allocation_labels(raw)
 
 
+@pytest.mark.integration
 def test_host_cost_carries_the_configured_labels(tmp_path):
     config = tmp_path / "host.yml"
     config.write_text("hourly_cost_dollars: 2.5\ninstance_type: g5.xlarge\n"

@@ -61,6 +61,7 @@ def test_dcgm_names_units_and_labels(fake, clock):
                       "Hostname": socket.gethostname(), "pci_bus_id": gpu0.pci_bus_id}
 
 
+@pytest.mark.integration
 def test_both_serves_each_name_once(fake, clock):
     rig = dcgm_rig(fake, clock, "both")
     try:

@@ -74,6 +74,7 @@ def test_batches_respect_the_emulators_500_query_limit(emulator):
     assert value(text, "sagemaker_invocations_total", endpoint="big2", variant="v9") == 4
 
 
+@pytest.mark.integration
 def test_the_demo_config_polls_both_demo_accounts(emulator, tmp_path):
     """The shipped demo config, as a real exporter process: the demo's second account is a second set of
     series, and `fraud-scoring`, which exists in both accounts, is two endpoints told apart by `account`."""
@@ -113,6 +114,7 @@ def test_the_demo_config_polls_both_demo_accounts(emulator, tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.integration
 def test_demo_serverless_async_and_inference_component_endpoints_through_the_exporter(emulator):
     """The demo's other kinds of endpoint, written by the traffic generator, read back by the exporter: every
     figure equals what the generator wrote, computed by hand from its datums."""

@@ -373,6 +373,7 @@ def test_role_assumption_through_sts(aws, monkeypatch):
     assert value(text, "sagemaker_variant_instances", endpoint="ep") == 1
 
 
+@pytest.mark.integration
 def test_numeric_tags_become_gauges_and_invalid_ones_are_counted(aws, caplog):
     create_endpoint(aws, "good", tags={"mlscope:slo": "0.995", "mlscope:latency-objective-seconds": "0.25",
                                        "mlscope:budget-dollars-per-hour": "16", "mlscope:budget-monthly-dollars": "9000"})
@@ -398,6 +399,7 @@ def test_numeric_tags_become_gauges_and_invalid_ones_are_counted(aws, caplog):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.integration
 def test_requests_within_the_latency_objective_count_once_per_settled_period(aws):
     """TC(:250000) counts ModelLatency samples <= 250 ms; quantiles default to p50, p95, p99."""
     create_endpoint(aws, "ep", tags={"mlscope:latency-objective-seconds": "0.25"})
@@ -447,6 +449,7 @@ def test_requests_within_the_latency_objective_count_once_per_settled_period(aws
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.integration
 def test_the_same_endpoint_name_in_two_accounts_is_two_series(aws):
     """moto keeps one backend per account: credentials from AssumeRole into account B reach B's endpoints."""
     import boto3
@@ -592,6 +595,7 @@ def test_only_listed_metrics_are_asked_for_and_late_listed_ones_catch_up_exactly
     assert value(exposition(poller), "mlscope_cloudwatch_requests_total", api="ListMetrics") == 12
 
 
+@pytest.mark.integration
 def test_discounts_apply_to_the_cost_and_the_list_price_stays_visible(aws):
     from mlscope.sagemaker.discounts import discounts
     create_endpoint(aws, "cpu", [("AllTraffic", "ml.m5.xlarge", 2)])        # $0.23 list
@@ -610,6 +614,7 @@ def test_discounts_apply_to_the_cost_and_the_list_price_stays_visible(aws):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.integration
 def test_serverless_compute_and_cost_from_mean_latency_rounded_up_to_the_millisecond(aws):
     from mlscope.sagemaker.discounts import discounts
     from mlscope.sagemaker.serverless import ServerlessPrices
@@ -664,6 +669,7 @@ def test_serverless_compute_and_cost_from_mean_latency_rounded_up_to_the_millise
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.integration
 def test_asynchronous_endpoints_export_their_backlog_and_latency_without_invocations(aws):
     from sagemaker_fixtures import client
     create_endpoint(aws, "async", [("AllTraffic", "ml.m5.xlarge", 1)], asynchronous=True)
@@ -700,6 +706,7 @@ def test_asynchronous_endpoints_export_their_backlog_and_latency_without_invocat
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.integration
 def test_inference_components_metrics_and_the_instance_cost_split_by_reserved_capacity(aws):
     from sagemaker_fixtures import client
     sm = client(aws, "sagemaker")
