@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
@@ -86,6 +87,11 @@ class Process:
     def stop(self, timeout: float = 10) -> str:
         terminate(self.proc, timeout)
         return self.output()
+
+
+def utc(ts: float) -> datetime:
+    """A Unix time as the aware UTC datetime boto3 takes."""
+    return datetime.fromtimestamp(ts, timezone.utc)
 
 
 def mlscope_args(*args: str) -> list[str]:
