@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from datetime import datetime, timezone
 
 import boto3
 import pytest
@@ -13,14 +12,11 @@ from botocore.exceptions import ClientError
 
 from mlscope.demo import patches
 from mlscope.demo.aws import start_emulator
+from helpers import utc
 
 DIMS = [{"Name": "EndpointName", "Value": "e1"}, {"Name": "VariantName", "Value": "AllTraffic"}]
 # a clock minute well inside CloudWatch's "less than 15 days old" rounding rule
 T0 = (int(time.time()) // 3600 - 2) * 3600
-
-
-def dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +48,7 @@ def query(qid: str, stat: str, name: str = "ModelLatency", ns: str = "AWS/SageMa
 
 
 def series(cw, queries, start: float, end: float, **kwargs) -> dict[str, list[tuple[float, float]]]:
-    resp = cw.get_metric_data(MetricDataQueries=queries, StartTime=dt(start), EndTime=dt(end),
+    resp = cw.get_metric_data(MetricDataQueries=queries, StartTime=utc(start), EndTime=utc(end),
                               ScanBy="TimestampAscending", **kwargs)
     return {r["Id"]: [(t.timestamp(), v) for t, v in zip(r["Timestamps"], r["Values"])]
             for r in resp["MetricDataResults"]}
@@ -90,7 +86,7 @@ def test_malformed_instance_types_are_still_rejected(url, instance_type):
 def test_percentiles_nearest_rank_in_get_metric_data(url, region):
     cw = client(url, "cloudwatch", region)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 5), "Unit": "Microseconds",
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": utc(T0 + 5), "Unit": "Microseconds",
          "Values": [float(v) for v in range(1, 101)], "Counts": [1.0] * 100}])
     stats = {"p0": 1, "p50": 50, "p90": 90, "p99": 99, "p99.9": 100, "p100": 100,
              "Sum": 5050, "SampleCount": 100, "Average": 50.5, "Minimum": 1, "Maximum": 100}
@@ -102,11 +98,11 @@ def test_counts_weight_the_percentiles(url, region):
     """Values+Counts are weighted, not truncated or expanded: 50×10µs, 45×20µs, 5×30µs."""
     cw = client(url, "cloudwatch", region)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 1),
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": utc(T0 + 1),
          "Values": [30.0, 10.0, 20.0], "Counts": [5.0, 50.0, 45.0]}])
     # a second datum in the same minute merges into the same distribution
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 30), "Values": [1000.0],
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": utc(T0 + 30), "Values": [1000.0],
          "Counts": [100.0]}])
     got = series(cw, [query("a", "p25"), query("b", "p50"), query("c", "p75"), query("d", "p97.5"),
                       query("n", "SampleCount"), query("s", "Sum")], T0, T0 + 60)
@@ -140,17 +136,17 @@ def test_trimmed_count_and_percentile_rank_exclude_the_lower_bound_and_include_t
 def test_percentiles_in_get_metric_statistics(url, region):
     cw = client(url, "cloudwatch", region)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 60 + 7),
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": utc(T0 + 60 + 7),
          "Values": [float(v) for v in range(1, 1001)]}])
     resp = cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=DIMS,
-                                    StartTime=dt(T0), EndTime=dt(T0 + 180), Period=60,
+                                    StartTime=utc(T0), EndTime=utc(T0 + 180), Period=60,
                                     ExtendedStatistics=["p50", "p90", "p99", "p99.9"])
     [point] = resp["Datapoints"]
     assert point["Timestamp"].timestamp() == T0 + 60
     assert point["ExtendedStatistics"] == {"p50": 500.0, "p90": 900.0, "p99": 990.0, "p99.9": 999.0}
     with pytest.raises(ClientError) as info:  # CloudWatch: one or the other, not both
         cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=DIMS,
-                                 StartTime=dt(T0), EndTime=dt(T0 + 180), Period=60,
+                                 StartTime=utc(T0), EndTime=utc(T0 + 180), Period=60,
                                  Statistics=["Sum"], ExtendedStatistics=["p50"])
     assert info.value.response["Error"]["Code"] == "InvalidParameterCombination"
 
@@ -158,12 +154,12 @@ def test_percentiles_in_get_metric_statistics(url, region):
 def test_statistic_sets_have_no_percentiles(url, region):
     cw = client(url, "cloudwatch", region)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 1),
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": utc(T0 + 1),
          "StatisticValues": {"SampleCount": 10, "Sum": 550, "Minimum": 10, "Maximum": 100}}])
     got = series(cw, [query("p", "p99"), query("s", "Sum"), query("n", "SampleCount")], T0, T0 + 60)
     assert got == {"p": [], "s": [(T0, 550.0)], "n": [(T0, 10.0)]}
     resp = cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=DIMS,
-                                    StartTime=dt(T0), EndTime=dt(T0 + 60), Period=60, ExtendedStatistics=["p99"])
+                                    StartTime=utc(T0), EndTime=utc(T0 + 60), Period=60, ExtendedStatistics=["p99"])
     assert [p.get("ExtendedStatistics") for p in resp["Datapoints"]] == [None]
 
 
@@ -171,7 +167,7 @@ def test_statistic_sets_have_no_percentiles(url, region):
 
 def test_namespace_and_exact_dimensions_are_respected(url, region):
     cw = client(url, "cloudwatch", region)
-    ts = dt(T0 + 2)
+    ts = utc(T0 + 2)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
         {"MetricName": "CPUUtilization", "Dimensions": DIMS, "Timestamp": ts, "Value": 1.0}])
     cw.put_metric_data(Namespace="/aws/sagemaker/Endpoints", MetricData=[
@@ -182,7 +178,7 @@ def test_namespace_and_exact_dimensions_are_respected(url, region):
                       query("c", "Sum", "CPUUtilization", "/aws/sagemaker/Endpoints", DIMS[:1])], T0, T0 + 60)
     assert got == {"a": [(T0, 1.0)], "b": [(T0, 300.0)], "c": [(T0, 7000.0)]}
     resp = cw.get_metric_statistics(Namespace="/aws/sagemaker/Endpoints", MetricName="CPUUtilization",
-                                    Dimensions=DIMS, StartTime=dt(T0), EndTime=dt(T0 + 60), Period=60,
+                                    Dimensions=DIMS, StartTime=utc(T0), EndTime=utc(T0 + 60), Period=60,
                                     Statistics=["Sum"])
     assert [p["Sum"] for p in resp["Datapoints"]] == [300.0]
     listed = cw.list_metrics(Namespace="/aws/sagemaker/Endpoints")["Metrics"]
@@ -194,7 +190,7 @@ def test_namespace_and_exact_dimensions_are_respected(url, region):
 def test_periods_are_aligned_to_the_clock(url, region):
     cw = client(url, "cloudwatch", region)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0 + off), "Value": val}
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": utc(T0 + off), "Value": val}
         for off, val in ((10, 1.0), (50, 2.0), (70, 4.0), (310, 8.0))])
     # StartTime 12:00:30 is rounded down to 12:00:00: buckets are clock minutes (moto: 12:00:30, 12:01:30...)
     got = series(cw, [query("m", "Sum", "Invocations"), query("f", "Sum", "Invocations", period=300)],
@@ -202,7 +198,7 @@ def test_periods_are_aligned_to_the_clock(url, region):
     assert got["m"] == [(T0, 3.0), (T0 + 60, 4.0), (T0 + 300, 8.0)]
     assert got["f"] == [(T0, 7.0), (T0 + 300, 8.0)]
     resp = cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="Invocations", Dimensions=DIMS,
-                                    StartTime=dt(T0 + 30), EndTime=dt(T0 + 120), Period=60, Statistics=["Sum"])
+                                    StartTime=utc(T0 + 30), EndTime=utc(T0 + 120), Period=60, Statistics=["Sum"])
     assert sorted((p["Timestamp"].timestamp(), p["Sum"]) for p in resp["Datapoints"]) == [(T0, 3.0), (T0 + 60, 4.0)]
 
 
@@ -220,10 +216,10 @@ def test_500_queries_per_call(url, region):
     cw = client(url, "cloudwatch", region)
     queries = [query(f"q{i}", "Sum", "Invocations", dims=[{"Name": "EndpointName", "Value": f"e{i}"}])
                for i in range(501)]
-    assert len(cw.get_metric_data(MetricDataQueries=queries[:500], StartTime=dt(T0),
-                                  EndTime=dt(T0 + 60))["MetricDataResults"]) == 500
+    assert len(cw.get_metric_data(MetricDataQueries=queries[:500], StartTime=utc(T0),
+                                  EndTime=utc(T0 + 60))["MetricDataResults"]) == 500
     with pytest.raises(ClientError) as info:
-        cw.get_metric_data(MetricDataQueries=queries, StartTime=dt(T0), EndTime=dt(T0 + 60))
+        cw.get_metric_data(MetricDataQueries=queries, StartTime=utc(T0), EndTime=utc(T0 + 60))
     assert info.value.response["Error"]["Code"] == "ValidationError"
     assert "500" in info.value.response["Error"]["Message"]
 
@@ -237,21 +233,21 @@ def test_500_queries_per_call(url, region):
 def test_bad_queries_are_validation_errors(url, region, bad):
     cw = client(url, "cloudwatch", region)
     with pytest.raises(ClientError) as info:
-        cw.get_metric_data(MetricDataQueries=bad, StartTime=dt(T0), EndTime=dt(T0 + 60))
+        cw.get_metric_data(MetricDataQueries=bad, StartTime=utc(T0), EndTime=utc(T0 + 60))
     assert info.value.response["Error"]["Code"] == "ValidationError"
 
 
 def test_max_datapoints_and_next_token(url, region):
     cw = client(url, "cloudwatch", region)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0 + 60 * i), "Value": float(i)}
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": utc(T0 + 60 * i), "Value": float(i)}
         for i in range(5)])
     queries = [query("a", "Sum", "Invocations"), query("b", "SampleCount", "Invocations")]
     seen: dict[str, list] = {"a": [], "b": []}
     token, calls = None, 0
     while True:
         kwargs = {"NextToken": token} if token else {}
-        resp = cw.get_metric_data(MetricDataQueries=queries, StartTime=dt(T0), EndTime=dt(T0 + 300),
+        resp = cw.get_metric_data(MetricDataQueries=queries, StartTime=utc(T0), EndTime=utc(T0 + 300),
                                   ScanBy="TimestampAscending", MaxDatapoints=3, **kwargs)
         calls += 1
         assert sum(len(r["Values"]) for r in resp["MetricDataResults"]) <= 3
@@ -267,10 +263,10 @@ def test_max_datapoints_and_next_token(url, region):
 def test_metric_stat_results_default_label_and_descending_order(url, region):
     cw = client(url, "cloudwatch", region)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0 + 60 * i), "Value": 1.0}
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": utc(T0 + 60 * i), "Value": 1.0}
         for i in range(3)])
-    resp = cw.get_metric_data(MetricDataQueries=[query("a", "Sum", "Invocations")], StartTime=dt(T0),
-                              EndTime=dt(T0 + 180))
+    resp = cw.get_metric_data(MetricDataQueries=[query("a", "Sum", "Invocations")], StartTime=utc(T0),
+                              EndTime=utc(T0 + 180))
     [result] = resp["MetricDataResults"]
     assert result["Label"] == "Invocations" and result["StatusCode"] == "Complete"
     assert [t.timestamp() for t in result["Timestamps"]] == [T0 + 120, T0 + 60, T0]
@@ -283,7 +279,7 @@ def test_retention_drops_old_data(url, region):
     patches.set_retention(3600)
     try:
         cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-            {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(ts), "Value": 1.0}
+            {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": utc(ts), "Value": 1.0}
             for ts in (now - 7200, now - 600)])
     finally:
         patches.set_retention(patches.DEFAULT_RETENTION_SECONDS)
@@ -294,7 +290,7 @@ def test_retention_drops_old_data(url, region):
 def test_moto_reset_empties_the_patched_store(url):
     cw = client(url, "cloudwatch", "me-south-1")
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0), "Value": 1.0}])
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": utc(T0), "Value": 1.0}])
     assert series(cw, [query("a", "Sum", "Invocations")], T0, T0 + 60) == {"a": [(T0, 1.0)]}
     assert requests.post(url + "/moto-api/reset", timeout=10).status_code == 200
     assert series(cw, [query("a", "Sum", "Invocations")], T0, T0 + 60) == {"a": []}
