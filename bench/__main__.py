@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-SUITES = ["bench.host", "bench.gpu", "bench.sagemaker", "bench.dashboards"]
+SUITES = ["bench.host", "bench.gpu", "bench.sagemaker", "bench.dashboards", "bench.scale"]
 
 
 def main(argv: list[str]) -> int:
