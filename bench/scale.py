@@ -5,7 +5,8 @@
 a fresh VictoriaMetrics, the vmagent shards (`-promscrape.cluster.membersCount`), a warm-up, then a
 measured window (MLSCOPE_BENCH_SCALE_WINDOW s, default 60) of: samples/s ingested (VictoriaMetrics'
 vm_rows_inserted_total), scrape duration p99 (every scrape's scrape_duration_seconds), CPU (cores)
-and RSS of each component (vmalert evaluates the shipped rules every 15 s), and the mlscope-wall dashboard's queries' p95 over the last 15 minutes.
+and RSS of each component (vmalert evaluates the shipped rules every 15 s), and the mlscope-wall
+dashboard's queries' p95 over the last 15 minutes.
 The 1,000 SageMaker endpoints of the issue are not part of it (the exporter needs CloudWatch; see docs/scale.md).
 """
 
@@ -98,7 +99,8 @@ def run_case(procs: Processes, tmp: Path, targets: list[str], shards: int) -> di
     vm_port = free_port()
     vm = f"http://127.0.0.1:{vm_port}"
     names = ["vm"] + [f"vmagent-{i}" for i in range(shards)]
-    vm_proc = procs.start("vm", [shutil.which("victoria-metrics"), f"-storageDataPath={tmp / f'vm-{shards}'}",
+    case = f"{len(targets)}-{shards}"
+    vm_proc = procs.start("vm", [shutil.which("victoria-metrics"), f"-storageDataPath={tmp / f'vm-{case}'}",
                                  f"-httpListenAddr=127.0.0.1:{vm_port}", "-search.latencyOffset=1s",
                                  "-retentionPeriod=1"])
     wait_http(vm + "/health", vm_proc)
@@ -111,13 +113,14 @@ def run_case(procs: Processes, tmp: Path, targets: list[str], shards: int) -> di
         agent = procs.start(f"vmagent-{i}", [
             shutil.which("vmagent"), f"-promscrape.config={config}", f"-promscrape.cluster.membersCount={shards}",
             f"-promscrape.cluster.memberNum={i}", f"-remoteWrite.url={vm}/api/v1/write",
-            f"-remoteWrite.tmpDataPath={tmp / f'q-{shards}-{i}'}", f"-httpListenAddr=127.0.0.1:{port}"])
+            f"-remoteWrite.tmpDataPath={tmp / f'q-{case}-{i}'}", f"-httpListenAddr=127.0.0.1:{port}"])
         wait_http(f"http://127.0.0.1:{port}/health", agent)
 
     # the shipped rules, so the wall's recording-rule queries have data; no Alertmanager listens (sends fail)
-    procs.start("vmalert", [shutil.which("vmalert"), *[f"-rule={p}" for p in sorted((ROOT / "alerts").glob("*.rules.yml"))],
-                            f"-datasource.url={vm}", f"-remoteWrite.url={vm}", f"-notifier.url=http://127.0.0.1:{free_port()}",
-                            f"-evaluationInterval={SCRAPE_INTERVAL}s", f"-httpListenAddr=127.0.0.1:{free_port()}"])
+    rules = [f"-rule={path}" for path in sorted((ROOT / "alerts").glob("*.rules.yml"))]
+    procs.start("vmalert", [shutil.which("vmalert"), *rules, f"-datasource.url={vm}", f"-remoteWrite.url={vm}",
+                            f"-notifier.url=http://127.0.0.1:{free_port()}", f"-evaluationInterval={SCRAPE_INTERVAL}s",
+                            f"-httpListenAddr=127.0.0.1:{free_port()}"])
     names.append("vmalert")
     time.sleep(2 * SCRAPE_INTERVAL + 5)  # every target scraped at least once, queues flowing
     pids = {name: procs.procs[name].pid for name in ["fleet", *names]}

@@ -120,7 +120,8 @@ def sagemaker_exporter() -> list[dict]:
                                         "volumes": [{"name": "config", "configMap": {"name": name}}]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": meta(name),
          "spec": {"selector": {APP: name}, "ports": [{"name": "metrics", "port": 9858, "targetPort": "metrics"}]}},
-        {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": meta(name, labels=RELEASE_LABEL),
+        {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+         "metadata": meta(name, labels=RELEASE_LABEL),
          "spec": {"selector": {"matchLabels": {APP: name}},
                   "endpoints": [{"port": "metrics", "interval": "30s", "scrapeTimeout": "10s"}]}},
     ]
@@ -128,7 +129,8 @@ def sagemaker_exporter() -> list[dict]:
 
 def pod_monitor(name: str, interval: str) -> dict:
     """Scrapes each DaemonSet pod; `instance` is the node's name, as on a fleet without Kubernetes."""
-    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": meta(name, labels=RELEASE_LABEL),
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+            "metadata": meta(name, labels=RELEASE_LABEL),
             "spec": {"selector": {"matchLabels": {APP: name}},
                      "podMetricsEndpoints": [{"port": "metrics", "interval": interval, "honorLabels": True,
                                               "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"],

@@ -98,7 +98,8 @@ def test_three_vmagent_shards_split_the_fleet_and_a_killed_shard_loses_only_its_
         for num, port in enumerate(shard_ports):
             shards.append(Process([vmagent_binary, f"-promscrape.config={config}",
                                    f"-promscrape.cluster.membersCount={SHARDS}", f"-promscrape.cluster.memberNum={num}",
-                                   f"-remoteWrite.url={vm}/api/v1/write", f"-remoteWrite.tmpDataPath={tmp_path / f'q{num}'}",
+                                   f"-remoteWrite.url={vm}/api/v1/write",
+                                   f"-remoteWrite.tmpDataPath={tmp_path / f'q{num}'}",
                                    "-remoteWrite.flushInterval=1s", f"-httpListenAddr=127.0.0.1:{port}"]))
             procs.append(shards[-1])
             shards[-1].wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
