@@ -127,13 +127,13 @@ def test_three_vmagent_shards_split_the_fleet_and_a_killed_shard_loses_only_its_
         killed = shares[1]
         shards[1].proc.send_signal(signal.SIGKILL)
         shards[1].proc.wait(10)
-        time.sleep(8)
-        fresh = job_instances(vm_query(vm, "max by (job, instance) (max_over_time(up[4s]))"))
+        time.sleep(10)
+        fresh = job_instances(vm_query(vm, "max by (job, instance) (max_over_time(up[6s]))"))
         assert fresh == fleet_targets - killed
         assert job_instances(vm_query(vm, "max by (job, instance) (max_over_time(up[1m]))")) == fleet_targets
 
         # the alert rule names the killed shard's targets, and only those
-        expr = missing_targets_expr({"[1h]": "[1m]", "[5m]": "[4s]"})
+        expr = missing_targets_expr({"[1h]": "[1m]", "[5m]": "[6s]"})
         assert job_instances(vm_query(vm, expr)) == killed
     finally:
         for proc in reversed(procs):
