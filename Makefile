@@ -42,7 +42,7 @@ dashboards: $(STAMP)
 	$(PY) -m dashboards
 
 lint: $(STAMP)
-	$(PY) -m pytest tests/test_rules.py tests/test_alertmanager.py tests/test_prometheus_config.py tests/test_compose.py tests/test_dashboards.py
+	$(PY) -m pytest tests/test_rules.py tests/test_alertmanager.py tests/test_prometheus_config.py tests/test_compose.py tests/test_dashboards.py tests/test_k8s.py
 
 local: $(STAMP)
 	$(PY) -m mlscope local $(ARGS)

@@ -32,6 +32,7 @@ APT_PACKAGE = {
     "amtool": "prometheus-alertmanager",
     "prometheus-node-exporter": "prometheus-node-exporter",
     "victoria-metrics": "victoria-metrics",
+    "vmagent": "victoria-metrics",
     "vmalert": "victoria-metrics",
 }
 
