@@ -114,7 +114,7 @@ def test_trimmed_count_and_percentile_rank_exclude_the_lower_bound_and_include_t
     """The latency-SLO statistics: TC counts samples with lo < v <= hi, PR gives their share in percent."""
     cw = client(url, "cloudwatch", region)
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 1), "Unit": "Microseconds",
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": utc(T0 + 1), "Unit": "Microseconds",
          "Values": [50_000.0, 100_000.0, 100_001.0, 400_000.0], "Counts": [30.0, 10.0, 5.0, 5.0]}])
     stats = ["TC(:100000)", "PR(:100000)", "TC(50000:100000)", "TC(100000:)", "PR(:50000)", "TC(:49999.5)",
              "PR(50000:400000)"]
@@ -124,7 +124,7 @@ def test_trimmed_count_and_percentile_rank_exclude_the_lower_bound_and_include_t
         [(T0, 40.0)], [(T0, 80.0)], [(T0, 10.0)], [(T0, 10.0)], [(T0, 60.0)], [(T0, 0.0)], [(T0, 40.0)]]
     # a statistic set of several values has no per-sample distribution: no TC/PR datapoint, as for pNN
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": dt(T0 + 61),
+        {"MetricName": "ModelLatency", "Dimensions": DIMS, "Timestamp": utc(T0 + 61),
          "StatisticValues": {"SampleCount": 4, "Sum": 400, "Minimum": 10, "Maximum": 190}}])
     assert series(cw, [query("t", "TC(:100000)")], T0 + 60, T0 + 120)["t"] == []
     for bad in ["TC(:)", "TC(10%:90%)", "tc90", "TC(5:1)", "PR(:abc)", "TM(:5)"]:
@@ -301,8 +301,8 @@ def test_list_metrics_recently_active_lists_what_received_data_in_the_last_three
     cw = client(url, "cloudwatch", region)
     old = [{"Name": "EndpointName", "Value": "old"}, {"Name": "VariantName", "Value": "AllTraffic"}]
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": dt(T0), "Value": 1.0},
-        {"MetricName": "Invocations", "Dimensions": old, "Timestamp": dt(T0), "Value": 1.0}])
+        {"MetricName": "Invocations", "Dimensions": DIMS, "Timestamp": utc(T0), "Value": 1.0},
+        {"MetricName": "Invocations", "Dimensions": old, "Timestamp": utc(T0), "Value": 1.0}])
     backend = patches.cw_models.cloudwatch_backends["123456789012"][region]   # moto's default account
     # as if `old` had last received data 3 hours and a second ago (timestamps do not matter, arrival does)
     key = ("AWS/SageMaker", "Invocations", frozenset((d["Name"], d["Value"]) for d in old))
