@@ -51,6 +51,7 @@ def kubelet(tmp_path: Path):
     server.stop()
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_gpu_series_carry_the_pod_that_holds_the_gpu_and_follow_pod_changes(kubelet: Kubelet, tmp_path: Path):
     proc, base = start_exporter("gpu-exporter", "--simulate", "3",

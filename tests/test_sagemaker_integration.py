@@ -5,6 +5,7 @@ Known traffic in, exact numbers out. The clock is injected so no test waits for 
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -375,6 +376,7 @@ def test_role_assumption_through_sts(aws, monkeypatch):
 
 @pytest.mark.integration
 def test_numeric_tags_become_gauges_and_invalid_ones_are_counted(aws, caplog):
+    caplog.set_level(logging.WARNING)  # whatever level an earlier in-process CLI left on the root logger
     create_endpoint(aws, "good", tags={"mlscope:slo": "0.995", "mlscope:latency-objective-seconds": "0.25",
                                        "mlscope:budget-dollars-per-hour": "16", "mlscope:budget-monthly-dollars": "9000"})
     create_endpoint(aws, "bad", tags={"mlscope:slo": "99.9", "mlscope:latency-objective-seconds": "fast",
