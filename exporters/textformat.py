@@ -26,7 +26,10 @@ _SPECIAL_FLOATS = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
 # The text format moves these OpenMetrics samples to gauge families of their own, after the family's samples.
 _OM_ONLY_SUFFIXES = ("_created", "_gsum", "_gcount")
 _TEXT_TYPES = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram", "unknown": "untyped"}
-_MAX_CACHED = 100_000  # entries per cache; past that (label values that never repeat) a cache starts over
+# Entries per cache (about 0.45 KB each): enough for a large host's series; a bigger or churning output (label
+# values that never repeat) fills a cache up, and the next scrape starts it over. Past the cap, series are
+# escaped as they come, as fast as prometheus_client does it, but not remembered.
+_MAX_CACHED = 10_000
 
 
 def choose_encoder(accept: str) -> tuple[Encoder, str]:
@@ -69,10 +72,15 @@ def _label_text(items: Iterable[tuple[str, str]]) -> str:
 
 
 class _Cache(dict):
-    """A dict that starts over when it grows past _MAX_CACHED entries."""
+    """A dict of at most _MAX_CACHED entries, which starts over once full."""
+
+    def remember(self, key, value):
+        if len(self) < _MAX_CACHED:
+            self[key] = value
+        return value
 
     def trim(self) -> None:
-        if len(self) > _MAX_CACHED:
+        if len(self) >= _MAX_CACHED:
             self.clear()
 
 
@@ -84,7 +92,7 @@ def _series(cache: _Cache, escape_name: Callable[[str], str], name: str, labels:
     key = (name, *labels.items()) if labels else name
     text = cache.get(key)
     if text is None:
-        text = cache[key] = escape_name(name) + (_label_text(labels.items()) if labels else "")
+        text = cache.remember(key, escape_name(name) + (_label_text(labels.items()) if labels else ""))
     return text
 
 
@@ -104,7 +112,8 @@ def _text_header(metric) -> tuple[str, dict[str, str]]:
             name += "_info"
         escaped = _om.escape_metric_name(name, _UNDERSCORES)
         lines = f"# HELP {escaped} {_text_help(metric.documentation)}\n# TYPE {escaped} {_TEXT_TYPES.get(typ, typ)}\n"
-        header = _text_headers[key] = (lines, {metric.name + suffix: suffix for suffix in _OM_ONLY_SUFFIXES})
+        om_only = {metric.name + suffix: suffix for suffix in _OM_ONLY_SUFFIXES}
+        header = _text_headers.remember(key, (lines, om_only))
     return header
 
 
@@ -144,7 +153,7 @@ def _om_header(metric) -> str:
         header = f"# HELP {name} {help_}\n# TYPE {name} {metric.type}\n"
         if metric.unit:
             header += f"# UNIT {name} {metric.unit}\n"
-        _om_headers[key] = header
+        _om_headers.remember(key, header)
     return header
 
 

@@ -240,8 +240,9 @@ def test_exemplars_and_native_histograms_are_left_to_prometheus_client():
     assert encode_openmetrics(Families([native, plain])) == lib_om.generate_latest(Families([native, plain]))
 
 
-def test_caches_that_start_over_still_encode_correctly(monkeypatch):
+def test_caches_are_capped_and_start_over_and_still_encode_correctly(monkeypatch):
     monkeypatch.setattr(textformat, "_MAX_CACHED", 3)
+    caches = (textformat._text_series, textformat._om_series, textformat._text_headers, textformat._om_headers)
     for round_ in range(3):
         gauge = GaugeMetricFamily(f"churn_{round_}", "labels that never repeat", labels=["id"])
         for i in range(20):
@@ -249,9 +250,10 @@ def test_caches_that_start_over_still_encode_correctly(monkeypatch):
         families = Families([gauge, *edge_families().metrics])
         assert encode_text(families) == lib_text.generate_latest(families)
         assert encode_openmetrics(families) == lib_om.generate_latest(families)
-    for cache in (textformat._text_series, textformat._om_series, textformat._text_headers):
+        assert [len(cache) for cache in caches] == [3, 3, 3, 3]  # full: past the cap nothing is remembered
+    for cache in caches:
         cache.trim()
-        assert len(cache) <= 3
+        assert len(cache) == 0  # a full cache starts over
 
 
 def test_go_float_is_prometheus_clients_float_formatting():
