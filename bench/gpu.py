@@ -25,7 +25,6 @@ import urllib.request
 from types import ModuleType
 from typing import Any, Callable
 
-from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from mlscope.gpu import fakenvml
@@ -34,6 +33,7 @@ from mlscope.gpu.events import XidWatcher
 from mlscope.gpu.nvml import Session
 from mlscope.gpu.sampler import Sampler
 from mlscope.health import Health, ScrapeCollector
+from mlscope.textformat import encode_text
 from mlscope.web import MetricsServer, WebConfig
 
 SMI_CANDIDATES = [
@@ -79,7 +79,7 @@ class Rig:
             self.registry.register(collector)
 
     def scrape(self) -> bytes:
-        return generate_latest(self.registry)
+        return encode_text(self.registry)  # what /metrics serves
 
     def close(self) -> None:
         self.xid.stop()

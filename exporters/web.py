@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import bcrypt
-from prometheus_client.exposition import choose_encoder
+from .textformat import choose_encoder
 from prometheus_client.registry import Collector
 
 from .settings import SettingError, read_yaml_file
