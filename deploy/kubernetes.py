@@ -22,6 +22,8 @@ APP = "app.kubernetes.io/name"
 RELEASE_LABEL = {"release": "kube-prometheus-stack"}
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 POD_RESOURCES_DIR = "/var/lib/kubelet/pod-resources"
+# The Prometheus service of a kube-prometheus-stack release named as above in namespace `monitoring`.
+PROMETHEUS_URL = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
 
 
 def meta(name: str, **extra) -> dict:
@@ -35,9 +37,9 @@ def probe(port: str = "metrics") -> dict:
 
 
 def container(name: str, args: list[str], port: int, *, cpu: str, memory: str, security: dict,
-              mounts: list[dict] = (), env: list[dict] = ()) -> dict:
+              mounts: list[dict] = (), env: list[dict] = (), command: tuple[str, ...] = ()) -> dict:
     return {
-        "name": name, "image": IMAGE, "args": [name, "--listen", f":{port}", *args],
+        "name": name, "image": IMAGE, "args": [*(command or [name]), "--listen", f":{port}", *args],
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         "env": [{"name": "MLSCOPE_LOG_LEVEL", "value": "info"}, *env],
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}},
@@ -118,13 +120,40 @@ def sagemaker_exporter() -> list[dict]:
                                "spec": {"serviceAccountName": name, "containers": [main],
                                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                                         "volumes": [{"name": "config", "configMap": {"name": name}}]}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": meta(name),
-         "spec": {"selector": {APP: name}, "ports": [{"name": "metrics", "port": 9858, "targetPort": "metrics"}]}},
-        {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-         "metadata": meta(name, labels=RELEASE_LABEL),
-         "spec": {"selector": {"matchLabels": {APP: name}},
-                  "endpoints": [{"port": "metrics", "interval": "30s", "scrapeTimeout": "10s"}]}},
+        service(name, 9858),
+        service_monitor(name, "30s"),
     ]
+
+
+def rightsizer() -> list[dict]:
+    """`mlscope rightsize --serve`: it only reads the PromQL API, so no AWS role and no service account token."""
+    name = "rightsizer"
+    main = container(name, [], 9859, command=("rightsize", "--serve"), cpu="100m", memory="512Mi",
+                     security={"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True},
+                     env=[{"name": "MLSCOPE_PROMETHEUS", "value": PROMETHEUS_URL},
+                          {"name": "MLSCOPE_LOOKBACK", "value": "14d"},
+                          {"name": "MLSCOPE_INTERVAL", "value": "1h"}])
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name),
+         "spec": {"replicas": 1, "selector": {"matchLabels": {APP: name}},
+                  "template": {"metadata": {"labels": meta(name)["labels"]},
+                               "spec": {"automountServiceAccountToken": False, "containers": [main],
+                                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}}}},
+        service(name, 9859),
+        service_monitor(name, "60s"),
+    ]
+
+
+def service(name: str, port: int) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta(name),
+            "spec": {"selector": {APP: name}, "ports": [{"name": "metrics", "port": port, "targetPort": "metrics"}]}}
+
+
+def service_monitor(name: str, interval: str) -> dict:
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+            "metadata": meta(name, labels=RELEASE_LABEL),
+            "spec": {"selector": {"matchLabels": {APP: name}},
+                     "endpoints": [{"port": "metrics", "interval": interval, "scrapeTimeout": "10s"}]}}
 
 
 def pod_monitor(name: str, interval: str) -> dict:
@@ -164,6 +193,7 @@ def manifests() -> dict[str, list[dict]]:
         "gpu-exporter.yaml": [gpu_exporter(), pod_monitor("gpu-exporter", "15s")],
         "host-exporter.yaml": [host_exporter(), pod_monitor("host-exporter", "15s")],
         "sagemaker-exporter.yaml": sagemaker_exporter(),
+        "rightsizer.yaml": rightsizer(),
         "prometheus-rules.yaml": prometheus_rules(),
         "dashboards.yaml": dashboard_configmaps(),
     }

@@ -9,6 +9,7 @@ import copy
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -16,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from helpers import ROOT, require_binary
+from helpers import ROOT, Process, Prometheus, mlscope_args, require_binary, samples, scrape
+from mlscope.local import free_port
 
 BASE = ROOT / "deploy" / "kubernetes" / "base"
 CRD_SCHEMAS = ROOT / "tests" / "data" / "k8s"
@@ -87,7 +89,7 @@ def test_kubernetes_validate_rejects_an_unknown_field():
 def test_operator_objects_match_the_prometheus_operator_crd_schemas():
     found = {kind: by_kind(kind) for kind in OPERATOR_KINDS}
     assert {kind: len(docs) for kind, docs in found.items()} == {
-        "ServiceMonitor": 1, "PodMonitor": 2, "PrometheusRule": len(list((ROOT / "alerts").glob("*.rules.yml")))}
+        "ServiceMonitor": 2, "PodMonitor": 2, "PrometheusRule": len(list((ROOT / "alerts").glob("*.rules.yml")))}
     for kind, docs in found.items():
         validator = crd_validator(kind)
         for doc in docs:
@@ -123,7 +125,7 @@ def test_dashboards_ship_as_sidecar_configmaps():
     maps = [m for m in by_kind("ConfigMap") if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
     uids = {json.loads(text)["uid"] for m in maps for text in m["data"].values()}
     assert uids == {"mlscope-wall", "mlscope-endpoints", "mlscope-gpus", "mlscope-hosts", "mlscope-cost",
-                    "mlscope-stack"}
+                    "mlscope-rightsizing", "mlscope-stack"}
     for m in maps:
         [(name, text)] = m["data"].items()
         assert text == (ROOT / "dashboards" / "json" / name).read_text()
@@ -155,3 +157,49 @@ def test_kustomize_renders_the_base_into_the_mlscope_namespace():
     assert len(rendered) == len(objects())
     namespaced = [doc for doc in rendered if doc["kind"] != "Namespace"]
     assert {doc["metadata"].get("namespace") for doc in namespaced} == {"mlscope"}
+
+
+def test_rightsizer_deployment_serves_on_9859_without_aws_or_a_token():
+    [deployment] = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "rightsizer"]
+    pod = deployment["spec"]["template"]["spec"]
+    [main] = pod["containers"]
+    assert main["args"][:4] == ["rightsize", "--serve", "--listen", ":9859"]
+    assert main["ports"] == [{"name": "metrics", "containerPort": 9859, "protocol": "TCP"}]
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    assert main["securityContext"]["runAsNonRoot"] is True
+    assert {e["name"]: e["value"] for e in main["env"]}["MLSCOPE_PROMETHEUS"] == \
+        "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
+    [service] = [s for s in by_kind("Service") if s["metadata"]["name"] == "rightsizer"]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9859, "targetPort": "metrics"}]
+    [monitor] = [m for m in by_kind("ServiceMonitor") if m["metadata"]["name"] == "rightsizer"]
+    assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "rightsizer"} and \
+        monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+@pytest.mark.integration
+def test_the_rightsizer_container_command_runs_against_a_real_prometheus(tmp_path: Path):
+    """The Deployment's own args and env, with --listen and MLSCOPE_PROMETHEUS pointed at this machine: it
+    serves its probe path and asks the configured store over the configured lookback (an empty store, so
+    the run fails, as a metric and one log line)."""
+    prom = Prometheus({"global": {"scrape_interval": "15s"}}, tmp_path)
+    [deployment] = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "rightsizer"]
+    [main] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in main["env"]} | {"MLSCOPE_PROMETHEUS": prom.url}
+    port = free_port()
+    args = [f"127.0.0.1:{port}" if arg == ":9859" else arg for arg in main["args"]]
+    server = Process(mlscope_args(*args), env=env, cwd=ROOT)
+    try:
+        server.wait_http(f"http://127.0.0.1:{port}{main['readinessProbe']['httpGet']['path']}", timeout=60)
+        parsed = {}
+        for _ in range(120):
+            parsed = samples(scrape(f"http://127.0.0.1:{port}"))
+            if parsed["mlscope_rightsizing_errors_total"][0][1] >= 1:
+                break
+            time.sleep(0.5)
+        assert parsed["mlscope_rightsizing_errors_total"][0][1] >= 1
+        assert {lbls["collector"]: v for lbls, v in parsed["mlscope_collector_up"]} == {"rightsizer": 0}
+    finally:
+        log = server.stop()
+        prom.stop()
+    assert f"no MLScope series at {prom.url} in the 14d before" in log, log[-2000:]
+    assert "Traceback" not in log
