@@ -41,7 +41,8 @@ def test_promtool_check_config(tmp_path):
 def test_jobs_targets_rules_and_alerting():
     cfg = config()
     jobs = {job["job_name"]: job for job in cfg["scrape_configs"]}
-    assert set(jobs) == {"host", "gpu", "sagemaker", "prometheus", "alertmanager"}
+    assert set(jobs) == {"host", "gpu", "sagemaker", "prometheus", "alertmanager",
+                         "vllm", "triton", "torchserve", "model-http", "mlserver"}
     assert jobs["host"]["static_configs"][0]["targets"] == ["host-exporter:9856"]
     assert jobs["sagemaker"]["static_configs"][0]["targets"] == ["sagemaker-exporter:9858"]
     gpu = jobs["gpu"]["dns_sd_configs"][0]
