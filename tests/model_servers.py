@@ -20,8 +20,9 @@ import pytest
 import requests
 import yaml
 
-from helpers import ROOT, Process, free_port
+from helpers import ROOT, Process, Prometheus, free_port
 
+SHIPPED = yaml.safe_load((ROOT / "provisioning" / "prometheus" / "prometheus.yml").read_text())
 VENVS = ROOT / ".venv-models"
 REQUIREMENTS = ROOT / "tests" / "models"
 
@@ -66,6 +67,20 @@ class Server(Process):
         except ProcessLookupError:
             pass
         return self.output()
+
+
+def shipped_job(name: str, target: str, **labels: str) -> dict:
+    """The shipped scrape job `name` (its relabelling), with one static target scraped every second."""
+    job = next(j for j in SHIPPED["scrape_configs"] if j["job_name"] == name)
+    job = {k: v for k, v in job.items() if not k.endswith("_sd_configs")}
+    return {**job, "scrape_interval": "1s", "scrape_timeout": "1s",
+            "static_configs": [{"targets": [target], "labels": labels}]}
+
+
+def one(prom: Prometheus, expr: str) -> float:
+    result = prom.query(expr)
+    assert len(result) == 1, f"{expr}: {result}"
+    return float(result[0]["value"][1])
 
 
 def wait_until(check, timeout: float, what: str, output=lambda: ""):

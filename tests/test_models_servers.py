@@ -12,37 +12,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import yaml
 
 from helpers import ROOT, Prometheus, samples, scrape
-from model_servers import MLServer, TorchServe
+from model_servers import MLServer, TorchServe, one, shipped_job
 
 pytestmark = [pytest.mark.models, pytest.mark.integration]
 
-SHIPPED = yaml.safe_load((ROOT / "provisioning" / "prometheus" / "prometheus.yml").read_text())
 RULES = [ROOT / "alerts" / "models.rules.yml"]
 MIN_SCRAPED_SECONDS = 30
 TOLERANCE = 0.06
-
-
-def shipped_job(name: str, target: str, **labels: str) -> dict:
-    """The shipped scrape job `name` (its relabelling), with one static target scraped every second."""
-    job = next(j for j in SHIPPED["scrape_configs"] if j["job_name"] == name)
-    job = {k: v for k, v in job.items() if not k.endswith("_sd_configs")}
-    return {**job, "scrape_interval": "1s", "scrape_timeout": "1s",
-            "static_configs": [{"targets": [target], "labels": labels}]}
 
 
 def start_prometheus(tmp_path, job: dict) -> Prometheus:
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": [job]}
     (tmp_path / "prometheus").mkdir()
     return Prometheus(config, tmp_path / "prometheus", rule_files=RULES)
-
-
-def one(prom: Prometheus, expr: str) -> float:
-    result = prom.query(expr)
-    assert len(result) == 1, f"{expr}: {result}"
-    return float(result[0]["value"][1])
 
 
 def wait_value(prom: Prometheus, expr: str, expected: float, timeout: float = 30) -> None:
