@@ -23,17 +23,19 @@ import dashboards  # noqa: E402
 from dashboards import queries  # noqa: E402
 from dashboards.panels import DATASOURCE_UID  # noqa: E402
 
-EXPECTED_UIDS = ["mlscope-wall", "mlscope-endpoints", "mlscope-gpus", "mlscope-hosts", "mlscope-cost",
-                 "mlscope-stack"]
+EXPECTED_UIDS = ["mlscope-wall", "mlscope-endpoints", "mlscope-gpus", "mlscope-hosts", "mlscope-models",
+                 "mlscope-cost", "mlscope-stack"]
 DASHBOARD_VARIABLES = {
     "mlscope-wall": set(),
     "mlscope-endpoints": {"endpoint", "variant"},
     "mlscope-gpus": {"instance", "gpu"},
     "mlscope-hosts": {"instance"},
+    "mlscope-models": {"model"},
     "mlscope-cost": set(),
     "mlscope-stack": set(),
 }
-EXAMPLE_VARIABLES = {"endpoint": "demo-llm", "variant": "AllTraffic", "instance": ".*", "gpu": "0"}
+EXAMPLE_VARIABLES = {"endpoint": "demo-llm", "variant": "AllTraffic", "instance": ".*", "gpu": "0",
+                     "model": "demo-llama"}
 # Grafana unit ids the dashboards may use (grafana-data/src/valueFormats/categories.ts); guards typos.
 GRAFANA_UNITS = {"percentunit", "percent", "s", "ms", "bytes", "Bps", "watt", "celsius", "hertz", "currencyUSD",
                  "reqps", "none", "short", "cps", "iops", "bool_on_off"}
