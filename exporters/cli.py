@@ -73,6 +73,15 @@ def add_setting_flags(parser: argparse.ArgumentParser, settings: Sequence[Settin
                                 const="false", help=argparse.SUPPRESS)
 
 
+def demo_settings(prog: str, description: str, settings: Sequence[Setting], argv: Sequence[str]):
+    """A demo tool's settings from its flags and MLSCOPE_* variables (no config file), logging set up."""
+    parser = OneLineParser(prog=prog, description=description)
+    add_setting_flags(parser, settings)
+    cfg = resolve(settings, vars(parser.parse_args(list(argv))), {})
+    logs.setup(cfg.log_level)
+    return cfg
+
+
 def run_exporter(spec: ExporterSpec, argv: Sequence[str]) -> int:
     prog = f"mlscope {spec.command}"
     settings = [Setting("listen", listen_address, ("", spec.default_port),

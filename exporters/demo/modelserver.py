@@ -24,9 +24,9 @@ from typing import Iterator, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
-from .. import __version__, logs
-from ..cli import OneLineParser, add_setting_flags, stop_on_signals
-from ..settings import Setting, choice, listen_address, resolve
+from .. import __version__
+from ..cli import demo_settings, stop_on_signals
+from ..settings import Setting, choice, listen_address
 from ..web import MetricsServer, load_web_config
 
 log = logging.getLogger("mlscope.demo.modelserver")
@@ -205,11 +205,7 @@ def simulate(servers: Sequence, stop: threading.Event, seed: int = 0) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    prog = "mlscope demo model-server"
-    parser = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
-    add_setting_flags(parser, SETTINGS)
-    cfg = resolve(SETTINGS, vars(parser.parse_args(list(argv))), {})
-    logs.setup(cfg.log_level)
+    cfg = demo_settings("mlscope demo model-server", __doc__.splitlines()[0], SETTINGS, argv)
     vllm, triton = VLLM(LLM), Triton(VISION)
     web = load_web_config(None)
     servers = [MetricsServer(cfg.listen, [vllm.registry], web, "MLScope demo: vLLM", __version__),
