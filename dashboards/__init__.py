@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import cost, endpoints, gpus, hosts, rightsizing, stack, wall
+from . import cost, endpoints, gpus, hosts, models, rightsizing, stack, wall
 from .panels import to_dict, to_json
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 
 # uid -> module; each module has UID, TITLE and build() -> grafana_foundation_sdk.models.dashboard.Dashboard
-MODULES = {m.UID: m for m in (wall, endpoints, gpus, hosts, cost, rightsizing, stack)}
+MODULES = {m.UID: m for m in (wall, endpoints, gpus, hosts, models, cost, rightsizing, stack)}
 UIDS = tuple(MODULES)
 
 

@@ -95,6 +95,15 @@ def build_collectors(spec: ExporterSpec, cfg: Config) -> tuple[list[Collector], 
     return collectors, parts
 
 
+def demo_settings(prog: str, description: str, settings: Sequence[Setting], argv: Sequence[str]):
+    """A demo tool's settings from its flags and MLSCOPE_* variables (no config file), logging set up."""
+    parser = OneLineParser(prog=prog, description=description)
+    add_setting_flags(parser, settings)
+    cfg = resolve(settings, vars(parser.parse_args(list(argv))), {})
+    logs.setup(cfg.log_level)
+    return cfg
+
+
 def run_exporter(spec: ExporterSpec, argv: Sequence[str]) -> int:
     prog = f"mlscope {spec.command}"
     settings = exporter_settings(spec)

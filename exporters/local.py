@@ -150,7 +150,7 @@ class LocalStack:
         """Compose service addresses -> 127.0.0.1:<local port>; container paths -> local paths."""
         def address(match: re.Match) -> str:
             host, port = match.group(1), int(match.group(2))
-            local = self.ports.get(name if host in ("localhost", "127.0.0.1") else host, {}).get(port)
+            local = self.ports.get(name if host in ("localhost", "127.0.0.1", "0.0.0.0") else host, {}).get(port)
             return f"127.0.0.1:{local}" if local else match.group(0)
 
         text = ADDRESS.sub(address, text)

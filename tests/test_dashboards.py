@@ -23,19 +23,20 @@ import dashboards  # noqa: E402
 from dashboards import queries  # noqa: E402
 from dashboards.panels import DATASOURCE_UID  # noqa: E402
 
-EXPECTED_UIDS = ["mlscope-wall", "mlscope-endpoints", "mlscope-gpus", "mlscope-hosts", "mlscope-cost",
-                 "mlscope-rightsizing", "mlscope-stack"]
+EXPECTED_UIDS = ["mlscope-wall", "mlscope-endpoints", "mlscope-gpus", "mlscope-hosts", "mlscope-models",
+                 "mlscope-cost", "mlscope-rightsizing", "mlscope-stack"]
 DASHBOARD_VARIABLES = {
     "mlscope-wall": set(),
     "mlscope-endpoints": {"region", "endpoint", "variant"},
     "mlscope-gpus": {"instance", "gpu"},
     "mlscope-hosts": {"instance"},
+    "mlscope-models": {"model"},
     "mlscope-cost": set(),
     "mlscope-rightsizing": set(),
     "mlscope-stack": set(),
 }
 EXAMPLE_VARIABLES = {"region": "us-east-1", "endpoint": "demo-llm", "variant": "AllTraffic", "instance": ".*",
-                     "gpu": "0"}
+                     "gpu": "0", "model": "demo-llama"}
 # Grafana unit ids the dashboards may use (grafana-data/src/valueFormats/categories.ts); guards typos.
 GRAFANA_UNITS = {"percentunit", "percent", "s", "ms", "bytes", "Bps", "watt", "celsius", "hertz", "currencyUSD",
                  "reqps", "none", "short", "cps", "iops", "bool_on_off", "kwatth", "suffix: PAGES"}

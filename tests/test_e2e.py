@@ -163,7 +163,7 @@ def test_every_dashboard_query_returns_data(stack):
     gpu = wait_query(stack, "gpu_info")[0]["metric"]
     host = wait_query(stack, 'up{job="host"}')[0]["metric"]
     variables = {"endpoint": endpoint["endpoint"], "variant": endpoint["variant"], "region": endpoint["region"],
-                 "instance": host["instance"], "gpu": gpu["gpu"]}
+                 "instance": host["instance"], "gpu": gpu["gpu"], "model": "demo-llama"}
     # Empty by nature here: no alert but the Watchdog fires, CloudWatch has not failed, and swap exists
     # only on hosts that have some. Every GPU panel must have data: the simulator has processes,
     # throttling, GPM and (zero) Xid counters.

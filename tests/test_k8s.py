@@ -125,7 +125,7 @@ def test_dashboards_ship_as_sidecar_configmaps():
     maps = [m for m in by_kind("ConfigMap") if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
     uids = {json.loads(text)["uid"] for m in maps for text in m["data"].values()}
     assert uids == {"mlscope-wall", "mlscope-endpoints", "mlscope-gpus", "mlscope-hosts", "mlscope-cost",
-                    "mlscope-rightsizing", "mlscope-stack"}
+                    "mlscope-rightsizing", "mlscope-models", "mlscope-stack"}
     for m in maps:
         [(name, text)] = m["data"].items()
         assert text == (ROOT / "dashboards" / "json" / name).read_text()

@@ -42,7 +42,8 @@ def test_promtool_check_config(tmp_path):
 def test_jobs_targets_rules_and_alerting():
     cfg = config()
     jobs = {job["job_name"]: job for job in cfg["scrape_configs"]}
-    assert set(jobs) == {"host", "gpu", "sagemaker", "rightsizer", "prometheus", "alertmanager"}
+    assert set(jobs) == {"host", "gpu", "sagemaker", "rightsizer", "prometheus", "alertmanager",
+                         "vllm", "triton", "torchserve", "model-http", "mlserver"}
     assert jobs["rightsizer"]["static_configs"][0]["targets"] == ["rightsizer:9859"]
     assert jobs["rightsizer"]["honor_labels"] is True  # its `instance` label is the analysed host
     assert jobs["host"]["static_configs"][0]["targets"] == ["host-exporter:9856"]

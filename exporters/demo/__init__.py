@@ -3,6 +3,7 @@
     mlscope demo aws --listen 127.0.0.1:5000
     mlscope demo traffic --aws-endpoint http://127.0.0.1:5000
     mlscope demo oncall --listen 127.0.0.1:9095
+    mlscope demo model-server --listen 127.0.0.1:8000 --triton-listen 127.0.0.1:8002
 
 See docs/demo.md.
 """
@@ -18,14 +19,15 @@ COMMANDS = {
     "aws": "local AWS emulator (moto, patched for SageMaker and CloudWatch)",
     "traffic": "create demo SageMaker endpoints and write their CloudWatch metrics every minute",
     "oncall": "a stand-in on-call webhook that logs every alert Alertmanager sends",
+    "model-server": "simulated vLLM and Triton metrics (self-hosted inference on the simulated GPUs)",
 }
 
 
 def main(argv: Sequence[str]) -> int:
     argv = list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        lines = ["usage: mlscope demo {aws,traffic,oncall} [options]", "", "commands:"]
-        lines += [f"  {name:<10} {help_}" for name, help_ in COMMANDS.items()]
+        lines = ["usage: mlscope demo {aws,traffic,oncall,model-server} [options]", "", "commands:"]
+        lines += [f"  {name:<13} {help_}" for name, help_ in COMMANDS.items()]
         print("\n".join(lines))
         return 0 if argv else 2
     if argv[0] not in COMMANDS:
@@ -38,6 +40,8 @@ def main(argv: Sequence[str]) -> int:
             fail("mlscope demo aws", f"the AWS emulator needs {exc.name}: pip install 'mlscope[demo]'")
     elif argv[0] == "oncall":
         from . import oncall as command
+    elif argv[0] == "model-server":
+        from . import modelserver as command
     else:
         from . import traffic as command
     try:

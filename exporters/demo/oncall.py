@@ -13,9 +13,8 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Sequence
 
-from .. import logs
-from ..cli import OneLineParser, add_setting_flags, stop_on_signals
-from ..settings import Setting, SettingError, choice, listen_address, resolve
+from ..cli import demo_settings, stop_on_signals
+from ..settings import Setting, SettingError, choice, listen_address
 
 log = logging.getLogger("mlscope.demo.oncall")
 
@@ -77,11 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: Sequence[str]) -> int:
-    prog = "mlscope demo oncall"
-    parser = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
-    add_setting_flags(parser, SETTINGS)
-    cfg = resolve(SETTINGS, vars(parser.parse_args(list(argv))), {})
-    logs.setup(cfg.log_level)
+    cfg = demo_settings("mlscope demo oncall", __doc__.splitlines()[0], SETTINGS, argv)
     host, port = cfg.listen
     try:
         server = OnCallServer((host, port))
