@@ -33,6 +33,7 @@ def buckets(parsed: dict, name: str) -> list[float]:
     return sorted(float(lbls["le"]) for lbls, _ in parsed[name + "_bucket"] if lbls["le"] != "+Inf")
 
 
+@pytest.mark.integration
 def test_the_demo_speaks_vllm_and_triton(demo):
     time.sleep(2.5)  # two simulated seconds of traffic
     vllm = samples(scrape(f"http://{demo[0]}/metrics"))
