@@ -24,7 +24,7 @@ from mlscope.local import LocalStack, Options, render
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-JOBS = ("host", "gpu", "sagemaker", "rightsizer", "prometheus", "alertmanager")
+JOBS = ("host", "gpu", "sagemaker", "rightsizer", "alertmanager-exporter", "prometheus", "alertmanager")
 
 
 @pytest.fixture(scope="module")
