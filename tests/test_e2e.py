@@ -164,7 +164,8 @@ def test_every_dashboard_query_returns_data(stack):
     if not query(stack, "mlscope_rightsizing_estimated_monthly_savings_dollars"):   # no rightsize --serve
         allowed_empty.add(("mlscope-wall", "Rightsizing savings"))
     wait_query(stack, "increase(sagemaker_invocations_total[5m]) > 0", timeout=180)
-    if not query(stack, "endpoint:sagemaker_error_budget_burn_rate:1d > 0"):          # nothing burning
+    burning = f'endpoint:sagemaker_error_budget_burn_rate:1d{{endpoint="{endpoint["endpoint"]}"}} > 0'
+    if not query(stack, burning):                  # the endpoint the panels show is not burning
         allowed_empty.add(("mlscope-endpoints", "Budget exhausted in"))
     # panels reading the exporter's issue-8 series are excused while the exporter does not serve them
     excused = [fragment for series, fragments in NEW_EXPORTER_SERIES.items() if not query(stack, series)
@@ -183,6 +184,18 @@ def test_every_dashboard_query_returns_data(stack):
             time.sleep(1)
     assert checked > 100
     assert not empty, "panels without data:\n" + "\n".join(map(str, empty))
+
+
+def test_wall_banner_counts_pages_from_alertmanager(stack):
+    """The banner always has a value (-1 reads PAGES UNKNOWN): here it must be Alertmanager's own count."""
+    import dashboards
+
+    (banner,) = [p["targets"][0]["expr"] for p in dashboards.load("mlscope-wall")["panels"] if p["title"] == "Paging"]
+    # the Watchdog (a ticket) went through Prometheus to Alertmanager and back through the exporter
+    wait_query(stack, 'mlscope_alertmanager_alerts{job="alertmanager-exporter",severity="ticket",'
+                      'state="notifying"} >= 1', timeout=90)
+    assert query(stack, 'mlscope_alertmanager_up{job="alertmanager-exporter"}')[0]["value"][1] == "1"
+    assert float(wait_query(stack, banner)[0]["value"][1]) >= 0
 
 
 def test_watchdog_reaches_on_call_through_alertmanager(stack, receiver):
