@@ -67,7 +67,8 @@ def base_url(raw: str) -> str:
 
 
 def state_of(alert: dict) -> str:
-    status = alert.get("status") or {}
+    status = alert.get("status")
+    status = status if isinstance(status, dict) else {}
     if status.get("silencedBy"):
         return "silenced"
     if status.get("inhibitedBy"):
@@ -102,7 +103,7 @@ def fetch_alerts(url: str, timeout: float) -> Any:
         raise PollError(f"{url}: the answer is larger than {MAX_BODY} bytes")
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise PollError(f"{url}: the answer to {ALERTS_PATH} is not JSON") from None
 
 
@@ -124,23 +125,24 @@ class AlertmanagerPoller(BackgroundLoop):
             self.poll_once()
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
-    def poll_once(self) -> bool:
+    def poll_once(self) -> None:
         started = time.perf_counter()
         try:
             counts = count(self.fetch())
-        except PollError as exc:
+        except Exception as exc:  # the loop must outlive any answer; never a traceback
             self.counts = None
             self.health.observe(COLLECTOR, False, time.perf_counter() - started)
             if not self._failing:  # one line when it starts failing, not one per poll
-                log.error("polling Alertmanager failed: %s; alert counts are left out until it answers", exc)
+                why = exc if isinstance(exc, PollError) else f"unexpected {type(exc).__name__}: {exc}"
+                log.error("polling Alertmanager failed: %s; alert counts are left out until it answers", why)
+                log.debug("poll traceback", exc_info=True)
             self._failing = True
-            return False
+            return
         self.counts = counts
         self.health.observe(COLLECTOR, True, time.perf_counter() - started)
         if self._failing:
             log.info("Alertmanager answers again")
         self._failing = False
-        return True
 
 
 class AlertmanagerCollector(Collector):

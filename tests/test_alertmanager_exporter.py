@@ -84,9 +84,10 @@ def test_count_classifies_by_status_and_always_has_pages_and_tickets():
         {"labels": {"severity": "ticket"}, "status": {"state": "suppressed", "silencedBy": [], "inhibitedBy": ["f2"]}},
         {"labels": {"severity": "info"}, "status": {"state": "unprocessed"}},
         {"labels": {}},
+        {"labels": {"severity": "page"}, "status": ["odd"]},        # a status that is not an object: notifying
     ]
     got = count(alerts)
-    assert got == {("page", "notifying"): 1, ("page", "silenced"): 2, ("page", "inhibited"): 0,
+    assert got == {("page", "notifying"): 2, ("page", "silenced"): 2, ("page", "inhibited"): 0,
                    ("ticket", "notifying"): 0, ("ticket", "silenced"): 0, ("ticket", "inhibited"): 1,
                    ("info", "notifying"): 1, ("", "notifying"): 1}
     assert count([]) == {key: 0 for key in SEVERITY_STATES}
@@ -96,6 +97,39 @@ def test_count_classifies_by_status_and_always_has_pages_and_tickets():
 def test_count_refuses_what_is_not_a_list_of_alerts(answer):
     with pytest.raises(PollError, match="not a list of alerts"):
         count(answer)
+
+
+def test_poller_drops_its_counts_on_any_failure_and_logs_once(caplog):
+    from mlscope.alertmanager import AlertmanagerCollector, AlertmanagerPoller
+    from mlscope.health import Health
+
+    answers = [[{"labels": {"severity": "page"}}], RuntimeError("surprise"), PollError("refused"), []]
+
+    def fetch():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    health = Health()
+    poller = AlertmanagerPoller(fetch, health, interval=60)
+    collector = AlertmanagerCollector(poller)
+
+    def served() -> dict:
+        return {(f.name, tuple(s.labels.values())): s.value for f in collector.collect() for s in f.samples}
+
+    poller.poll_once()
+    assert served()[("mlscope_alertmanager_alerts", ("page", "notifying"))] == 1
+    assert served()[("mlscope_alertmanager_up", ())] == 1
+    poller.poll_once()
+    poller.poll_once()
+    assert served() == {("mlscope_alertmanager_up", ()): 0}          # no counts at all, never stale ones
+    assert not health.is_up("alertmanager")
+    failed = [r.getMessage() for r in caplog.records if "polling Alertmanager failed" in r.getMessage()]
+    assert failed == ["polling Alertmanager failed: unexpected RuntimeError: surprise; alert counts are left out "
+                      "until it answers"]
+    poller.poll_once()
+    assert served()[("mlscope_alertmanager_alerts", ("page", "notifying"))] == 0 and health.is_up("alertmanager")
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -136,6 +170,7 @@ class _Server(http.server.ThreadingHTTPServer):
     (500, b"boom", "answered HTTP 500 to /api/v2/alerts"),
     (200, b"<html>not json</html>", "is not JSON"),
     (200, b'{"status": "success"}', "not a list of alerts"),
+    (200, b"[" * 100_000, "is not JSON"),            # nested past Python's recursion limit
 ])
 def test_a_broken_answer_is_one_line(status, body, message):
     with _Server(status, body) as server:
