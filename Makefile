@@ -21,11 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Line coverage of the package across every process the tests start (exporters included); see pyproject.toml.
+# Line coverage of the package across every process the tests start (exporters included); fails under
+# pyproject.toml's fail_under (90 %) even when every test passed.
 test: $(STAMP)
 	rm -f .coverage .coverage.*
 	$(PY) -m coverage run -m pytest; status=$$?; \
-	$(PY) -m coverage combine -q && $(PY) -m coverage report --sort=cover; exit $$status
+	$(PY) -m coverage combine -q && $(PY) -m coverage report --sort=cover; covered=$$?; \
+	if [ $$status -ne 0 ]; then exit $$status; fi; exit $$covered
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not integration and not e2e and not gpu"
@@ -40,7 +42,7 @@ dashboards: $(STAMP)
 	$(PY) -m dashboards
 
 lint: $(STAMP)
-	$(PY) -m pytest tests/test_rules.py tests/test_alertmanager.py tests/test_prometheus_config.py tests/test_compose.py tests/test_dashboards.py
+	$(PY) -m pytest tests/test_rules.py tests/test_alertmanager.py tests/test_prometheus_config.py tests/test_compose.py tests/test_dashboards.py tests/test_k8s.py
 
 local: $(STAMP)
 	$(PY) -m mlscope local $(ARGS)

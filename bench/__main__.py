@@ -3,7 +3,8 @@
 import importlib
 import sys
 
-SUITES = ["bench.host", "bench.gpu", "bench.sagemaker", "bench.dashboards", "bench.rightsize", "bench.faults"]
+SUITES = ["bench.host", "bench.gpu", "bench.sagemaker", "bench.dashboards", "bench.rightsize", "bench.scale",
+          "bench.faults"]
 
 
 def main(argv: list[str]) -> int:

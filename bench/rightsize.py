@@ -21,7 +21,6 @@ import json
 import os
 import re
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,9 @@ from .backfill import Prometheus
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import rightsize_histories as hist  # noqa: E402  (the tests' series builders: one definition of the fleet)
+from helpers import mlscope_args  # noqa: E402
+
+from mlscope.supervisor import launch  # noqa: E402
 
 DAY = 86400
 ENDPOINTS = int(os.environ.get("MLSCOPE_BENCH_ENDPOINTS", "1000"))
@@ -106,17 +108,15 @@ def rightsize(prom: Prometheus, at: int, work: Path, *args: str) -> dict:
     out = work / "report.json"
     before = query_count(prom)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "mlscope", "rightsize", "--prometheus", prom.url, "--at", str(at),
-                             "--format", "json", "--output", str(out), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=ROOT)
+    log = work / "rightsize.log"
+    log.unlink(missing_ok=True)
+    proc = launch(mlscope_args("rightsize", "--prometheus", prom.url, "--at", str(at), "--format", "json",
+                               "--output", str(out), *args), dict(os.environ), ROOT, log)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    stderr = proc.stderr.read().decode(errors="replace")
-    proc.stdout.close()
-    proc.stderr.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"mlscope rightsize exited {proc.returncode}: {stderr.strip()}")
+        raise RuntimeError(f"mlscope rightsize exited {proc.returncode}: {log.read_text(errors='replace').strip()}")
     queries = query_count(prom) - before
     report = json.loads(out.read_text())
     rss_mb = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2 ** 20

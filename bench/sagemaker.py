@@ -1,11 +1,17 @@
-"""`python -m bench sagemaker`: CloudWatch calls and cost per poll cycle, exporter CPU per cycle, scrape latency.
+"""`python -m bench sagemaker`: what the exporter's CloudWatch polling costs, step by step, against YACE's and
+cloudwatch_exporter's strategies for the same fleet and poll; exporter CPU per cycle; scrape latency.
 
 AWS is replaced by in-memory fake clients answering with pre-built responses in the real API shapes, so the
-CPU time measured is the exporter's own (no network, no AWS time). Other exporters' strategies are counted
-from their documented behaviour for the same metric set:
+CPU time measured is the exporter's own. The fleet: 1 variant per endpoint, 30% on ml.g5.xlarge (GPU metrics),
+70% on ml.m5.xlarge, statistics p50/p95/p99, 60 s poll. Endpoints are *busy* (a request every period),
+*idle* (no requests for more than idle_after but less than 3 h: their metrics are still listed) or
+*dormant* (no request for 3 h or more: ListMetrics RecentlyActive=PT3H lists only their utilization).
+
+Other exporters' strategies are counted from their documented behaviour for the same metric set:
 - cloudwatch_exporter (default): one GetMetricStatistics call per metric x dimension set (statistics,
   including percentiles, ride in one call), plus ListMetrics to discover the dimension sets;
-- YACE: GetMetricData with up to 500 metric-statistic queries per call, plus ListMetrics per metric name.
+- YACE: GetMetricData with every listed metric-statistic (ListMetrics without RecentlyActive lists metrics
+  for two weeks, so idle and dormant endpoints cost as much as busy ones), 500 per call.
 GetMetricData is billed per metric requested, GetMetricStatistics/ListMetrics per request: $0.01 per 1,000.
 """
 
@@ -30,9 +36,33 @@ from mlscope.web import MetricsServer, WebConfig
 
 PRICE_PER_1000 = 0.01
 CYCLES_PER_MONTH_60S = 30 * 24 * 60
-SIZES = (10, 100, 1000)
-GPU_SHARE = 0.3  # 30% of endpoints on ml.g5.xlarge (GPU metrics), 70% on ml.m5.xlarge
-STATISTICS = ["p50", "p90", "p99"]
+GPU_SHARE = 0.3
+STATISTICS = ["p50", "p95", "p99"]
+SAGEMAKER_METRICS = ["Invocations", "Invocation4XXErrors", "Invocation5XXErrors", "InvocationModelErrors",
+                     "ModelLatency", "OverheadLatency"]
+CPU_METRICS = ["CPUUtilization", "MemoryUtilization", "DiskUtilization"]
+GPU_METRICS = ["GPUUtilization", "GPUMemoryUtilization"]
+# Each step adds one change to the one before (knobs of the Poller; the last row is the exporter's default).
+STEPS = [
+    ("0 every metric, every cycle (before)", dict(list_metrics_interval=0, idle_after=math.inf), True),
+    ("1 + percentiles/utilization only with traffic", dict(list_metrics_interval=0, idle_after=math.inf), False),
+    ("2 + ListMetrics (RecentlyActive=PT3H)", dict(list_metrics_interval=600, idle_after=math.inf), False),
+    ("3 + idle variants: Invocations only", dict(list_metrics_interval=600, idle_after=900), False),
+]
+FLEETS = {  # name -> shares of (busy, idle, dormant)
+    "all busy": (1.0, 0.0, 0.0),
+    "70% busy, 15% idle, 15% dormant": (0.7, 0.15, 0.15),
+    "40% busy, 30% idle, 30% dormant": (0.4, 0.3, 0.3),
+}
+
+
+def fleet_states(n: int, shares: tuple[float, float, float]) -> dict[str, str]:
+    busy, idle = round(n * shares[0]), round(n * shares[1])
+    return {f"ep-{i:04d}": "busy" if i < busy else "idle" if i < busy + idle else "dormant" for i in range(n)}
+
+
+def is_gpu(i: int) -> bool:
+    return i % 10 < GPU_SHARE * 10
 
 
 class FakeSageMaker:
@@ -40,7 +70,7 @@ class FakeSageMaker:
         t = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
         self.endpoints = [{"EndpointName": f"ep-{i:04d}", "EndpointArn": f"arn:aws:sagemaker:us-east-1:1:endpoint/ep-{i:04d}",
                            "CreationTime": t, "LastModifiedTime": t, "EndpointStatus": "InService"} for i in range(n)]
-        self.gpu = {e["EndpointName"] for i, e in enumerate(self.endpoints) if i % 10 < GPU_SHARE * 10}
+        self.gpu = {e["EndpointName"] for i, e in enumerate(self.endpoints) if is_gpu(i)}
 
     def list_endpoints(self, MaxResults=100, NextToken=None, **_):
         start = int(NextToken or 0)
@@ -62,20 +92,49 @@ class FakeSageMaker:
     def list_tags(self, ResourceArn, **_):
         return {"Tags": [{"Key": "team", "Value": "ml"}, {"Key": "mlscope:slo", "Value": "0.999"}]}
 
+    def list_inference_components(self, **_):
+        return {"InferenceComponents": []}
+
 
 class FakeCloudWatch:
-    """Answers every query Complete with one datapoint per period of the window."""
+    """Busy endpoints have a datapoint in every period; idle and dormant ones only utilization."""
 
-    def __init__(self):
-        self.calls = 0
+    def __init__(self, states: dict[str, str]):
+        self.states = states
+        listed = []
+        for i, (name, state) in enumerate(sorted(states.items())):
+            names = CPU_METRICS + (GPU_METRICS if is_gpu(i) else [])
+            listed += [("/aws/sagemaker/Endpoints", m, name) for m in names]
+            if state != "dormant":
+                listed += [("AWS/SageMaker", m, name) for m in SAGEMAKER_METRICS]
+        self.listed = listed
 
     def get_metric_data(self, MetricDataQueries, StartTime, EndTime, ScanBy=None, NextToken=None):
-        self.calls += 1
-        stamps = [StartTime + dt.timedelta(seconds=60 * k)
-                  for k in range(int((EndTime - StartTime).total_seconds() // 60))]
-        values = [12.0] * len(stamps)
-        return {"MetricDataResults": [{"Id": q["Id"], "StatusCode": "Complete", "Timestamps": stamps,
-                                       "Values": values} for q in MetricDataQueries], "Messages": []}
+        results = []
+        for q in MetricDataQueries:
+            ms = q["MetricStat"]
+            dims = {d["Name"]: d["Value"] for d in ms["Metric"]["Dimensions"]}
+            period = ms["Period"]
+            quiet = ms["Metric"]["Namespace"] == "AWS/SageMaker" and self.states[dims["EndpointName"]] != "busy"
+            count = 0 if quiet else int((EndTime - StartTime).total_seconds() // period)
+            stamps = [StartTime + dt.timedelta(seconds=period * k) for k in range(count)]
+            results.append({"Id": q["Id"], "StatusCode": "Complete", "Timestamps": stamps, "Values": [12.0] * count})
+        return {"MetricDataResults": results, "Messages": []}
+
+    def list_metrics(self, Namespace, RecentlyActive=None, NextToken=None):
+        mine = [m for m in self.listed if m[0] == Namespace]
+        start = int(NextToken or 0)
+        page = {"Metrics": [{"Namespace": ns, "MetricName": m, "Dimensions": [
+            {"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "AllTraffic"}]}
+            for ns, m, ep in mine[start:start + 500]]}
+        if start + 500 < len(mine):
+            page["NextToken"] = str(start + 500)
+        return page
+
+
+class FakeSts:
+    def get_caller_identity(self):
+        return {"Account": "123456789012"}
 
 
 class Clock:
@@ -86,48 +145,53 @@ class Clock:
         return self.now
 
 
-def build(n: int, poll_interval: float = 60) -> tuple[Poller, Clock, Health]:
+def build(states: dict[str, str], knobs: dict, poll_interval: float = 60) -> tuple[Poller, Clock, Health]:
     aws = Aws(Target("us-east-1"), Stats())
     aws._session = object()
-    aws._clients = {"sagemaker": FakeSageMaker(n), "cloudwatch": FakeCloudWatch()}
+    aws._clients = {"sagemaker": FakeSageMaker(len(states)), "cloudwatch": FakeCloudWatch(states), "sts": FakeSts()}
     clock = Clock(1_750_000_000.0)
     health = Health()
     poller = Poller(aws, Inventory(aws, clock=clock, refresh_interval=3600), PriceBook.load(), health,
-                    poll_interval=poll_interval, period=60, delay=180, statistics=STATISTICS, clock=clock)
+                    poll_interval=poll_interval, period=60, delay=180, statistics=STATISTICS, clock=clock, **knobs)
     return poller, clock, health
 
 
-def steady_cycle(n: int, poll_interval: float = 60) -> dict:
-    poller, clock, health = build(n, poll_interval)
-    poller.run_cycle()                                  # first cycle: inventory + watermarks
+def steady(states: dict[str, str], knobs: dict, before: bool = False, cycles: int = 30,
+           warmup: int = 20) -> dict:
+    """Average per cycle over `cycles` cycles after `warmup` (idle detection needs 15 minutes)."""
+    poller, clock, health = build(states, knobs)
+    if before:
+        poller.idle_poll_interval = 60  # every metric every cycle: the exporter before these changes
+    for _ in range(warmup):
+        poller.run_cycle()
+        clock.now += 60
+    first = poller.aws.stats.snapshot()
     cpu = []
-    for _ in range(3):
-        before = poller.aws.stats.snapshot()
-        clock.now += poll_interval
+    for _ in range(cycles):
         c0 = time.process_time()
         assert poller.run_cycle()
         cpu.append(time.process_time() - c0)
-        after = poller.aws.stats.snapshot()
-    requests_ = {api: after[0].get(api, 0) - before[0].get(api, 0) for api in after[0]}
-    return {"poller": poller, "health": health, "gmd": requests_.get("GetMetricData", 0),
-            "other": sum(v for k, v in requests_.items() if k != "GetMetricData"),
-            "metrics": after[1] - before[1], "cpu_ms": statistics.median(cpu) * 1000}
+        clock.now += 60
+    last = poller.aws.stats.snapshot()
+    metrics = sum(last["metrics_requested"].values()) - sum(first["metrics_requested"].values())
+    calls = {api: n - first["requests"].get(api, 0) for api, n in last["requests"].items()}
+    out = {"poller": poller, "health": health, "metrics": metrics / cycles,
+           "gmd": calls.get("GetMetricData", 0) / cycles,
+           "other": sum(v for k, v in calls.items() if k != "GetMetricData") / cycles,
+           "cpu_ms": statistics.median(cpu) * 1000}
+    if before:  # the exporter before: 8 counters + 6 percentiles + 3/5 utilization for every variant
+        out["metrics"] = sum(17 + (2 if is_gpu(i) else 0) for i in range(len(states)))
+    return out
 
 
 def other_exporters(n: int) -> dict:
-    gpu = sum(1 for i in range(n) if i % 10 < GPU_SHARE * 10)
+    gpu = sum(1 for i in range(n) if is_gpu(i))
     cpu = n - gpu
-    # metric names: 4 counts + 2 latencies + utilization (3 on CPU instances, 5 on GPU instances)
     metric_dimsets = cpu * (6 + 3) + gpu * (6 + 5)
     names_present = 6 + 3 + (2 if gpu else 0)
     list_metrics = names_present * max(1, math.ceil(n / 500))
-    # queries (metric x statistic): counts 1 stat, latencies Sum+SampleCount+3 percentiles, utilization Average
-    queries = cpu * (4 + 2 * 5 + 3) + gpu * (4 + 2 * 5 + 5)
-    return {
-        "cwe_requests": metric_dimsets + list_metrics, "cwe_billed": metric_dimsets + list_metrics,
-        "yace_requests": math.ceil(queries / 500) + list_metrics + math.ceil(n / 100),
-        "yace_billed": queries + list_metrics,
-    }
+    queries = cpu * (4 + 2 * (2 + len(STATISTICS)) + 3) + gpu * (4 + 2 * (2 + len(STATISTICS)) + 5)
+    return {"cwe_billed": metric_dimsets + list_metrics, "yace_billed": queries + list_metrics}
 
 
 def scrape_latency(poller: Poller, health: Health, scrapes: int = 50) -> tuple[float, float, int]:
@@ -149,34 +213,40 @@ def scrape_latency(poller: Poller, health: Health, scrapes: int = 50) -> tuple[f
     return times[len(times) // 2] * 1000, times[int(len(times) * 0.99) - 1] * 1000, size
 
 
-def dollars(units_per_cycle: float, cycles: int = CYCLES_PER_MONTH_60S) -> str:
-    return f"${units_per_cycle * cycles * PRICE_PER_1000 / 1000:,.0f}"
+def dollars(units_per_cycle: float, cycles: int = CYCLES_PER_MONTH_60S) -> float:
+    return units_per_cycle * cycles * PRICE_PER_1000 / 1000
 
 
-def main() -> None:
-    print("CloudWatch per poll cycle (60 s poll, 1 variant per endpoint, 30% GPU, p50/p90/p99), "
-          "$ at $0.01 per 1,000 metrics/requests, 43,200 cycles a month")
-    header = (f"{'endpoints':>9} | {'MLScope GMD calls':>17} {'other API':>9} {'metrics':>8} {'$/month':>9} "
-              f"{'@5m poll':>9} | {'cw_exporter calls':>17} {'$/month':>9} | {'YACE calls':>10} "
-              f"{'metrics':>8} {'$/month':>9} | {'CPU ms/cycle':>12}")
+def main(n: int = 1000) -> None:
+    other = other_exporters(n)
+    yace = dollars(other["yace_billed"])
+    print(f"CloudWatch bill of polling {n} endpoints every 60 s (1 variant each, 30% GPU, p50/p95/p99), $0.01 per "
+          f"1,000 metrics/requests, 43,200 cycles a month. Same fleet, same poll, same freshness for endpoints with "
+          f"traffic: every settled period of a busy endpoint is exported one poll after it settles.")
+    print(f"YACE (GetMetricData, every listed metric): {other['yace_billed']:,} metrics/cycle = ${yace:,.0f}/month; "
+          f"cloudwatch_exporter (GetMetricStatistics): {other['cwe_billed']:,} requests/cycle = "
+          f"${dollars(other['cwe_billed']):,.0f}/month")
+    header = (f"{'fleet':<32} | {'step':<46} | {'metrics/cycle':>13} {'other calls':>11} {'$/month':>9} "
+              f"{'vs YACE':>8} | {'CPU ms/cycle':>12}")
     print(header)
     print("-" * len(header))
-    scrape_rows = []
-    for n in SIZES:
-        ours = steady_cycle(n)
-        slow = steady_cycle(n, poll_interval=300)
-        other = other_exporters(n)
-        print(f"{n:>9} | {ours['gmd']:>17} {ours['other']:>9} {ours['metrics']:>8} {dollars(ours['metrics']):>9} "
-              f"{dollars(slow['metrics'], CYCLES_PER_MONTH_60S // 5):>9} | {other['cwe_requests']:>17} "
-              f"{dollars(other['cwe_billed']):>9} | {other['yace_requests']:>10} {other['yace_billed']:>8} "
-              f"{dollars(other['yace_billed']):>9} | {ours['cpu_ms']:>12.1f}")
-        if n >= 100:
-            scrape_rows.append((n, *scrape_latency(ours["poller"], ours["health"])))
+    default_run = None
+    for fleet, shares in FLEETS.items():
+        states = fleet_states(n, shares)
+        for name, knobs, before in STEPS:
+            run = steady(states, knobs, before=before)
+            cost = dollars(run["metrics"]) + dollars(run["other"])
+            print(f"{fleet:<32} | {name:<46} | {run['metrics']:>13,.0f} {run['other']:>11.1f} {cost:>9,.0f} "
+                  f"{yace / cost:>7.2f}x | {run['cpu_ms']:>12.1f}")
+            if default_run is None and not before and knobs.get("idle_after") == 900:
+                default_run = run
     print()
-    for n, p50, p99, size in scrape_rows:
+    for size in (100, 1000):
+        run = steady(fleet_states(size, (1.0, 0.0, 0.0)), STEPS[-1][1], cycles=3, warmup=2)
+        p50, p99, nbytes = scrape_latency(run["poller"], run["health"])
         verdict = "OK" if p99 < 50 else "OVER TARGET"
-        print(f"scrape from cache at {n} endpoints over HTTP (gzip): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-              f"(target p99 < 50 ms: {verdict}), {size / 1024:.0f} KiB")
+        print(f"scrape from cache at {size} endpoints over HTTP (gzip): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+              f"(target p99 < 50 ms: {verdict}), {nbytes / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""mlscope-cost: what the fleet costs, what it costs per 1k requests, what is wasted, and what
-the monitoring itself costs in CloudWatch API calls. No variables: everything is shown.
+"""mlscope-cost: what the fleet costs, who spends it (allocation keys, budgets, month to date, forecast),
+what it costs per 1k requests, what is wasted, and what the monitoring itself costs in CloudWatch API calls.
+No variables: everything is shown.
 """
 
 from __future__ import annotations
 
 from .panels import (Q, Section, bargauge_panel, build_dashboard, color_column, high_bad, neutral, stat_panel, steps,
-                     table_panel, timeseries_panel, GREEN, ORANGE)
+                     table_panel, timeseries_panel, GREEN, ORANGE, RED)
 
 UID = "mlscope-cost"
 TITLE = "MLScope / Cost"
@@ -18,6 +19,54 @@ VARIANT = "region, endpoint, variant"
 FINDING = (f'max by ({VARIANT}, finding) (mlscope_rightsizing_finding{{kind="sagemaker_variant"}}) '
            f'* on ({VARIANT}) group_left () '
            f'max by ({VARIANT}) (mlscope_rightsizing_estimated_monthly_savings_dollars{{kind="sagemaker_variant"}})')
+
+
+UNTAGGED_SHARE = ('(sum({key}:mlscope_cost_dollars_per_hour:sum{{{key}="(untagged)"}}) or vector(0))'
+                  ' / sum({key}:mlscope_cost_dollars_per_hour:sum)')
+BUDGET_USED = steps(GREEN, (0.8, ORANGE), (1, RED))
+
+
+def _allocation() -> Section:
+    """Spend by allocation key, month to date and forecast against the budgets (alerts/allocation.yml)."""
+    return Section("Allocation and budgets (calendar month)", [
+        stat_panel("Month to date", ["fleet:mlscope_cost_dollars:month_to_date"], "currencyUSD", neutral(), decimals=0,
+                   description="Spend since the 1st of the month (UTC unless alerts/allocation.yml says otherwise)."),
+        stat_panel("Forecast month-end", ["fleet:mlscope_cost_dollars:forecast_month_end"], "currencyUSD", neutral(),
+                   decimals=0, description="Month to date + the trailing 7-day mean $/hour × the hours left."),
+        stat_panel("Fleet budget used", [
+            "fleet:mlscope_cost_dollars:month_to_date / on () fleet:mlscope_budget_dollars_per_month:value"],
+            "percentunit", BUDGET_USED, decimals=1, description="Month to date / the fleet's monthly budget."),
+        stat_panel("Idle $/month", ["fleet:mlscope_idle_cost_dollars_per_month:projected"], "currencyUSD",
+                   steps(GREEN, (1, ORANGE)), decimals=0,
+                   description="Endpoints without a request in the last hour + GPUs under 10 % busy, × 730 h."),
+        stat_panel("Untagged share (team)", [UNTAGGED_SHARE.format(key="team")], "percentunit",
+                   steps(GREEN, (0.1, ORANGE)), decimals=1,
+                   description="Spend with no team tag (endpoints) or label (hosts): nobody is accountable for it."),
+        stat_panel("Untagged share (project)", [UNTAGGED_SHARE.format(key="project")], "percentunit",
+                   steps(GREEN, (0.1, ORANGE)), decimals=1),
+        timeseries_panel("Spend by team", [Q("team:mlscope_cost_dollars_per_hour:sum", "{{team}}")], "currencyUSD",
+                         neutral(), stack=True, min_val=0, legend_table=True,
+                         description="$/hour per team tag; (untagged) is the rest, so the stack is the fleet total."),
+        timeseries_panel("Spend by project", [Q("project:mlscope_cost_dollars_per_hour:sum", "{{project}}")],
+                         "currencyUSD", neutral(), stack=True, min_val=0, legend_table=True),
+        bargauge_panel("Month to date vs budget, by team", [
+            Q("sort_desc(team:mlscope_cost_dollars:month_to_date / on (team) team:mlscope_budget_dollars_per_month:value)",
+              "{{team}}", instant=True)], "percentunit", BUDGET_USED, w=8, min_val=0, max_val=1.2, decimals=0,
+            description="Share of each team's monthly budget spent this month (alerts at 80 % and 100 %)."),
+        bargauge_panel("Forecast month-end vs budget, by team", [
+            Q("sort_desc(team:mlscope_cost_dollars:forecast_month_end / on (team) team:mlscope_budget_dollars_per_month:value)",
+              "{{team}}", instant=True)], "percentunit", BUDGET_USED, w=8, min_val=0, max_val=1.2, decimals=0,
+            description="Forecast month-end spend / budget (a ticket over 100 %)."),
+        bargauge_panel("Month to date by team", [
+            Q("sort_desc(team:mlscope_cost_dollars:month_to_date)", "{{team}}", instant=True)],
+            "currencyUSD", neutral(), w=8, min_val=0, decimals=0),
+        bargauge_panel("Month to date vs budget, by endpoint (tag)", [
+            Q("sort_desc(endpoint:mlscope_cost_dollars:month_to_date"
+              " / on (account, region, endpoint) endpoint:mlscope_budget_dollars_per_month:value)",
+              "{{endpoint}} ({{account}})", instant=True)], "percentunit", BUDGET_USED, w=24, h=6, min_val=0,
+            max_val=1.2, decimals=0,
+            description="Endpoints tagged mlscope:budget-monthly-dollars: share of that budget spent this month."),
+    ])
 
 
 def build():
@@ -78,6 +127,12 @@ def build():
             sort_by="busy (10m)", sort_desc=False,
             description="Each GPU's share of its host's hourly cost next to how busy it was."),
             "busy (10m)", [(None, ORANGE), (0.1, GREEN)]),
+        bargauge_panel("Cost per 1k requests by inference component", [
+            Q("sort_desc(inference_component:sagemaker_cost_per_1k_requests_dollars:1h)",
+              "{{endpoint}} / {{inference_component}}", instant=True)],
+            "currencyUSD", neutral(), w=24, h=6, min_val=0, decimals=4,
+            description="Each model's share of its endpoint's instance cost (reserved accelerators, else vCPUs, "
+                        "× copies) / its requests, over the last hour."),
     ])
     monitoring = Section("What monitoring costs (CloudWatch API)", [
         stat_panel("CloudWatch $/month (projected)", ["fleet:mlscope_cloudwatch_cost_dollars_per_month:projected"],
@@ -87,15 +142,21 @@ def build():
             f"sum(increase(mlscope_cloudwatch_metrics_requested_total[$__range])) * {CLOUDWATCH_DOLLARS_PER_METRIC}"],
             "currencyUSD", neutral(), w=6, h=8, decimals=4, graph=False,
             description="GetMetricData bills $0.01 per 1,000 metrics requested."),
+        bargauge_panel("CloudWatch $/month by query kind", [
+            Q(f"sort_desc(sum by (kind) (rate(mlscope_cloudwatch_metrics_requested_total[1h])) * 3600 * {HOURS_PER_MONTH}"
+              f" * {CLOUDWATCH_DOLLARS_PER_METRIC})", "{{kind}}", instant=True)],
+            "currencyUSD", neutral(), w=12, min_val=0, decimals=2,
+            description="What the SageMaker exporter's GetMetricData queries cost, by what they are for."),
         timeseries_panel("CloudWatch $/hour by region", [
             Q(f"sum by (region) (rate(mlscope_cloudwatch_metrics_requested_total[5m])) * 3600 "
               f"* {CLOUDWATCH_DOLLARS_PER_METRIC}", "{{region}}")],
-            "currencyUSD", neutral(), w=12, min_val=0, decimals=4, stack=True),
+            "currencyUSD", neutral(), w=24, min_val=0, decimals=4, stack=True),
     ])
     return build_dashboard(
-        UID, TITLE, "Spend by endpoint and host, cost per 1k requests, idle and over-provisioned capacity, "
-                    "and the CloudWatch bill of monitoring itself.",
-        [summary, spend, efficiency, monitoring], extra_tags=["cost"])
+        UID, TITLE, "Spend by team and project, month to date and forecast against budgets, spend by endpoint "
+                    "and host, cost per 1k requests, idle and over-provisioned capacity, and the CloudWatch bill of "
+                    "monitoring itself.",
+        [summary, _allocation(), spend, efficiency, monitoring], extra_tags=["cost"])
 
 
 __all__ = ["UID", "TITLE", "build"]

@@ -10,10 +10,12 @@ import sys
 import threading
 from typing import Callable, NoReturn, Sequence
 
+from prometheus_client.registry import Collector
+
 from . import __version__, logs
 from .health import Health, ScrapeCollector
 from .settings import COMMON_SETTINGS, Config, Setting, SettingError, boolean, listen_address, resolve
-from .spec import ExporterSpec
+from .spec import ExporterSpec, Parts
 from .web import MetricsServer, load_web_config
 
 log = logging.getLogger("mlscope")
@@ -31,6 +33,7 @@ TOOLS = {
     "local": ("mlscope.local", "the docker-compose stack natively on 127.0.0.1, without Docker (make local)"),
     "web-config": ("mlscope.webconfig", "write a --web-config file: bcrypt basic auth, optional self-signed TLS"),
     "rightsize": ("mlscope.rightsize.cli", "recommend instance types and counts from Prometheus history"),
+    "allocation": ("mlscope.allocation", "cost allocation and budget rules from alerts/allocation.yml"),
 }
 
 
@@ -76,12 +79,26 @@ def add_setting_flags(parser: argparse.ArgumentParser, settings: Sequence[Settin
                                 const="false", help=argparse.SUPPRESS)
 
 
+def exporter_settings(spec: ExporterSpec) -> list[Setting]:
+    return [Setting("listen", listen_address, ("", spec.default_port),
+                    f"address to serve on, HOST:PORT (use 127.0.0.1:{spec.default_port} for loopback only)",
+                    aliases=("--web.listen-address",)),
+            *COMMON_SETTINGS, *spec.settings]
+
+
+def build_collectors(spec: ExporterSpec, cfg: Config) -> tuple[list[Collector], Parts]:
+    """The exporter's collectors as served on /metrics, and its parts (whose services the caller runs)."""
+    health = Health()
+    parts = spec.build(cfg, health)
+    collectors = [ScrapeCollector(name, collector, health) for name, collector in parts.scrape.items()]
+    collectors += parts.direct
+    collectors.append(health)  # last, so it reports the runs of this very scrape
+    return collectors, parts
+
+
 def run_exporter(spec: ExporterSpec, argv: Sequence[str]) -> int:
     prog = f"mlscope {spec.command}"
-    settings = [Setting("listen", listen_address, ("", spec.default_port),
-                        f"address to serve on, HOST:PORT (use 127.0.0.1:{spec.default_port} for loopback only)",
-                        aliases=("--web.listen-address",)),
-                *COMMON_SETTINGS, *spec.settings]
+    settings = exporter_settings(spec)
     parser = OneLineParser(prog=prog, description=spec.title)
     add_setting_flags(parser, settings)
     args = parser.parse_args(argv)
@@ -98,11 +115,7 @@ def serve_exporter(spec: ExporterSpec, cfg: Config) -> int:
     prog = f"mlscope {spec.command}"
     try:
         web = load_web_config(cfg.web_config)
-        health = Health()
-        parts = spec.build(cfg, health)
-        collectors = [ScrapeCollector(name, collector, health) for name, collector in parts.scrape.items()]
-        collectors += parts.direct
-        collectors.append(health)  # last, so it reports the runs of this very scrape
+        collectors, parts = build_collectors(spec, cfg)
         server = MetricsServer(cfg.listen, collectors, web, spec.title, f"mlscope {__version__}",
                                read_timeout=cfg.web_read_timeout, idle_timeout=cfg.web_idle_timeout,
                                max_connections=cfg.web_max_connections)

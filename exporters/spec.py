@@ -23,8 +23,9 @@ class Service(Protocol):
 class BackgroundLoop:
     """A Service whose work runs in one daemon thread: `_run` loops until `_stop` is set, waiting on it."""
 
-    def __init__(self, thread_name: str) -> None:
+    def __init__(self, thread_name: str, join_timeout: float = 5.0) -> None:
         self._thread_name = thread_name
+        self._join_timeout = join_timeout
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -35,7 +36,7 @@ class BackgroundLoop:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=self._join_timeout)
 
     def _run(self) -> None:
         raise NotImplementedError

@@ -31,9 +31,10 @@ def _die_with(parent: int) -> Callable[[], None]:
     return preexec
 
 
-def launch(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
-    """Start one process in a new session (Ctrl-C in the terminal reaches only the supervisor) that ends
-    with the calling thread; call it from a thread that lives as long as the process should."""
+def launch(argv: list[str], env: dict[str, str], cwd: Path | None, log: Path) -> subprocess.Popen:
+    """Start one process, its output appended to `log`, in a new session (Ctrl-C in the terminal reaches only
+    the supervisor) that ends with the calling thread; call it from a thread that lives as long as the process
+    should. The one launcher: `mlscope local`, the tests (tests/helpers.Process) and bench/ all start with it."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,

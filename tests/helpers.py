@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
@@ -21,6 +22,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlscope.local import free_port  # noqa: F401 (re-exported for the tests)
+from mlscope.supervisor import launch, terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 APT_PACKAGE = {
@@ -30,6 +32,7 @@ APT_PACKAGE = {
     "amtool": "prometheus-alertmanager",
     "prometheus-node-exporter": "prometheus-node-exporter",
     "victoria-metrics": "victoria-metrics",
+    "vmagent": "victoria-metrics",
     "vmalert": "victoria-metrics",
 }
 
@@ -53,17 +56,19 @@ def require_binary(name: str) -> str:
 
 
 class Process:
-    """A real process whose output goes to a file; stop() ends it and returns what it printed."""
+    """A real process started by `mlscope local`'s launcher (its own process group, ended if this thread dies,
+    output in a file); stop() ends it and returns what it printed."""
 
     def __init__(self, args: list[str], env: dict | None = None, cwd: str | Path | None = None):
         self.args = args
-        self.log = tempfile.NamedTemporaryFile(prefix="mlscope-test-", suffix=".log", delete=False)
+        fd, log = tempfile.mkstemp(prefix="mlscope-test-", suffix=".log")
+        os.close(fd)
+        self.log = Path(log)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=full_env,
-                                     cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = launch(args, full_env, Path(cwd) if cwd else None, self.log)
 
     def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
+        return self.log.read_text(errors="replace")
 
     def wait_http(self, url: str, timeout: float = 20, **kwargs) -> requests.Response:
         deadline = time.monotonic() + timeout
@@ -81,14 +86,13 @@ class Process:
         raise AssertionError(f"{url} not ready after {timeout}s ({last}):\n{self.output()}")
 
     def stop(self, timeout: float = 10) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         return self.output()
+
+
+def utc(ts: float) -> datetime:
+    """A Unix time as the aware UTC datetime boto3 takes."""
+    return datetime.fromtimestamp(ts, timezone.utc)
 
 
 def mlscope_args(*args: str) -> list[str]:

@@ -45,14 +45,12 @@ def aws_env(monkeypatch):
 
 
 class Moto:
-    """moto's server in this process (real HTTP; boto3 talks to it like to AWS)."""
+    """The AWS emulator (`mlscope demo aws`: moto with MLScope's documented patches) in this process:
+    real HTTP; boto3 talks to it like to AWS."""
 
     def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.url = f"http://{host}:{port}"
+        from mlscope.demo.aws import start_emulator
+        self.server, self.url = start_emulator()
 
     def reset(self) -> None:
         requests.post(self.url + "/moto-api/reset", timeout=10)
@@ -67,8 +65,10 @@ def client(url: str, service: str, region: str = "us-east-1"):
 
 
 def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | None = None,
-                    tags: dict | None = None, region: str = "us-east-1", serverless: list[str] = ()) -> None:
-    """variants: [(variant, instance type, count)]; `serverless`: variant names with a ServerlessConfig."""
+                    tags: dict | None = None, region: str = "us-east-1", serverless: list[str] = (),
+                    asynchronous: bool = False) -> None:
+    """variants: [(variant, instance type, count)]; `serverless`: variant names with a ServerlessConfig;
+    `asynchronous`: an AsyncInferenceConfig (an asynchronous endpoint)."""
     sm = client(url, "sagemaker", region)
     try:
         sm.create_model(ModelName="model", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img"})
@@ -82,7 +82,8 @@ def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | 
         else:
             pv.update(InitialInstanceCount=count, InstanceType=itype)
         pvs.append(pv)
-    sm.create_endpoint_config(EndpointConfigName=f"{name}-config", ProductionVariants=pvs)
+    extra = {"AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": "s3://bucket/out"}}} if asynchronous else {}
+    sm.create_endpoint_config(EndpointConfigName=f"{name}-config", ProductionVariants=pvs, **extra)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config",
                        Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()])
 
@@ -113,11 +114,22 @@ def base_time() -> float:
 
 def make_poller(url: str, clock, region: str = "us-east-1", statistics=(), delay: float = 120, period: float = 60,
                 poll_interval: float = 60, health: Health | None = None, timeout: float = 5, max_attempts: int = 2,
-                prices: dict | None = None, **inventory_kw) -> Poller:
+                prices: dict | None = None, idle_after: float = 900, idle_poll_interval: float = 60,
+                list_metrics_interval: float = 0, **inventory_kw) -> Poller:
+    """A poller on a test clock. Unlike the exporter's defaults, it asks for every metric (no ListMetrics)
+    and fetches utilization of variants without traffic every minute, unless a test says otherwise."""
     aws = Aws(Target(region, url), Stats(), max_attempts=max_attempts, timeout=timeout)
     inventory = Inventory(aws, clock=clock, **inventory_kw)
     return Poller(aws, inventory, PriceBook.load(overrides=prices), health or Health(), poll_interval=poll_interval,
-                  period=period, delay=delay, statistics=list(statistics), clock=clock)
+                  period=period, delay=delay, statistics=None if statistics is None else list(statistics),
+                  clock=clock, idle_after=idle_after, idle_poll_interval=idle_poll_interval,
+                  list_metrics_interval=list_metrics_interval)
+
+
+def summed(text: str, name: str, **labels) -> float:
+    """The sum of every sample named `name` whose labels include `labels` (0 when there is none)."""
+    from helpers import samples
+    return sum(v for lbls, v in samples(text).get(name, []) if all(lbls.get(k) == str(x) for k, x in labels.items()))
 
 
 def exposition(*pollers: Poller, health: Health | None = None) -> str:

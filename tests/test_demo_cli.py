@@ -43,7 +43,11 @@ def test_emulator_and_traffic_processes():
         sm, cw = boto3.client("sagemaker", **kw), boto3.client("cloudwatch", **kw)
         names = {e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]}
         assert names == {"llm-chat", "fraud-scoring", "search-rerank", "llm-batch-large", "image-embed",
-                         "recsys-ranker"}
+                         "recsys-ranker", "text-classify", "doc-summarize", "llm-shared"}
+        shared = sm.list_inference_components(EndpointNameEquals="llm-shared")["InferenceComponents"]
+        assert {c["InferenceComponentName"] for c in shared} == {"chat-7b", "code-3b"}
+        serverless = sm.describe_endpoint_config(EndpointConfigName="text-classify-config")["ProductionVariants"][0]
+        assert serverless["ServerlessConfig"]["MemorySizeInMB"] == 2048
         fraud = sm.describe_endpoint(EndpointName="fraud-scoring")
         assert [v["VariantName"] for v in fraud["ProductionVariants"]] == ["Primary", "Canary"]
         llm = sm.describe_endpoint(EndpointName="llm-chat")
@@ -87,6 +91,14 @@ def test_traffic_once_exits():
                        "--backfill", "2m", "--once", timeout=60)
         assert done.returncode == 0, done.stderr
         assert "backfilled 2 minutes" in done.stderr and "Traceback" not in done.stderr
+        # the second account (reached through AssumeRole) has its own endpoints, one with a name of the first's
+        from mlscope.demo import traffic
+        url = f"http://127.0.0.1:{port}"
+        first = traffic.existing_endpoints(traffic.make_clients(url))
+        second = traffic.existing_endpoints(traffic.make_clients(url, role_arn=traffic.SECOND_ACCOUNT_ROLE))
+        assert first == {"llm-chat", "fraud-scoring", "text-classify", "doc-summarize", "llm-shared"}
+        assert second == {"fraud-scoring", "churn-predict"}
+        assert "created 2 demo endpoints in account 210987654321" in done.stderr
     finally:
         emulator.stop()
 

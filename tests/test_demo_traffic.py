@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 import boto3
 import pytest
 
 from mlscope.demo import traffic
 from mlscope.demo.aws import start_emulator
+from helpers import utc
 
 MINUTE = (int(time.time()) // 60 - 90) * 60
-
-
-def dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +94,8 @@ def test_written_sums_match_cloudwatch_exactly(emulator):
                                                           "Period": 300, "Stat": stat}})
                 picked = [d for d in written if d.endpoint == ep.name and d.variant == var.name and d.metric == metric]
                 expected[qid] = [sum(d.sum if stat == "Sum" else d.sample_count for d in picked)] if picked else []
-    resp = clients.cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=dt(MINUTE),
-                                              EndTime=dt(MINUTE + 300))
+    resp = clients.cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=utc(MINUTE),
+                                              EndTime=utc(MINUTE + 300))
     got = {r["Id"]: r["Values"] for r in resp["MetricDataResults"]}
     assert got == expected
     assert any(v and v[0] > 0 for v in expected.values())
@@ -125,8 +121,8 @@ def test_percentiles_of_written_latency(emulator):
     clients, _, written = emulator
     dims = [{"Name": "EndpointName", "Value": "fraud-scoring"}, {"Name": "VariantName", "Value": "Primary"}]
     resp = clients.cloudwatch.get_metric_statistics(
-        Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=dims, StartTime=dt(MINUTE),
-        EndTime=dt(MINUTE + 60), Period=60, ExtendedStatistics=["p50", "p99"])
+        Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=dims, StartTime=utc(MINUTE),
+        EndTime=utc(MINUTE + 60), Period=60, ExtendedStatistics=["p50", "p99"])
     [point] = resp["Datapoints"]
     [datum] = [d for d in written if d.timestamp == MINUTE and d.endpoint == "fraud-scoring"
                and d.variant == "Primary" and d.metric == "ModelLatency"]

@@ -42,9 +42,16 @@ CONTRACT = {
     "gpu_ecc_errors_total": {"type"}, "gpu_remapped_rows": {"type"}, "gpu_pcie_replay_errors_total": set(),
     "gpu_xid_errors_total": {"xid"},
     "gpu_pcie_transmit_bytes_per_second": set(), "gpu_pcie_receive_bytes_per_second": set(),
+    "gpu_graphics_active_ratio": set(),
     "gpu_sm_active_ratio": set(), "gpu_sm_occupancy_ratio": set(), "gpu_tensor_active_ratio": set(),
     "gpu_dram_active_ratio": set(),
     "gpu_process_memory_used_bytes": {"pid", "process", "container"},
+    # issue 11's additions: NVLink, MIG instances
+    "gpu_nvlink_up": {"link"}, "gpu_nvlink_errors_total": {"link", "type"},
+    "gpu_nvlink_transmit_bytes_total": set(), "gpu_nvlink_receive_bytes_total": set(),
+    **{f"gpu_mig_{what}": {"gpu_i_id", "gpu_i_profile"} for what in (
+        "memory_used_bytes", "memory_free_bytes", "memory_total_bytes", "graphics_active_ratio", "sm_active_ratio",
+        "sm_occupancy_ratio", "tensor_active_ratio", "dram_active_ratio")},
 }
 
 

@@ -139,23 +139,29 @@ def test_fault_injection_end_to_end(tmp_path):
     assert "GPU 1" in out and "failed" in out and "is back" in out
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not REAL, reason="set MLSCOPE_TEST_REAL_NVML=1 on a GPU machine")
-def test_real_nvml_process():
-    proc, base = start_exporter("gpu-exporter", "--sample-interval", "0.5")
+def real_scrape(save_env: str, *args: str) -> str:
+    """One scrape of `mlscope gpu-exporter ARGS` on the real GPUs once the sampler has taken two rounds (GPM
+    needs two samples), saved to the file $save_env names if set; the exporter must not have printed a traceback."""
+    proc, base = start_exporter("gpu-exporter", "--sample-interval", "0.5", *args)
     try:
-        parsed = scrape_until(base, lambda p: p.get("gpu_pcie_receive_bytes_per_second"), timeout=20)
+        scrape_until(base, lambda p: p.get("gpu_pcie_receive_bytes_per_second"), timeout=20)
         time.sleep(1.2)
         text = scrape(base)
-        parsed = samples(text)
-        check_invariants(parsed)
-        assert "simulated" not in parsed["gpu_info"][0][0]
-        save = os.environ.get("MLSCOPE_TEST_SAVE_PROCESS_SCRAPE")
-        if save:
-            Path(save).write_text(text)
     finally:
         out = proc.stop()
     assert "Traceback" not in out
+    save = os.environ.get(save_env)
+    if save:
+        Path(save).write_text(text)
+    return text
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not REAL, reason="set MLSCOPE_TEST_REAL_NVML=1 on a GPU machine")
+def test_real_nvml_process():
+    parsed = samples(real_scrape("MLSCOPE_TEST_SAVE_PROCESS_SCRAPE"))
+    check_invariants(parsed)
+    assert "simulated" not in parsed["gpu_info"][0][0]
 
 
 @pytest.mark.integration

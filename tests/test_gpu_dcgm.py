@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
 import helpers
 from test_gpu import Rig, clock, fake  # noqa: F401 (fixtures: 3 fake GPUs on a test clock)
+from test_gpu_component import real_scrape
 
 MIB = 1024 * 1024
 DASHBOARD = json.loads((Path(__file__).parent / "data" / "dcgm-exporter-dashboard-queries.json").read_text())
@@ -61,6 +61,7 @@ def test_dcgm_names_units_and_labels(fake, clock):
                       "Hostname": socket.gethostname(), "pci_bus_id": gpu0.pci_bus_id}
 
 
+@pytest.mark.integration
 def test_both_serves_each_name_once(fake, clock):
     rig = dcgm_rig(fake, clock, "both")
     try:
@@ -120,17 +121,7 @@ def test_every_query_of_nvidias_dcgm_dashboard_has_data_from_simulate(tmp_path, 
 
 @pytest.mark.skipif(os.environ.get("MLSCOPE_TEST_REAL_NVML") != "1", reason="set MLSCOPE_TEST_REAL_NVML=1 on a GPU machine")
 def test_real_nvml_in_both_naming_modes():
-    proc, base = helpers.start_exporter("gpu-exporter", "--names", "both", "--sample-interval", "0.5")
-    try:
-        time.sleep(1.5)
-        text = helpers.scrape(base)
-        save = os.environ.get("MLSCOPE_TEST_SAVE_DCGM_SCRAPE")
-        if save:
-            Path(save).write_text(text)
-    finally:
-        out = proc.stop()
-    assert "Traceback" not in out
-    parsed = helpers.samples(text)
+    parsed = helpers.samples(real_scrape("MLSCOPE_TEST_SAVE_DCGM_SCRAPE", "--names", "both"))
     for labels, used in parsed["gpu_memory_used_bytes"]:
         assert helpers.value(parsed, "DCGM_FI_DEV_FB_USED", gpu=labels["gpu"]) == used / MIB
         dcgm = [lbl for lbl, _ in parsed["DCGM_FI_DEV_FB_USED"] if lbl["gpu"] == labels["gpu"]][0]

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from helpers import ROOT, free_port, require_binary
+from helpers import ROOT, Process, free_port, require_binary
 
 from mlscope import healthcheck
 from mlscope.supervisor import StackFailed, Supervisor, taken_port
@@ -50,6 +51,21 @@ def test_a_child_that_dies_is_restarted_and_reported(tmp_path):
     finally:
         supervisor.stop_all()
     assert second.poll() is not None
+
+
+def test_the_tests_processes_come_from_the_same_launcher(tmp_path):
+    """tests/helpers.Process is supervisor.launch: its own process group, its output in a file, and it ends
+    (SIGTERM) when the thread that started it ends, as make local's children end with their supervisor."""
+    started: list[Process] = []
+    thread = threading.Thread(target=lambda: started.append(
+        Process(python("import time; print('up', flush=True); time.sleep(60)"), cwd=tmp_path)))
+    thread.start()
+    thread.join()
+    child = started[0]
+    assert os.getpgid(child.proc.pid) == child.proc.pid
+    assert child.proc.wait(10) == -signal.SIGTERM
+    kept = Process(python("print('kept')"))
+    assert kept.proc.wait(10) == 0 and kept.stop() == "kept\n"
 
 
 def test_a_child_that_keeps_failing_stops_the_stack_with_its_log(tmp_path):

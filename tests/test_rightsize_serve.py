@@ -59,7 +59,7 @@ def stack(tmp_path_factory):
     port = free_port()
     prom = Prometheus({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                        "scrape_configs": [rightsizer_job(port)]}, tmp,
-                      rule_files=[ROOT / "alerts" / "rightsizing.rules.yml"],
+                      rule_files=[ROOT / "alerts" / "config.rules.yml", ROOT / "alerts" / "rightsizing.rules.yml"],
                       extra_args=["--storage.tsdb.retention.time=60d"])
     server, base = start_exporter("rightsize", "--serve", "--prometheus", prom.url, "--interval", "1s", port=port,
                                   timeout=60)
@@ -187,7 +187,7 @@ def test_every_rightsizing_panel_has_data(stack):
     prom, _, base = stack
     served(base)
     prom.wait_for("fleet:mlscope_rightsizing_estimated_monthly_savings_dollars:sum")
-    every = {v: ".*" for v in ("endpoint", "variant", "instance", "gpu")}
+    every = {v: ".*" for v in ("region", "endpoint", "variant", "instance", "gpu")}
     wanted = [(uid, title, expr) for uid, title, expr in all_queries(every)
               if uid == "mlscope-rightsizing" or "mlscope_rightsizing" in expr]
     assert len(wanted) > 15

@@ -152,6 +152,7 @@ def test_digit_decoder_is_gone():
         assert "mlscope_digit" not in path.read_text(), path.name
 
 
+@pytest.mark.integration
 def test_vmalert_loads_every_rule_file(tmp_path):
     """The same files must work in vmalert (MetricsQL): its dry run parses every expression and template."""
     vmalert = require_binary("vmalert")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -26,7 +27,7 @@ def wait_metric(base: str, name: str, timeout: float = 30, **labels) -> str:
 
 
 def write_config(tmp_path, url: str, **extra) -> str:
-    cfg = {"regions": ["us-east-1"], "endpoint_url": url, "poll_interval": "1s", "period": "1m", "delay": "1m",
+    cfg = {"regions": ["us-east-1"], "endpoint_url": url, "poll_interval": "10s", "period": "1m", "delay": "1m",
            "statistics": [], "aws_max_attempts": 1, "aws_timeout": "2s", **extra}
     path = tmp_path / "sagemaker.yml"
     path.write_text(yaml.safe_dump(cfg))
@@ -50,12 +51,15 @@ def seed(url: str) -> None:
 @pytest.mark.integration
 def test_exporter_process_serves_moto_data_passes_promtool_and_is_scraped_by_prometheus(moto, tmp_path):
     seed(moto.url)
-    proc, base = start_exporter("sagemaker-exporter", "--config", write_config(tmp_path, moto.url), env=CREDS)
+    config = write_config(tmp_path, moto.url, discounts={"accounts": {"123456789012": "50%"}})
+    proc, base = start_exporter("sagemaker-exporter", "--config", config, env=CREDS)
     try:
         text = wait_metric(base, "sagemaker_instance_cpu_utilization_ratio", endpoint="web")
         assert value(text, "sagemaker_instance_cpu_utilization_ratio", endpoint="web") == pytest.approx(0.75)
+        assert value(text, "sagemaker_variant_hourly_list_cost_dollars", endpoint="web",
+                     instance_type="ml.m5.xlarge", account="123456789012") == pytest.approx(0.69)
         assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="web",
-                     instance_type="ml.m5.xlarge") == pytest.approx(0.69)
+                     instance_type="ml.m5.xlarge") == pytest.approx(0.345)   # 3 x $0.23, 50% off
         assert value(text, "sagemaker_endpoint_info", endpoint="web", tag_mlscope_slo="0.995") == 1
         assert value(text, "sagemaker_invocations_total", endpoint="web", region="us-east-1") == 0
         assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 1
@@ -68,7 +72,7 @@ def test_exporter_process_serves_moto_data_passes_promtool_and_is_scraped_by_pro
                            "scrape_configs": [scrape_config("sagemaker", [base.split("//")[1]])]}, tmp_path)
         try:
             result = prom.wait_for('sagemaker_variant_hourly_cost_dollars{job="sagemaker",endpoint="web"}')
-            assert float(result[0]["value"][1]) == pytest.approx(0.69)
+            assert float(result[0]["value"][1]) == pytest.approx(0.345)
             prom.wait_for('sagemaker_endpoint_info{tag_mlscope_slo="0.995"}')
         finally:
             prom.stop()
@@ -82,7 +86,7 @@ def test_exporter_process_serves_moto_data_passes_promtool_and_is_scraped_by_pro
                 break
             time.sleep(0.2)
         assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 0
-        assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="web") == pytest.approx(0.69)
+        assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="web") == pytest.approx(0.345)
         assert any(lbls["api"] == "ListEndpoints" for lbls, _ in samples(text)["mlscope_cloudwatch_errors_total"])
         started = time.perf_counter()
         scrape(base)
@@ -92,7 +96,7 @@ def test_exporter_process_serves_moto_data_passes_promtool_and_is_scraped_by_pro
     assert "Traceback" not in output
 
 
-def test_missing_credentials_log_one_line_per_cycle_without_traceback(moto, tmp_path):
+def test_missing_credentials_log_one_line_per_cycle_and_back_off(moto, tmp_path):
     env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
            "AWS_EC2_METADATA_DISABLED": "true"}
@@ -100,7 +104,7 @@ def test_missing_credentials_log_one_line_per_cycle_without_traceback(moto, tmp_
     try:
         text = wait_metric(base, "mlscope_cloudwatch_errors_total", code="NoCredentials")
         assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 0
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 45   # poll_interval 10s: the 2nd try comes 10-20 s after the 1st
         while value(scrape(base), "mlscope_collector_errors_total", collector="sagemaker/us-east-1") < 2 \
                 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -111,6 +115,10 @@ def test_missing_credentials_log_one_line_per_cycle_without_traceback(moto, tmp_
     lines = [line for line in output.splitlines() if "credentials" in line]
     assert lines and all("level=error" in line and "AWS credentials missing or rejected" in line for line in lines)
     assert errors >= 2 and abs(len(lines) - errors) <= 1  # one line per failed cycle
+    # exponential backoff with jitter: after 1 failure 10-20 s, after 2 failures 20-40 s
+    waits = [int(re.search(r"next try in (\d+)s", line).group(1)) for line in lines]
+    assert 10 <= waits[0] <= 20 and 20 <= waits[1] <= 40, waits
+    assert "testing" not in output
 
 
 def test_credentials_never_reach_the_log_even_at_debug(moto, tmp_path):
@@ -136,12 +144,27 @@ def test_bad_settings_exit_2_with_one_line(tmp_path):
     for content, needle in [("regions: [moon-1]\n", "regions"), ("regions: [us-east-1]\ndelay: soon\n", "delay"),
                             ("regions: [us-east-1]\nprices: {ml.m5.xlarge: cheap}\n", "prices"),
                             ("regions: [us-east-1]\nstatistics: [p100]\n", "statistics"),
-                            ("regions: [us-east-1]\nrole_arn: nope\n", "role_arn")]:
+                            ("regions: [us-east-1]\nrole_arn: nope\n", "role_arn"),
+                            ("regions: [us-east-1]\npoll_interval: 0.001\n", "poll_interval"),
+                            ("regions: [us-east-1]\npoll_interval: 9s\n", "at least 10 seconds"),
+                            ("regions: [us-east-1]\nendpoint_url: not-a-url\n", "endpoint_url"),
+                            ("regions: [us-east-1]\nendpoint_url: 'http://:5000'\n", "http:// or https:// URL"),
+                            ("regions: [{region: us-east-1, endpoint_url: ftp://x}]\n", "http:// or https:// URL"),
+                            ("regions: 5\n", "must be a list of AWS regions"),
+                            ("regions: {us-east-1: yes}\n", "must be a list of AWS regions"),
+                            ("regions: [us-east-1, [eu-west-1]]\n", "regions"),
+                            ("regions: [us-east-1]\ndiscounts: {instance_types: {ml.g5.xlarge: 120%}}\n",
+                             "discounts in"),
+                            ("regions: [us-east-1]\ndiscounts: {accounts: {'42': 0.1}}\n", "12-digit")]:
         bad.write_text(content)
         result = run_cli("sagemaker-exporter", "--config", str(bad))
         assert result.returncode == 2, (content, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+    for flags, needle in [(["--regions", "us-east-1", "--poll-interval", "5"], "--poll-interval: must be at least"),
+                          (["--regions", "us-east-1", "--endpoint-url", "localhost:5000"], "--endpoint-url: must be")]:
+        result = run_cli("sagemaker-exporter", *flags)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr
 
 
 

@@ -18,7 +18,8 @@ the patch does:
    Data older than the retention (default 6h, `--retention`) is dropped, so a long-running
    demo keeps bounded memory.
 
-3. **Percentiles** (`get_metric_data` MetricStat.Stat `pNN`, `get_metric_statistics`
+3. **Percentiles and threshold statistics** (`get_metric_data` MetricStat.Stat `pNN`, `TC(lo:hi)`,
+   `PR(lo:hi)`, `get_metric_statistics`
    ExtendedStatistics). moto answers HTTP 500. The patch computes them from the stored
    samples with the **nearest-rank** definition, weighting each value by its count: pNN is
    the smallest stored value v such that the samples <= v make up at least NN% of the
@@ -26,6 +27,12 @@ the patch does:
    returns no percentile for a period that holds a statistic set describing more than one
    value, or any negative value; so does the patch (the datapoint is left out in
    get_metric_data; ExtendedStatistics is left out in get_metric_statistics).
+   Trimmed count `TC(lo:hi)` is the number of samples v with lo < v <= hi, and percentile rank
+   `PR(lo:hi)` their share of the period's samples in percent (0-100): the CloudWatch
+   statistics definitions exclude the lower bound and include the upper one; either bound may
+   be left out (`TC(:250000)`: samples <= 250,000). Only absolute bounds are supported (not
+   `TC(10%:90%)` or the `tc90` shorthand); both are computed from the stored samples, so they
+   are absent where percentiles are (statistic sets of several values, negative values).
 
 4. **Namespace and dimensions** (both read APIs). With Dimensions given, moto ignores the
    Namespace (so `/aws/sagemaker/Endpoints` CPUUtilization leaks into `AWS/SageMaker`), and
@@ -59,6 +66,16 @@ the patch does:
 8. **list_metrics speed** (`CloudWatchBackend.get_filtered_metrics`). moto compares every
    stored datum with every metric found so far (quadratic). The patch reads the index.
 
+9. **ListMetrics RecentlyActive** (`CloudWatchResponse.list_metrics`). moto ignores the
+   parameter and lists every stored metric. CloudWatch's `RecentlyActive=PT3H` lists only
+   metrics that received a datapoint in the past three hours (by when it was put, not by its
+   timestamp); the patch filters on the time each datum was stored, and rejects other values
+   with `InvalidParameterValue`, as CloudWatch does (PT3H is the only value it accepts).
+
+10. **Inference components** (`SageMakerResponse`): moto has none. See components.py: Create,
+    Describe, List (filters, pagination), UpdateInferenceComponentRuntimeConfig and Delete,
+    per account and region, with the API reference's shapes.
+
 Metric math and Metrics Insights queries are passed to moto's own code unchanged (metric
 math returns empty results there; SageMaker's exporter does not use it).
 """
@@ -81,6 +98,8 @@ from moto.cloudwatch.exceptions import InvalidParameterCombination, InvalidParam
 from moto.core.responses import ActionResult
 from moto.sagemaker import models as sm_models
 from moto.sagemaker.exceptions import ValidationError as SageMakerValidationError
+
+from . import components
 
 MAX_QUERIES = 500
 MAX_DATAPOINTS = 100_800
@@ -159,6 +178,11 @@ def _index(backend: Any) -> dict:
     return idx
 
 
+def _received(backend: Any) -> dict:
+    """(namespace, name, dimensions) -> when a datum of that metric was last put."""
+    return backend.__dict__.setdefault("_mlscope_received", {})
+
+
 def _prune(backend: Any, now: float) -> None:
     if now - backend.__dict__.get("_mlscope_pruned", 0.0) < 60:
         return
@@ -204,6 +228,7 @@ def _put_metric_data(self: Any, namespace: str, metric_data: list[dict[str, Any]
             pos = bisect.bisect_right(stamps, datum.ts)
             stamps.insert(pos, datum.ts)
             datums.insert(pos, datum)
+            _received(self)[datum.key] = time.time()  # what ListMetrics' RecentlyActive looks at
         self.metric_data.extend(new)
         _prune(self, time.time())
 
@@ -223,14 +248,51 @@ def _get_filtered_metrics(self: Any, metric_name: str, namespace: str, dimension
     return out + others
 
 
+# ---------------------------------------------------------------- 9. ListMetrics RecentlyActive
+
+RECENTLY_ACTIVE_SECONDS = 3 * 3600
+
+
+def _response_list_metrics(self: Any) -> ActionResult:
+    recently = self._get_param("RecentlyActive")
+    if recently not in (None, "", "PT3H"):
+        raise InvalidParameterValue(f"The value {recently} for parameter RecentlyActive is invalid: only PT3H is "
+                                    "supported.")
+    backend = self.cloudwatch_backend
+    next_token = self._get_param("NextToken")
+    if next_token:
+        next_token, metrics = backend.list_metrics(next_token, None, None, [])
+    else:
+        metrics = backend.get_filtered_metrics(self._get_param("MetricName"), self._get_param("Namespace"),
+                                               self._get_params().get("Dimensions", []))
+        if recently:
+            since = time.time() - RECENTLY_ACTIVE_SECONDS
+            received = _received(backend)
+            metrics = [m for m in metrics if not isinstance(m, WeightedDatum) or received.get(m.key, 0) >= since]
+        next_token, metrics = backend._get_paginated(metrics)
+    return ActionResult({"Metrics": metrics, "NextToken": next_token})
+
+
 # ---------------------------------------------------------------- 3. statistics
 
 BASIC_STATS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 PERCENTILE_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100(?:\.0+)?)$")
+_BOUND = r"(-?\d+(?:\.\d{1,10})?)?"
+THRESHOLD_RE = re.compile(rf"^(TC|PR)\({_BOUND}:{_BOUND}\)$")
+
+
+def threshold_bounds(stat: str) -> tuple[str, float, float] | None:
+    """`TC(lo:hi)` / `PR(lo:hi)` with absolute bounds -> (kind, lo, hi); a missing bound is open."""
+    match = THRESHOLD_RE.match(stat or "")
+    if not match or (match.group(2) is None and match.group(3) is None):
+        return None
+    lo = float(match.group(2)) if match.group(2) is not None else -math.inf
+    hi = float(match.group(3)) if match.group(3) is not None else math.inf
+    return (match.group(1), lo, hi) if lo < hi else None
 
 
 def valid_stat(stat: str) -> bool:
-    return stat in BASIC_STATS or bool(PERCENTILE_RE.match(stat or ""))
+    return stat in BASIC_STATS or bool(PERCENTILE_RE.match(stat or "")) or threshold_bounds(stat) is not None
 
 
 def percentile(pairs: list[tuple[float, float]], p: float) -> float | None:
@@ -263,13 +325,18 @@ def compute_stat(datums: list[WeightedDatum], stat: str) -> float | None:
         n = sum(d.sample_count for d in datums)
         return sum(d.sum for d in datums) / n if n else None
     match = PERCENTILE_RE.match(stat)
-    if not match:
+    threshold = threshold_bounds(stat)
+    if not match and not threshold:
         return None
     if any(d.values is None for d in datums):
         return None  # a statistic set of several values: CloudWatch has no percentiles for it
     pairs = [(v, c) for d in datums for v, c in zip(d.values, d.counts)]
     if any(v < 0 for v, _ in pairs):
         return None
+    if threshold:
+        kind, lo, hi = threshold
+        inside = sum(c for v, c in pairs if lo < v <= hi)  # lower bound excluded, upper bound included
+        return inside if kind == "TC" else 100.0 * inside / sum(c for _, c in pairs)
     return percentile(pairs, float(match.group(1)))
 
 
@@ -341,7 +408,8 @@ def _validate_queries(queries: list[dict]) -> None:
             if not valid_stat(stat):
                 raise ValidationError(
                     f"The value {stat} for parameter MetricDataQueries.member.{n}.MetricStat.Stat is invalid "
-                    "(the MLScope emulator supports SampleCount, Average, Sum, Minimum, Maximum and pNN).")
+                    "(the MLScope emulator supports SampleCount, Average, Sum, Minimum, Maximum, pNN, "
+                    "and TC(lo:hi) / PR(lo:hi) with absolute bounds).")
             period = int(ms.get("Period") or 0)
             if not VALID_PERIOD(period):
                 raise ValidationError(
@@ -504,6 +572,8 @@ def _targets() -> list[tuple[type, str, Any]]:
     return [(sm_models.FakeEndpointConfig, "validate_instance_type", _validate_instance_type),
             (cw_models.CloudWatchBackend, "put_metric_data", _put_metric_data),
             (cw_models.CloudWatchBackend, "get_filtered_metrics", _get_filtered_metrics),
+            (cw_responses.CloudWatchResponse, "list_metrics", _response_list_metrics),
+            *components.targets(),
             (cw_responses.CloudWatchResponse, "get_metric_data", _response_get_metric_data),
             (cw_responses.CloudWatchResponse, "get_metric_statistics", _response_get_metric_statistics)]
 

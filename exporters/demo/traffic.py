@@ -49,6 +49,7 @@ log = logging.getLogger("mlscope.demo.traffic")
 
 SAGEMAKER_NS = "AWS/SageMaker"
 INSTANCE_NS = "/aws/sagemaker/Endpoints"
+COMPONENT_NS = "/aws/sagemaker/InferenceComponents"
 ROLE_ARN = "arn:aws:iam::123456789012:role/mlscope-demo-sagemaker"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3-gpu-py311"
 
@@ -79,6 +80,15 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Component:
+    """An inference component: a model on the endpoint's instances with reserved GPUs."""
+    name: str
+    accelerators: int     # per copy
+    copies: int
+    traffic_share: float  # of the endpoint's requests
+
+
+@dataclass(frozen=True)
 class Endpoint:
     name: str
     variants: tuple[Variant, ...]
@@ -92,6 +102,8 @@ class Endpoint:
     error_5xx: float = 0.0005
     bursts: bool = False             # frequent 5xx/4xx bursts
     model_memory: float = 0.5        # share of GPU memory the model weights take
+    kind: str = "realtime"           # realtime | serverless | async
+    components: tuple[Component, ...] = ()
 
     @property
     def config_name(self) -> str:
@@ -123,6 +135,37 @@ TEMPLATES: list[Endpoint] = [
 ]
 
 
+# A second AWS account for the multi-account demo. The emulator (moto) keeps one backend per account and
+# answers AssumeRole for any role ARN: credentials from AssumeRole into this role reach this account.
+SECOND_ACCOUNT = "210987654321"
+SECOND_ACCOUNT_ROLE = f"arn:aws:iam::{SECOND_ACCOUNT}:role/mlscope-demo"
+SECOND_ACCOUNT_TEMPLATES: list[Endpoint] = [
+    # the same name as in the first account: two series, told apart by the account label
+    Endpoint("fraud-scoring", (Variant("AllTraffic", "ml.c5.xlarge", 1),),
+             {"team": "risk", "env": "staging", "mlscope:slo": "0.99", "mlscope:latency-objective-seconds": "0.1"},
+             rps=6.0, capacity_rps=35.0, model_latency_us=14_000, overhead_latency_us=1_900, sigma=0.3),
+    Endpoint("churn-predict", (Variant("AllTraffic", "ml.m5.large", 1),),
+             {"team": "growth", "env": "prod", "mlscope:budget-monthly-dollars": "150"},
+             rps=1.5, capacity_rps=20.0, model_latency_us=9_000, overhead_latency_us=1_500, sigma=0.25),
+]
+
+
+# One endpoint of each other kind: serverless, asynchronous, and inference components sharing instances.
+KIND_TEMPLATES: list[Endpoint] = [
+    Endpoint("text-classify", (Variant("AllTraffic", "serverless", 0),),
+             {"team": "support", "env": "prod", "mlscope:budget-monthly-dollars": "40"},
+             rps=2.0, model_latency_us=45_000, overhead_latency_us=4_000, kind="serverless"),
+    Endpoint("doc-summarize", (Variant("AllTraffic", "ml.g5.xlarge", 1),),
+             {"team": "genai", "env": "prod"},
+             rps=0.5, capacity_rps=0.4, model_latency_us=2_400_000, sigma=0.3, kind="async", model_memory=0.6),
+    Endpoint("llm-shared", (Variant("AllTraffic", "ml.g5.12xlarge", 1),),
+             {"team": "genai", "env": "prod", "mlscope:latency-objective-seconds": "2"},
+             rps=4.0, capacity_rps=5.0, model_latency_us=700_000, sigma=0.4, model_memory=0.7,
+             components=(Component("chat-7b", 2, 1, 0.7), Component("code-3b", 1, 1, 0.3))),
+]
+SERVERLESS_MEMORY_MB = 2048
+
+
 def demo_endpoints(count: int = len(TEMPLATES)) -> list[Endpoint]:
     """The first `count` demo endpoints; past the six templates, numbered copies (`fraud-scoring-2`)."""
     out = []
@@ -145,6 +188,7 @@ class Datum:
     values: tuple[float, ...]
     counts: tuple[float, ...]
     unit: str
+    dimensions: tuple[tuple[str, str], ...] = ()   # other dimensions than EndpointName + VariantName
 
     @property
     def sum(self) -> float:
@@ -155,18 +199,19 @@ class Datum:
         return float(sum(self.counts))
 
     def to_cloudwatch(self) -> dict[str, Any]:
+        dims = self.dimensions or (("EndpointName", self.endpoint), ("VariantName", self.variant))
         return {"MetricName": self.metric, "Unit": self.unit,
-                "Dimensions": [{"Name": "EndpointName", "Value": self.endpoint},
-                               {"Name": "VariantName", "Value": self.variant}],
+                "Dimensions": [{"Name": name, "Value": value} for name, value in dims],
                 "Timestamp": datetime.fromtimestamp(self.timestamp, timezone.utc),
                 "Values": list(self.values), "Counts": list(self.counts)}
 
 
 def total(data: Iterable[Datum], metric: str, endpoint: str | None = None, variant: str | None = None,
-          stat: str = "Sum") -> float:
-    """Sum (or SampleCount) of what was written for a metric, optionally one endpoint/variant."""
+          stat: str = "Sum", dimensions: tuple[tuple[str, str], ...] = ()) -> float:
+    """Sum (or SampleCount) of what was written for a metric, optionally one endpoint/variant; by default the
+    EndpointName+VariantName series only (`dimensions` picks another, e.g. an inference component's)."""
     picked = [d for d in data if d.metric == metric and (endpoint is None or d.endpoint == endpoint)
-              and (variant is None or d.variant == variant)]
+              and (variant is None or d.variant == variant) and d.dimensions == dimensions]
     return sum(d.sum if stat == "Sum" else d.sample_count for d in picked)
 
 
@@ -217,26 +262,43 @@ def generate_minute(endpoints: Sequence[Endpoint], minute_ts: float, seed: int =
             rng = random.Random(f"{seed}:{ep.name}:{var.name}:{minute}")
             rate = ep.rps * diurnal(ts) * (var.weight / weights) * rng.uniform(0.85, 1.15)
             n = int(round(rate * 60)) if ep.rps > 0 else 0
-            load = min(1.0, rate / (ep.capacity_rps * var.instances)) if ep.rps > 0 else 0.0
+            instances = max(var.instances, 1)  # serverless: no instances, no load
+            load = min(1.0, rate / (ep.capacity_rps * instances)) if ep.rps > 0 and ep.kind != "serverless" else 0.0
 
-            def add(ns: str, metric: str, values: Sequence[float], counts: Sequence[float], unit: str) -> None:
-                out.append(Datum(ns, metric, ep.name, var.name, ts, tuple(values), tuple(counts), unit))
+            def add(ns: str, metric: str, values: Sequence[float], counts: Sequence[float], unit: str,
+                    dims: tuple[tuple[str, str], ...] = ()) -> None:
+                out.append(Datum(ns, metric, ep.name, var.name, ts, tuple(values), tuple(counts), unit, dims))
 
             if n > 0:
                 e5 = min(n, int(round(n * (ep.error_5xx + burst) * rng.uniform(0.6, 1.4))))
                 e4 = min(n - e5, int(round(n * (ep.error_4xx + burst / 3) * rng.uniform(0.6, 1.4))))
                 model_errors = int(round(e5 * 0.6))
-                add(SAGEMAKER_NS, "Invocations", [1.0], [n], "None")
-                add(SAGEMAKER_NS, "InvocationsPerInstance", [1.0 / var.instances], [n], "None")
-                for metric, errors in (("Invocation4XXErrors", e4), ("Invocation5XXErrors", e5),
-                                       ("InvocationModelErrors", model_errors)):
-                    pairs = [(v, float(c)) for v, c in ((0.0, n - errors), (1.0, errors)) if c > 0]
-                    add(SAGEMAKER_NS, metric, [v for v, _ in pairs], [c for _, c in pairs], "None")
+                if ep.kind != "async":  # asynchronous endpoints publish no Invocations and no OverheadLatency
+                    add(SAGEMAKER_NS, "Invocations", [1.0], [n], "None")
+                    if ep.kind == "realtime":
+                        add(SAGEMAKER_NS, "InvocationsPerInstance", [1.0 / instances], [n], "None")
+                    for metric, errors in (("Invocation4XXErrors", e4), ("Invocation5XXErrors", e5),
+                                           ("InvocationModelErrors", model_errors)):
+                        pairs = [(v, float(c)) for v, c in ((0.0, n - errors), (1.0, errors)) if c > 0]
+                        add(SAGEMAKER_NS, metric, [v for v, _ in pairs], [c for _, c in pairs], "None")
                 slow = (1 + 1.5 * max(0.0, load - 0.7)) * (2.5 if burst else 1.0) * rng.uniform(0.93, 1.07)
                 add(SAGEMAKER_NS, "ModelLatency", *_latency(rng, n, ep.model_latency_us * slow, ep.sigma),
                     "Microseconds")
-                add(SAGEMAKER_NS, "OverheadLatency",
-                    *_latency(rng, n, ep.overhead_latency_us * rng.uniform(0.9, 1.1), 0.3), "Microseconds")
+                if ep.kind != "async":
+                    add(SAGEMAKER_NS, "OverheadLatency",
+                        *_latency(rng, n, ep.overhead_latency_us * rng.uniform(0.9, 1.1), 0.3), "Microseconds")
+                if ep.kind == "async":
+                    add(SAGEMAKER_NS, "TimeInBacklog", *_latency(rng, n, 1500 * (1 + 4 * load), 0.5), "Milliseconds")
+                _components(ep, rng, n, e5, load, ts, add)
+            if ep.kind == "async":
+                backlog = float(round(rate * 60 * load * rng.uniform(0.2, 0.6)))
+                endpoint_dims = (("EndpointName", ep.name),)
+                add(SAGEMAKER_NS, "ApproximateBacklogSize", [backlog], [1], "Count", endpoint_dims)
+                add(SAGEMAKER_NS, "HasBacklogWithoutCapacity", [0.0], [1], "Count", endpoint_dims)
+                add(SAGEMAKER_NS, "ApproximateAgeOfOldestRequest", [round(backlog / max(rate, 0.01), 1)], [1],
+                    "Seconds", endpoint_dims)
+            if ep.kind == "serverless":
+                continue  # no instances: no /aws/sagemaker/Endpoints metrics
 
             vcpus, gpus = INSTANCE_SHAPES.get(var.instance_type, (4, 0))
             jitter = lambda lo, hi: rng.uniform(lo, hi)  # noqa: E731
@@ -255,6 +317,27 @@ def generate_minute(endpoints: Sequence[Endpoint], minute_ts: float, seed: int =
     return out
 
 
+def _components(ep: Endpoint, rng: random.Random, n: int, e5: int, load: float, ts: float, add) -> None:
+    """Each inference component's share of the variant's requests, by InferenceComponentName."""
+    left, left_errors = n, e5
+    for i, comp in enumerate(ep.components):
+        last = i == len(ep.components) - 1
+        mine = left if last else min(left, int(round(n * comp.traffic_share)))
+        errors = left_errors if last else min(left_errors, int(round(e5 * comp.traffic_share)))
+        left, left_errors = left - mine, left_errors - errors
+        dims = (("InferenceComponentName", comp.name),)
+        if mine > 0:
+            add(SAGEMAKER_NS, "Invocations", [1.0], [mine], "None", dims)
+            pairs = [(v, float(c)) for v, c in ((0.0, mine - errors), (1.0, errors)) if c > 0]
+            add(SAGEMAKER_NS, "Invocation5XXErrors", [v for v, _ in pairs], [c for _, c in pairs], "None", dims)
+            add(SAGEMAKER_NS, "ModelLatency", *_latency(rng, mine, ep.model_latency_us * (0.6 + comp.traffic_share),
+                                                        ep.sigma), "Microseconds", dims)
+        busy = min(99.0, 100 * load * comp.traffic_share * 1.6 * rng.uniform(0.9, 1.1))
+        add(COMPONENT_NS, "GPUUtilizationNormalized", [round(busy, 2)], [1], "Percent", dims)
+        add(COMPONENT_NS, "GPUMemoryUtilizationNormalized", [round(100 * ep.model_memory, 2)], [1], "Percent", dims)
+        add(COMPONENT_NS, "CPUUtilizationNormalized", [round(busy / 5, 2)], [1], "Percent", dims)
+
+
 # ---------------------------------------------------------------- talking to the emulator
 
 @dataclass
@@ -265,13 +348,19 @@ class Clients:
     region: str
 
 
-def make_clients(url: str, region: str = "us-east-1", timeout: float = 10) -> Clients:
-    creds = {}
+def make_clients(url: str, region: str = "us-east-1", timeout: float = 10, role_arn: str | None = None) -> Clients:
+    """Clients for the emulator; with `role_arn`, for the account of that role (through STS AssumeRole)."""
+    creds: dict[str, str] = {}
     if not (os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")):
         creds = {"aws_access_key_id": "mlscope-demo", "aws_secret_access_key": "mlscope-demo"}
     cfg = BotoConfig(connect_timeout=timeout, read_timeout=max(timeout, 60),
                      retries={"max_attempts": 1, "mode": "standard"})
-    kw = dict(endpoint_url=url, region_name=region, config=cfg, **creds)
+    kw: dict[str, Any] = dict(endpoint_url=url, region_name=region, config=cfg, **creds)
+    if role_arn:
+        assumed = boto3.client("sts", **kw).assume_role(RoleArn=role_arn, RoleSessionName="mlscope-demo")
+        c = assumed["Credentials"]
+        kw.update(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+                  aws_session_token=c["SessionToken"])
     return Clients(boto3.client("sagemaker", **kw), boto3.client("cloudwatch", **kw), url, region)
 
 
@@ -299,21 +388,35 @@ def create_endpoints(clients: Clients, endpoints: Sequence[Endpoint]) -> list[st
             except ClientError as exc:
                 if "already" not in str(exc).lower():
                     raise
-            variants.append({"VariantName": var.name, "ModelName": model, "InstanceType": var.instance_type,
-                             "InitialInstanceCount": var.instances, "InitialVariantWeight": var.weight})
+            if ep.kind == "serverless":
+                variants.append({"VariantName": var.name, "ModelName": model, "ServerlessConfig": {
+                    "MemorySizeInMB": SERVERLESS_MEMORY_MB, "MaxConcurrency": 10}})
+            else:
+                variants.append({"VariantName": var.name, "ModelName": model, "InstanceType": var.instance_type,
+                                 "InitialInstanceCount": var.instances, "InitialVariantWeight": var.weight})
         tags = [{"Key": k, "Value": v} for k, v in ep.tags.items()]
+        extra = {"AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": f"s3://mlscope-demo/{ep.name}/"}}} \
+            if ep.kind == "async" else {}
         try:
-            sm.create_endpoint_config(EndpointConfigName=ep.config_name, ProductionVariants=variants, Tags=tags)
+            sm.create_endpoint_config(EndpointConfigName=ep.config_name, ProductionVariants=variants, Tags=tags,
+                                      **extra)
         except ClientError as exc:
             if "already" not in str(exc).lower():
                 raise
         sm.create_endpoint(EndpointName=ep.name, EndpointConfigName=ep.config_name, Tags=tags)
+        for comp in ep.components:
+            sm.create_inference_component(
+                InferenceComponentName=comp.name, EndpointName=ep.name, VariantName=ep.variants[0].name,
+                RuntimeConfig={"CopyCount": comp.copies},
+                Specification={"ModelName": f"{ep.name}-{ep.variants[0].name.lower()}-model",
+                               "ComputeResourceRequirements": {"NumberOfAcceleratorDevicesRequired": comp.accelerators,
+                                                               "MinMemoryRequiredInMb": 16384}})
         created.append(ep.name)
     return created
 
 
 def put(clients: Clients, data: Sequence[Datum], batch: int = 500) -> None:
-    for ns in (SAGEMAKER_NS, INSTANCE_NS):
+    for ns in (SAGEMAKER_NS, INSTANCE_NS, COMPONENT_NS):
         items = [d.to_cloudwatch() for d in data if d.namespace == ns]
         for i in range(0, len(items), batch):
             clients.cloudwatch.put_metric_data(Namespace=ns, MetricData=items[i:i + batch])
@@ -347,6 +450,11 @@ SETTINGS = [
     Setting("backfill", duration, 1800, "history to write at start, e.g. 30m (0: none)"),
     Setting("seed", integer, 1, "random seed (the same seed writes the same data)"),
     Setting("once", boolean, False, "create the endpoints, backfill, and exit"),
+    Setting("other_kinds", boolean, True,
+            "also run a serverless endpoint, an asynchronous one and one with two inference components"),
+    Setting("second_account", boolean, True,
+            f"also run {len(SECOND_ACCOUNT_TEMPLATES)} endpoints in a second account ({SECOND_ACCOUNT}, "
+            "reached through AssumeRole)"),
     Setting("log_level", choice("debug", "info", "warning", "error"), "info", "log level"),
 ]
 CONNECTION_ERRORS = (BotoCoreError, ConnectionError, OSError)
@@ -375,41 +483,59 @@ def _settings(argv: Sequence[str]) -> Any:
     return cfg
 
 
+@dataclass
+class Fleet:
+    """Demo endpoints in one account, and the minutes already written for them."""
+    name: str
+    clients: Clients | None
+    endpoints: list[Endpoint]
+    role_arn: str | None = None
+    written_until: int = 0  # minutes before this (epoch seconds) are written
+
+
+def _step(fleet: Fleet, cfg: Any) -> None:
+    """Create what is missing and write every minute that completed since the last step."""
+    if fleet.clients is None:
+        fleet.clients = make_clients(cfg.aws_endpoint, cfg.region, role_arn=fleet.role_arn)
+    names = {ep.name for ep in fleet.endpoints}
+    missing = names - existing_endpoints(fleet.clients)
+    if missing:
+        create_endpoints(fleet.clients, fleet.endpoints)
+        log.info("created %d demo endpoints in %s on %s (%s)", len(missing), fleet.name, cfg.aws_endpoint,
+                 ", ".join(sorted(missing)))
+        if missing == names:  # a new (or restarted) emulator: write the history again
+            fleet.written_until = 0
+    current = int(time.time()) // 60 * 60
+    if fleet.written_until == 0:
+        start = current - int(cfg.backfill) // 60 * 60
+        data = backfill(fleet.clients, fleet.endpoints, start, current, cfg.seed)
+        log.info("backfilled %d minutes (%d datums) for %d endpoints in %s", (current - start) // 60,
+                 len(data), len(fleet.endpoints), fleet.name)
+        fleet.written_until = current
+    elif current > fleet.written_until:
+        data = backfill(fleet.clients, fleet.endpoints, fleet.written_until, current, cfg.seed)
+        log.debug("wrote %d datums for minutes up to %s in %s", len(data),
+                  datetime.fromtimestamp(current, timezone.utc).isoformat(), fleet.name)
+        fleet.written_until = current
+
+
 def main(argv: Sequence[str]) -> int:
     cfg = _settings(argv)
     logs.setup(cfg.log_level)
     stop = stop_on_signals(log)
-    clients = make_clients(cfg.aws_endpoint, cfg.region)
-    endpoints = demo_endpoints(cfg.endpoints)
-    names = {ep.name for ep in endpoints}
-    written_until = 0  # minutes before this (epoch seconds) are written
+    first = demo_endpoints(cfg.endpoints) + (list(KIND_TEMPLATES) if cfg.other_kinds else [])
+    fleets = [Fleet("the default account", make_clients(cfg.aws_endpoint, cfg.region), first)]
+    if cfg.second_account:
+        fleets.append(Fleet(f"account {SECOND_ACCOUNT}", None, list(SECOND_ACCOUNT_TEMPLATES), SECOND_ACCOUNT_ROLE))
     waiting_logged = False
 
     while not stop.is_set():
         try:
-            missing = names - existing_endpoints(clients)
+            for fleet in fleets:
+                _step(fleet, cfg)
             if waiting_logged:
                 log.info("AWS endpoint %s is up", cfg.aws_endpoint)
                 waiting_logged = False
-            if missing:
-                create_endpoints(clients, endpoints)
-                log.info("created %d demo endpoints on %s (%s)", len(missing), cfg.aws_endpoint,
-                         ", ".join(sorted(missing)))
-                if missing == names:  # a new (or restarted) emulator: write the history again
-                    written_until = 0
-            now = time.time()
-            current = int(now) // 60 * 60
-            if written_until == 0:
-                start = current - int(cfg.backfill) // 60 * 60
-                data = backfill(clients, endpoints, start, current, cfg.seed)
-                log.info("backfilled %d minutes (%d datums) for %d endpoints", (current - start) // 60,
-                         len(data), len(endpoints))
-                written_until = current
-            elif current > written_until:
-                data = backfill(clients, endpoints, written_until, current, cfg.seed)
-                log.debug("wrote %d datums for minutes up to %s", len(data),
-                          datetime.fromtimestamp(current, timezone.utc).isoformat())
-                written_until = current
             if cfg.once:
                 return 0
         except ClientError as exc:

@@ -5,6 +5,7 @@ Parts:
 - events.XidWatcher        Xid critical errors from NVML's event API (collector "xid")
 - sampler.Sampler          Hopper GPM metrics and PCIe throughput, in the background (collector "gpm")
 - fakenvml                 the pynvml API with simulated GPUs: `--simulate N`, and the tests' double
+- podresources             on Kubernetes, namespace/pod/container labels from the kubelet (collector "podresources")
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ SETTINGS = [
     Setting("names", choice("mlscope", "dcgm", "both"), "mlscope",
             "metric names to serve: mlscope (gpu_*), dcgm (dcgm-exporter's DCGM_FI_* names, labels and units, for "
             "dashboards written for DCGM), or both"),
+    Setting("pod_resources_socket", string, None,
+            "the kubelet's pod-resources socket (e.g. /var/lib/kubelet/pod-resources/kubelet.sock): label each "
+            "GPU's series with the namespace, pod and container it is allocated to"),
     Setting("nvml_module", string, "pynvml",
             f"Python module providing the NVML API; {FAKE_MODULE} is the fake used by tests"),
 ]
@@ -68,7 +72,12 @@ def build(cfg: Config, health: Health) -> Parts:
     sampler = Sampler(session, health, interval=cfg.sample_interval)
     collector = GpuCollector(session, health, xid=xid, sampler=sampler, processes=cfg.processes,
                              procfs=cfg.procfs, simulated=simulated, names=cfg.names or "mlscope")
-    return Parts(scrape={"gpu": collector}, services=[sampler, xid, _Closer(session)])
+    services = [sampler, xid, _Closer(session)]
+    if cfg.pod_resources_socket:
+        from .podresources import PodAttribution, PodResourcesClient
+        collector = PodAttribution(collector, PodResourcesClient(cfg.pod_resources_socket), health)
+        services.append(collector)
+    return Parts(scrape={"gpu": collector}, services=services)
 
 
 class _Closer:

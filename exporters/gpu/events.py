@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from ..health import Health
+from ..spec import BackgroundLoop
 from .nvml import DEVICE, Session, classify, describe
 
 log = logging.getLogger("mlscope.gpu")
@@ -19,7 +20,7 @@ CRITICAL_XIDS = (48, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120)
 WAIT_MS = 500  # how long one nvmlEventSetWait blocks; also bounds how long stop() takes
 
 
-class XidWatcher:
+class XidWatcher(BackgroundLoop):
     """Service: registers every GPU for nvmlEventTypeXidCriticalError and counts events per (GPU, Xid).
 
     Reports its health as collector "xid" (up while the event set is registered and waiting).
@@ -28,25 +29,15 @@ class XidWatcher:
     name = "xid"
 
     def __init__(self, session: Session, health: Health | None = None) -> None:
+        super().__init__("gpu-xid-events", join_timeout=WAIT_MS / 1000 * 4)
         self.session = session
         self.nvml = session.nvml
         self.health = health
         self._counts: dict[tuple[int, str, int], int] = {}
         self._last: dict[str, int] = {}  # uuid -> the last Xid seen (dcgm-exporter's DCGM_FI_DEV_XID_ERRORS)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.registered: set[int] = set()  # GPU indexes registered for Xid events
         self._settled: set[int] = set()  # registered, or known not to support it: not retried
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gpu-xid-events", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=WAIT_MS / 1000 * 4)
 
     def counts(self) -> dict[tuple[int, str, int], int]:
         with self._lock:

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from ..health import Health
+from ..spec import BackgroundLoop
 from .nvml import DEVICE, UNSUPPORTED, Device, Session, classify, describe
 
 log = logging.getLogger("mlscope.gpu")
@@ -40,11 +41,12 @@ class _GpmState:
         self.have_prev = False
 
 
-class Sampler:
+class Sampler(BackgroundLoop):
     """Service; its health shows as collector "gpm" (only where some GPU supports GPM)."""
 
     def __init__(self, session: Session, health: Health | None = None, interval: float = 5.0,
                  pcie: bool = True) -> None:
+        super().__init__("gpu-sampler")
         self.session = session
         self.nvml = session.nvml
         self.health = health
@@ -56,17 +58,9 @@ class Sampler:
         self._mig_gpm: dict[tuple[int, int], _GpmState] = {}  # (device index, GPU instance id) -> state
         self._generation = -1
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gpu-sampler", daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().stop()
         self._free_all()
 
     def max_age(self) -> float:

@@ -26,7 +26,8 @@ from ..spec import ExporterSpec, Parts
 from .arp import ArpCollector
 from .bonding import BondingCollector
 from .conntrack import ConntrackCollector
-from .cost import DEFAULT_REGION, PRICE_TABLE, CostCollector, detect_ec2_instance_type, resolve_hourly_cost
+from .cost import (DEFAULT_REGION, PRICE_TABLE, CostCollector, allocation_labels, detect_ec2_instance_type,
+                   resolve_hourly_cost)
 from .cpu import CPUCollector, StatCollector
 from .cpufreq import CpufreqCollector
 from .diskstats import DEFAULT_DISK_DEVICE_EXCLUDE, DiskstatsCollector
@@ -152,6 +153,8 @@ SETTINGS = [
     Setting("instance_type", string, None, "EC2 instance type (e.g. g5.xlarge) to price from the shipped table "
             "and to label the cost with; read from DMI on EC2 when unset"),
     Setting("region", string, DEFAULT_REGION, "AWS region for the price table"),
+    Setting("labels", allocation_labels, None, "cost allocation labels on mlscope_host_hourly_cost_dollars, "
+            "KEY=VALUE[,KEY=VALUE] (file: a mapping), e.g. team=ml-platform,project=search (docs/cost.md)"),
     Setting("detect_instance_type", boolean, True, "read the EC2 instance type from DMI (sysfs) when unset"),
     Setting("filesystem_mount_points_exclude", regex, DEFAULT_MOUNT_POINTS_EXCLUDE,
             "regexp of mount points to leave out; the default is node_exporter 1.5's",
@@ -218,7 +221,7 @@ def build(cfg: Config, health: Health) -> Parts:
         log.error("cannot read the price table %s: %s", PRICE_TABLE, exc)
         cost = None
     if cost is not None:
-        scrape["cost"] = CostCollector(*cost)
+        scrape["cost"] = CostCollector(*cost, cfg.labels)
     direct = [NodeScrapeCollector(health, node_collectors), *self_process_collector()]
     return Parts(scrape=scrape, direct=direct)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from typing import Iterator
+import re
+from typing import Any, Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
@@ -62,12 +63,38 @@ def resolve_hourly_cost(hourly_cost: float | None, instance_type: str | None, re
     return None
 
 
+RESERVED_LABELS = {"instance_type", "instance", "job"}
+
+
+def allocation_labels(raw: Any) -> dict[str, str]:
+    """`{team: ml, cost-center: cc-1}` (file) or `team=ml,cost-center=cc-1` (flag, env) -> labels on the cost
+    series; keys become label names as endpoint tags do (`cost-center` -> `cost_center`)."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        pairs = [part.partition("=") for part in raw.split(",") if part.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ValueError(f"must be KEY=VALUE[,KEY=VALUE], got {raw!r}")
+        raw = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(raw, dict):
+        raise ValueError("must be a mapping of label names to values, like {team: ml-platform}")
+    labels = {}
+    for key, value in raw.items():
+        name = re.sub(r"[^a-zA-Z0-9_]", "_", str(key))
+        if not re.match(r"^[a-zA-Z][a-zA-Z0-9_]*$", name) or name in RESERVED_LABELS:
+            raise ValueError(f"{key!r} cannot be a label name (a letter first; not {', '.join(sorted(RESERVED_LABELS))})")
+        if value is None or isinstance(value, (dict, list)) or not str(value).strip():
+            raise ValueError(f"{key}: the value must be a non-empty string")
+        labels[name] = str(value).strip()
+    return labels
+
+
 class CostCollector:
-    def __init__(self, instance_type: str, dollars_per_hour: float):
-        self.instance_type = instance_type
+    def __init__(self, instance_type: str, dollars_per_hour: float, labels: dict[str, str] | None = None):
+        self.labels = {**(labels or {}), "instance_type": instance_type}
         self.dollars_per_hour = dollars_per_hour
 
     def collect(self) -> Iterator[Metric]:
         name = "mlscope_host_hourly_cost_dollars"
         yield family(name, "What this host costs per hour, in US dollars (from config or the price table).", "gauge",
-                     [Sample(name, {"instance_type": self.instance_type}, self.dollars_per_hour, None, None, None)])
+                     [Sample(name, self.labels, self.dollars_per_hour, None, None, None)])

@@ -14,6 +14,7 @@ from .config import SETTINGS, targets
 from .cost import PriceBook, PriceTableError
 from .inventory import Inventory
 from .poller import Poller
+from .serverless import ServerlessPrices
 
 
 def build(cfg: Config, health: Health) -> Parts:
@@ -26,7 +27,11 @@ def build(cfg: Config, health: Health) -> Parts:
         aws = Aws(target, Stats(), max_attempts=cfg.aws_max_attempts, timeout=cfg.aws_timeout)
         inventory = Inventory(aws, cfg.endpoint_name_regex, cfg.endpoint_tags, cfg.inventory_interval)
         pollers.append(Poller(aws, inventory, prices, health, poll_interval=cfg.poll_interval, period=cfg.period,
-                              delay=cfg.delay, statistics=cfg.statistics))
+                              delay=cfg.delay, statistics=cfg.statistics, idle_after=cfg.idle_after,
+                              idle_poll_interval=cfg.idle_poll_interval,
+                              list_metrics_interval=cfg.list_metrics_interval, discounts=cfg.discounts,
+                              serverless_prices=ServerlessPrices(cfg.serverless_price_per_gb_second,
+                                                                 cfg.serverless_price_per_request)))
     return Parts(direct=[SageMakerCollector(pollers)], services=pollers)
 
 

@@ -64,22 +64,28 @@ class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests: Counter = Counter()          # api -> calls
-        self.metrics_requested = 0                  # MetricDataQueries sent (what CloudWatch bills)
+        self.metrics_requested: Counter = Counter()  # query kind -> GetMetricData queries (what CloudWatch bills)
         self.errors: Counter = Counter()            # (api, code) -> count
         self.price_missing: Counter = Counter()     # instance_type -> lookups without a price
+        self.invalid_tags: Counter = Counter()      # tag key -> endpoint descriptions with an invalid value
 
-    def count_request(self, api: str, metrics: int = 0) -> None:
+    def count_request(self, api: str, metrics: Counter | None = None) -> None:
         with self.lock:
             self.requests[api] += 1
-            self.metrics_requested += metrics
+            self.metrics_requested.update(metrics or {})
 
     def count_error(self, api: str, code: str, n: int = 1) -> None:
         with self.lock:
             self.errors[(api, code)] += n
 
-    def snapshot(self) -> tuple[dict, int, dict, dict]:
+    def count(self, counter: str, key: str, n: int = 1) -> None:
         with self.lock:
-            return dict(self.requests), self.metrics_requested, dict(self.errors), dict(self.price_missing)
+            getattr(self, counter)[key] += n
+
+    def snapshot(self) -> dict[str, dict]:
+        with self.lock:
+            return {name: dict(getattr(self, name))
+                    for name in ("requests", "metrics_requested", "errors", "price_missing", "invalid_tags")}
 
 
 def _snake(api: str) -> str:
@@ -138,7 +144,8 @@ class Aws:
                                                             config=self._config)
             return self._clients[service]
 
-    def call(self, service: str, api: str, metrics: int = 0, **params: Any) -> dict:
+    def call(self, service: str, api: str, metrics: Counter | None = None, **params: Any) -> dict:
+        """`metrics`: GetMetricData queries in this call by kind (counters, percentiles, utilization, ...)."""
         self.stats.count_request(api, metrics)
         try:
             return getattr(self.client(service), _snake(api))(**params)

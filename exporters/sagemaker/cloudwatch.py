@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Iterator, Sequence
 
@@ -25,6 +25,7 @@ class Query:
     metric: str
     stat: str
     dimensions: tuple[tuple[str, str], ...]
+    kind: str = "counts"    # what the query is for, in mlscope_cloudwatch_metrics_requested_total{kind}
 
 
 @dataclass
@@ -80,7 +81,7 @@ def fetch(aws: Aws, queries: Sequence[Query], start: float, end: float, period: 
         token = None
         try:
             while True:
-                resp = aws.call("cloudwatch", "GetMetricData", metrics=len(chunk),
+                resp = aws.call("cloudwatch", "GetMetricData", metrics=Counter(q.kind for q in chunk),
                                 **params, **({"NextToken": token} if token else {}))
                 for msg in resp.get("Messages") or []:
                     result.problems += 1

@@ -7,13 +7,16 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
-from ..settings import (Config, Setting, SettingError, duration, mapping, positive_duration, positive_int, regex,
+from .discounts import Discounts, discounts
+from ..settings import (Config, Setting, SettingError, duration, mapping, non_negative_number, positive_duration, positive_int, regex,
                         string, string_list)
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
 _STAT_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 _ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
+MIN_POLL_INTERVAL = 10.0  # seconds: CloudWatch has 1-minute data; faster polling only costs API calls
 
 
 def _region(raw: Any) -> str:
@@ -35,13 +38,36 @@ def regions(raw: Any) -> list[dict]:
             unknown = set(item) - {"region", "endpoint_url"}
             if unknown or "region" not in item:
                 raise ValueError("entries must be region names or mappings with keys region and endpoint_url")
-            out.append({"region": _region(item["region"]), "endpoint_url": item.get("endpoint_url")})
+            out.append({"region": _region(item["region"]), "endpoint_url": endpoint_url(item.get("endpoint_url"))})
         else:
             out.append({"region": _region(item), "endpoint_url": None})
     names = [r["region"] for r in out]
     if len(set(names)) != len(names):
         raise ValueError("lists a region twice")
     return out
+
+
+def endpoint_url(raw: Any) -> str | None:
+    """An http:// or https:// URL with a host (botocore only complains at the first call otherwise)."""
+    if raw is None or raw == "":
+        return None
+    text = string(raw).strip()
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"must be an http:// or https:// URL like http://127.0.0.1:5000, got {text!r}")
+    try:
+        parsed.port
+    except ValueError:
+        raise ValueError(f"has an invalid port: {text!r}") from None
+    return text
+
+
+def poll_interval(raw: Any) -> float:
+    value = duration(raw)
+    if value < MIN_POLL_INTERVAL:
+        raise ValueError(f"must be at least {MIN_POLL_INTERVAL:g} seconds (CloudWatch data has 1-minute "
+                         f"resolution), got {raw!r}")
+    return value
 
 
 def role_arn(raw: Any) -> str | None:
@@ -156,14 +182,25 @@ SETTINGS = [
     Setting("accounts", accounts, [], "several accounts: list of {role_arn, external_id, regions}", file_only=True),
     Setting("endpoint_name_regex", regex, None, "only endpoints whose name matches this regex (re.search)"),
     Setting("endpoint_tags", tag_filter, {}, "only endpoints whose tags match, KEY=REGEX[,KEY=REGEX]"),
-    Setting("poll_interval", positive_duration, 60.0, "how often to poll AWS, seconds or 1m"),
+    Setting("poll_interval", poll_interval, 60.0, "how often to poll AWS, seconds or 1m (at least 10 s)"),
     Setting("period", period, 60.0, "CloudWatch period, a multiple of 60 s"),
     Setting("delay", duration, 180.0, "only periods that ended longer ago than this are settled and exported"),
-    Setting("statistics", statistics, ["p50", "p90", "p99"], "latency percentiles, comma-separated"),
-    Setting("endpoint_url", optional_string, None, "AWS endpoint override for every service (emulator)"),
+    Setting("statistics", statistics, ["p50", "p95", "p99"], "latency percentiles, comma-separated"),
+    Setting("idle_after", duration, 900.0, "a variant with no Invocations this long is idle: its other metrics "
+            "are asked for every idle_poll_interval (Invocations still every poll)"),
+    Setting("idle_poll_interval", period, 600.0, "how often idle variants' counters, and utilization of variants "
+            "without traffic (averaged over it), are fetched; a multiple of 60 s"),
+    Setting("list_metrics_interval", duration, 600.0, "refresh the ListMetrics pass (RecentlyActive=PT3H) this "
+            "often; only listed metrics are asked for (0: no ListMetrics, ask for every metric)"),
+    Setting("endpoint_url", endpoint_url, None, "AWS endpoint override for every service (emulator), an http(s) URL"),
     Setting("inventory_interval", duration, 300.0, "re-describe unchanged endpoints at least this often"),
     Setting("price_table", optional_string, None, "instance price table CSV (default: the shipped one)"),
     Setting("prices", prices, {}, "price overrides {instance_type: $/h or {region: $/h}}", file_only=True),
+    Setting("discounts", discounts, Discounts(), "discount off list prices {instance_types: {TYPE|GLOB: 30%}, "
+            "accounts: {ID: 0.2}}", file_only=True),
+    Setting("serverless_price_per_gb_second", non_negative_number, 0.00002,
+            "serverless compute price, $ per GB-second of configured memory (us-east-1 list)"),
+    Setting("serverless_price_per_request", non_negative_number, 0.0, "serverless price per request, $"),
     Setting("aws_max_attempts", positive_int, 5, "attempts per AWS call (adaptive retries with backoff)"),
     Setting("aws_timeout", positive_duration, 10.0, "connect and read timeout per AWS request"),
 ]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws import Aws, describe_error, error_code, is_credentials_error
+from .tags import numeric_tags
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,58 @@ def tag_label(key: str) -> str:
 
 
 @dataclass(frozen=True)
+class Serverless:
+    memory_mb: int                 # MemorySizeInMB: what serverless compute is billed by
+    max_concurrency: int | None
+
+
+@dataclass(frozen=True)
 class Variant:
     name: str
     instance_type: str | None      # None: serverless, or the endpoint config is gone
     serverless: bool
     current_instances: int | None  # None for serverless variants
     desired_instances: int | None
+    serverless_config: Serverless | None = None
+
+
+@dataclass(frozen=True)
+class Component:
+    """An inference component: a model with reserved compute on an endpoint variant's instances."""
+    name: str
+    variant: str
+    status: str
+    model: str
+    copies: int               # CurrentCopyCount
+    accelerators: float       # per copy: NumberOfAcceleratorDevicesRequired
+    cpu_cores: float          # per copy: NumberOfCpuCoresRequired
+    memory_mb: float          # per copy: MinMemoryRequiredInMb
+    last_modified: float
+
+
+def _component(desc: dict) -> Component:
+    spec = desc.get("Specification") or {}
+    need = spec.get("ComputeResourceRequirements") or {}
+    runtime = desc.get("RuntimeConfig") or {}
+    return Component(desc["InferenceComponentName"], desc.get("VariantName", ""),
+                     desc.get("InferenceComponentStatus", "Unknown"), str(spec.get("ModelName") or ""),
+                     int(runtime.get("CurrentCopyCount", runtime.get("DesiredCopyCount", 0)) or 0),
+                     float(need.get("NumberOfAcceleratorDevicesRequired") or 0),
+                     float(need.get("NumberOfCpuCoresRequired") or 0), float(need.get("MinMemoryRequiredInMb") or 0),
+                     desc["LastModifiedTime"].timestamp())
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    variants: dict                 # variant -> (instance type, ServerlessConfig or None)
+    asynchronous: bool = False     # AsyncInferenceConfig present
+
+
+def _serverless(raw: dict | None) -> Serverless | None:
+    if not raw or raw.get("MemorySizeInMB") is None:
+        return None
+    concurrency = raw.get("MaxConcurrency")
+    return Serverless(int(raw["MemorySizeInMB"]), None if concurrency is None else int(concurrency))
 
 
 @dataclass(frozen=True)
@@ -42,6 +89,12 @@ class Endpoint:
     last_modified: float
     tags: tuple[tuple[str, str], ...]
     variants: tuple[Variant, ...]
+    numbers: tuple[tuple[str, float], ...] = ()   # valid numeric mlscope:* tags (see tags.py)
+    asynchronous: bool = False                    # an asynchronous inference endpoint
+    components: tuple[Component, ...] = ()        # inference components, refreshed every cycle
+
+    def number(self, key: str) -> float | None:
+        return dict(self.numbers).get(key)
 
     @property
     def tag_labels(self) -> dict[str, str]:
@@ -68,8 +121,12 @@ class Inventory:
         self.refresh_interval = refresh_interval
         self.clock = clock
         self._cache: dict[str, tuple[Endpoint, float]] = {}  # name -> (endpoint, fetched at)
-        self._configs: dict[str, dict[str, tuple[str | None, bool]]] = {}  # config -> variant -> (type, serverless)
+        self._configs: dict[str, EndpointConfig] = {}
         self._excluded: dict[str, float] = {}  # name -> last_modified, endpoints whose tags did not match
+        self._warned_tags: set[tuple[str, str, str]] = set()  # (endpoint, tag, value) already logged
+        self._components: dict[str, tuple[Component, float]] = {}  # name -> (component, fetched at)
+        self._components_denied = False
+        self._component_endpoint: dict[str, str] = {}  # component name -> endpoint name
 
     def refresh(self) -> tuple[list[Endpoint], int]:
         """Return (selected endpoints, number of per-endpoint problems). ListEndpoints failures raise."""
@@ -125,7 +182,68 @@ class Inventory:
             del self._cache[gone]
         for gone in set(self._excluded) - seen:
             del self._excluded[gone]
+        if endpoints:
+            by_endpoint, failed = self._inference_components(now)
+            problems += failed
+            endpoints = [replace(e, components=by_endpoint.get(e.name, ())) for e in endpoints]
         return endpoints, problems
+
+    def _inference_components(self, now: float) -> tuple[dict[str, tuple[Component, ...]], int]:
+        """One ListInferenceComponents pass per cycle; DescribeInferenceComponent for new or changed ones."""
+        if self._components_denied:
+            return {}, 0
+        summaries = []
+        token = None
+        try:
+            while True:
+                page = self.aws.call("sagemaker", "ListInferenceComponents", MaxResults=100,
+                                     **({"NextToken": token} if token else {}))
+                summaries += page.get("InferenceComponents", [])
+                token = page.get("NextToken")
+                if not token:
+                    break
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) in ("AccessDeniedException", "AccessDenied"):
+                self._components_denied = True  # an older IAM policy: go on without inference components
+                log.warning("%s: ListInferenceComponents denied (%s): inference components are not exported; "
+                            "grant sagemaker:ListInferenceComponents and DescribeInferenceComponent",
+                            self.aws.target.name, describe_error(exc))
+                return {}, 1
+            if is_credentials_error(exc):
+                raise
+            log.warning("%s: ListInferenceComponents: %s", self.aws.target.name, describe_error(exc))
+            known = [{"InferenceComponentName": n, "EndpointName": e} for n, e in self._component_endpoint.items()]
+            return self._group(known), 1  # keep the last known components until the next pass works
+        failed = 0
+        for summary in summaries:
+            name = summary["InferenceComponentName"]
+            cached = self._components.get(name)
+            modified = summary["LastModifiedTime"].timestamp()
+            if cached and cached[0].last_modified == modified and now - cached[1] < self.refresh_interval:
+                continue
+            try:
+                desc = self.aws.call("sagemaker", "DescribeInferenceComponent", InferenceComponentName=name)
+            except (ClientError, BotoCoreError) as exc:
+                if is_credentials_error(exc):
+                    raise
+                failed += 1
+                log.warning("%s: inference component %s: %s", self.aws.target.name, name, describe_error(exc))
+                continue
+            self._components[name] = (_component(desc), now)
+            self._component_endpoint[name] = summary["EndpointName"]
+        live = {s["InferenceComponentName"] for s in summaries}
+        for gone in set(self._components) - live:
+            del self._components[gone]
+            self._component_endpoint.pop(gone, None)
+        return self._group(summaries), failed
+
+    def _group(self, summaries: list[dict]) -> dict[str, tuple[Component, ...]]:
+        grouped: dict[str, list[Component]] = {}
+        for summary in summaries:
+            cached = self._components.get(summary["InferenceComponentName"])
+            if cached:
+                grouped.setdefault(summary["EndpointName"], []).append(cached[0])
+        return {e: tuple(sorted(cs, key=lambda c: c.name)) for e, cs in grouped.items()}
 
     def _tags_match(self, endpoint: Endpoint) -> bool:
         tags = dict(endpoint.tags)
@@ -145,26 +263,39 @@ class Inventory:
             if not token:
                 break
         variants = []
-        summaries = desc.get("ProductionVariants") or [{"VariantName": v} for v in config]
+        summaries = desc.get("ProductionVariants") or [{"VariantName": v} for v in config.variants]
         for pv in summaries:
             vname = pv["VariantName"]
-            instance_type, serverless = config.get(vname, (None, False))
-            serverless = serverless or "CurrentServerlessConfig" in pv
+            instance_type, configured = config.variants.get(vname, (None, None))
+            sls = _serverless(pv.get("CurrentServerlessConfig")) or _serverless(configured)
+            serverless = sls is not None or "CurrentServerlessConfig" in pv or configured is not None
             variants.append(Variant(
                 name=vname,
                 instance_type=None if serverless else instance_type,
                 serverless=serverless,
                 current_instances=None if serverless else pv.get("CurrentInstanceCount"),
                 desired_instances=None if serverless else pv.get("DesiredInstanceCount"),
+                serverless_config=sls,
             ))
         return Endpoint(name=name, arn=desc["EndpointArn"], status=desc.get("EndpointStatus", "Unknown"),
                         last_modified=summary["LastModifiedTime"].timestamp(), tags=tuple(sorted(tags)),
-                        variants=tuple(variants))
+                        variants=tuple(variants), numbers=self._numbers(name, dict(tags)),
+                        asynchronous=config.asynchronous)
 
-    def _config(self, config_name: str | None) -> dict[str, tuple[str | None, bool]]:
+    def _numbers(self, endpoint: str, tags: dict[str, str]) -> tuple[tuple[str, float], ...]:
+        values, invalid = numeric_tags(tags)
+        for tag, raw in invalid:
+            self.aws.stats.count("invalid_tags", tag.key)
+            if (endpoint, tag.key, raw) not in self._warned_tags:
+                self._warned_tags.add((endpoint, tag.key, raw))
+                log.warning("%s: endpoint %s: tag %s=%r is not %s: no %s series", self.aws.target.name, endpoint,
+                            tag.key, raw[:100], tag.expected, tag.metric)
+        return tuple(sorted(values.items()))
+
+    def _config(self, config_name: str | None) -> EndpointConfig:
         """Endpoint configs are immutable: describe each once."""
         if not config_name:
-            return {}
+            return EndpointConfig({})
         if config_name not in self._configs:
             try:
                 desc = self.aws.call("sagemaker", "DescribeEndpointConfig", EndpointConfigName=config_name)
@@ -174,9 +305,9 @@ class Inventory:
                 # A config may be deleted while its endpoint keeps running: types become unknown.
                 log.warning("%s: endpoint config %s is gone: instance types unknown", self.aws.target.name,
                             config_name)
-                return {}
-            self._configs[config_name] = {
-                pv["VariantName"]: (pv.get("InstanceType"), "ServerlessConfig" in pv)
-                for pv in desc.get("ProductionVariants", [])
-            }
+                return EndpointConfig({})
+            self._configs[config_name] = EndpointConfig(
+                {pv["VariantName"]: (pv.get("InstanceType"), pv.get("ServerlessConfig"))
+                 for pv in desc.get("ProductionVariants", [])},
+                asynchronous=bool(desc.get("AsyncInferenceConfig")))
         return self._configs[config_name]

@@ -1,0 +1,94 @@
+"""A fleet of simulated exporters in one process: `python -m bench.fleet --gpu-hosts N --host-hosts M`.
+
+Each simulated machine is its own target on its own loopback port, served by the real exporter code:
+GPU hosts by `mlscope gpu-exporter --simulate 8`'s collectors (fake NVML), host machines by the host
+exporter's collectors reading this machine. All GPU hosts share one simulator (same values), which is
+enough for scrapers and stores: each target is still a distinct `instance`. The addresses are written
+as JSON ({"gpu": [...], "host": [...]}) to --targets-file once every port listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mlscope import __version__
+from mlscope.cli import build_collectors, exporter_settings
+from mlscope.settings import resolve
+from mlscope.spec import ExporterSpec
+from mlscope.web import MetricsServer, WebConfig
+
+
+class Snapshot:
+    """The collectors' output, collected at most once per `ttl` seconds whichever target is scraped:
+    a fleet of 500 simulated hosts then costs this process one collection per second, not 500."""
+
+    def __init__(self, collectors: list, ttl: float = 1.0) -> None:
+        self.collectors = collectors
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._at = -ttl
+        self._families: list = []
+
+    def collect(self):
+        with self._lock:
+            if time.monotonic() - self._at >= self.ttl:
+                self._families = [family for c in self.collectors for family in c.collect()]
+                self._at = time.monotonic()
+            return self._families
+
+
+def serve_many(spec: ExporterSpec, count: int, flags: dict) -> tuple[list[MetricsServer], list]:
+    """`count` servers on free loopback ports, all serving one instance of the exporter's collectors."""
+    if not count:
+        return [], []
+    cfg = resolve(exporter_settings(spec), flags, environ={})
+    collectors, parts = build_collectors(spec, cfg)
+    collectors = [Snapshot(collectors)]
+    for service in parts.services:
+        service.start()
+    servers = [MetricsServer(("127.0.0.1", 0), collectors, WebConfig(), spec.title, f"mlscope {__version__}")
+               for _ in range(count)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 1.0}, daemon=True).start()
+    return servers, parts.services
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu-hosts", type=int, default=0)
+    parser.add_argument("--gpus-per-host", type=int, default=8)
+    parser.add_argument("--host-hosts", type=int, default=0)
+    parser.add_argument("--targets-file", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    from mlscope.gpu import SPEC as GPU
+    from mlscope.host import SPEC as HOST
+
+    gpu_servers, gpu_services = serve_many(GPU, args.gpu_hosts, {"simulate": str(args.gpus_per_host)})
+    host_servers, host_services = serve_many(HOST, args.host_hosts, {})
+    targets = {"gpu": [f"127.0.0.1:{s.server_address[1]}" for s in gpu_servers],
+               "host": [f"127.0.0.1:{s.server_address[1]}" for s in host_servers]}
+    partial = args.targets_file.with_suffix(".tmp")
+    partial.write_text(json.dumps(targets))
+    os.replace(partial, args.targets_file)  # readers never see half a file
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    for server in gpu_servers + host_servers:
+        server.server_close()
+    for service in gpu_services + host_services:
+        service.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

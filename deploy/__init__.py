@@ -1,0 +1,1 @@
+"""Deployment manifests generated from the repository's sources: `python -m deploy` (Kubernetes)."""
