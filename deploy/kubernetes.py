@@ -112,19 +112,39 @@ def sagemaker_exporter() -> list[dict]:
          "metadata": meta(name, annotations={
              "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/mlscope-sagemaker-exporter"})},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(name), "data": {"sagemaker.yml": config}},
+        *deployment(name, main, 9858, serviceAccountName=name,
+                    volumes=[{"name": "config", "configMap": {"name": name}}]),
+    ]
+
+
+def deployment(name: str, main: dict, port: int, **pod_spec) -> list[dict]:
+    """One replica, its Service, and the ServiceMonitor that scrapes it."""
+    return [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name),
          "spec": {"replicas": 1, "selector": {"matchLabels": {APP: name}},
                   "template": {"metadata": {"labels": meta(name)["labels"]},
-                               "spec": {"serviceAccountName": name, "containers": [main],
-                                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                                        "volumes": [{"name": "config", "configMap": {"name": name}}]}}}},
+                               "spec": {**pod_spec, "containers": [main],
+                                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": meta(name),
-         "spec": {"selector": {APP: name}, "ports": [{"name": "metrics", "port": 9858, "targetPort": "metrics"}]}},
+         "spec": {"selector": {APP: name}, "ports": [{"name": "metrics", "port": port, "targetPort": "metrics"}]}},
         {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
          "metadata": meta(name, labels=RELEASE_LABEL),
          "spec": {"selector": {"matchLabels": {APP: name}},
                   "endpoints": [{"port": "metrics", "interval": "30s", "scrapeTimeout": "10s"}]}},
     ]
+
+
+# kube-prometheus-stack's Alertmanager, through the operator's governing Service, in the namespace the
+# chart is installed in (`monitoring` here: patch the URL for another).
+ALERTMANAGER_URL = "http://alertmanager-operated.monitoring.svc:9093"
+
+
+def alertmanager_exporter() -> list[dict]:
+    """The wall's paging banner: what Alertmanager notifies, silences and inhibits."""
+    name = "alertmanager-exporter"
+    main = container(name, ["--alertmanager-url", ALERTMANAGER_URL], 9861, cpu="20m", memory="64Mi",
+                     security={"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True})
+    return deployment(name, main, 9861)
 
 
 def pod_monitor(name: str, interval: str) -> dict:
@@ -164,6 +184,7 @@ def manifests() -> dict[str, list[dict]]:
         "gpu-exporter.yaml": [gpu_exporter(), pod_monitor("gpu-exporter", "15s")],
         "host-exporter.yaml": [host_exporter(), pod_monitor("host-exporter", "15s")],
         "sagemaker-exporter.yaml": sagemaker_exporter(),
+        "alertmanager-exporter.yaml": alertmanager_exporter(),
         "prometheus-rules.yaml": prometheus_rules(),
         "dashboards.yaml": dashboard_configmaps(),
     }

@@ -87,7 +87,7 @@ def test_kubernetes_validate_rejects_an_unknown_field():
 def test_operator_objects_match_the_prometheus_operator_crd_schemas():
     found = {kind: by_kind(kind) for kind in OPERATOR_KINDS}
     assert {kind: len(docs) for kind, docs in found.items()} == {
-        "ServiceMonitor": 1, "PodMonitor": 2, "PrometheusRule": len(list((ROOT / "alerts").glob("*.rules.yml")))}
+        "ServiceMonitor": 2, "PodMonitor": 2, "PrometheusRule": len(list((ROOT / "alerts").glob("*.rules.yml")))}
     for kind, docs in found.items():
         validator = crd_validator(kind)
         for doc in docs:
@@ -123,7 +123,7 @@ def test_dashboards_ship_as_sidecar_configmaps():
     maps = [m for m in by_kind("ConfigMap") if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
     uids = {json.loads(text)["uid"] for m in maps for text in m["data"].values()}
     assert uids == {"mlscope-wall", "mlscope-endpoints", "mlscope-gpus", "mlscope-hosts", "mlscope-cost",
-                    "mlscope-stack"}
+                    "mlscope-rightsizing", "mlscope-stack"}
     for m in maps:
         [(name, text)] = m["data"].items()
         assert text == (ROOT / "dashboards" / "json" / name).read_text()
