@@ -9,11 +9,6 @@ series are reduced to the same labels first, so joins never meet the scrape's `j
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-import yaml
-
 EP = "account, region, endpoint"
 MONTH_SECONDS = 30 * 86400          # the SLO window: a burn rate of 1 spends the budget in exactly this time
 
@@ -82,34 +77,20 @@ def status(sel: str = "") -> str:
             f" or on ({EP}) max by ({EP}) ({info}) * {NOT_SERVING}")
 
 
-ALERTMANAGER_CONFIG = Path(__file__).resolve().parent.parent / "provisioning" / "alertmanager" / "alertmanager.yml"
-_MATCHER = re.compile(r'^\s*(\w+)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
-FIRING = 'alertstate="firing"'
+PAGES_UNKNOWN = -1   # the banner's value when no Alertmanager counts are scraped
 
 
-def _matchers(rule: dict, side: str) -> list[str]:
-    """An inhibit rule's source or target matchers as PromQL label matchers (same syntax, quoted)."""
-    out = [f'{name}{op}"{value}"' for name, op, value in
-           (_MATCHER.match(m).groups() for m in rule.get(f"{side}_matchers") or [])]
-    out += [f'{name}="{value}"' for name, value in (rule.get(f"{side}_match") or {}).items()]
-    out += [f'{name}=~"{value}"' for name, value in (rule.get(f"{side}_match_re") or {}).items()]
-    return out
+def pages(state: str) -> str:
+    """Alerts with severity=page that Alertmanager holds in `state` (notifying, silenced, inhibited), as
+    `mlscope alertmanager-exporter` counts them; the largest count of any Alertmanager polled, since the
+    members of an HA cluster hold the same alerts."""
+    return f'max(sum by (job, instance) (mlscope_alertmanager_alerts{{severity="page",state="{state}"}}))'
 
 
-def pages_firing(config: Path = ALERTMANAGER_CONFIG) -> str:
-    """How many severity=page alerts fire and are not inhibited: Alertmanager's inhibit rules, read
-    from its shipped config, applied to Prometheus' ALERTS (an alert is held back when a firing
-    source alert has the same `equal` labels; a missing label equals a missing label, as in
-    Alertmanager). Silences live only in Alertmanager and are not applied."""
-    pages = _sel("ALERTS", FIRING, 'severity="page"')
-    for rule in yaml.safe_load(config.read_text()).get("inhibit_rules") or []:
-        target = _matchers(rule, "target")
-        if any(m.startswith("severity=") and m != 'severity="page"' for m in target):
-            continue                                   # its targets are never pages
-        held_back = (f"{_sel('ALERTS', FIRING, *target)} and on ({', '.join(rule.get('equal') or [])}) "
-                     f"{_sel('ALERTS', FIRING, *_matchers(rule, 'source'))}")
-        pages += f" unless ({held_back})"
-    return f"count({pages}) or vector(0)"
+def pages_notifying() -> str:
+    """Pages Alertmanager sends on now, silences and inhibitions applied; PAGES_UNKNOWN when the exporter
+    is down or cannot reach Alertmanager (it then serves no counts), never a false 0."""
+    return f"{pages('notifying')} or vector({PAGES_UNKNOWN})"
 
 
 def _state(expr: str, warn: float, bad: float) -> str:
@@ -130,8 +111,8 @@ def health(sel: str = "") -> str:
     return f"max by ({EP}) ({parts})"
 
 
-
 __all__ = ["EP", "MONTH_SECONDS", "BURN_WARN", "BURN_PAGE", "LATENCY_WARN", "LATENCY_BAD", "STALE_WARN",
            "STALE_BAD", "STATUS_TEXT", "HEALTH_TEXT", "burn_rate", "latency_ratio", "data_age",
-           "budget_left", "budget_exhausted_in", "status", "health", "pages_firing", "IN_SERVICE", "CHANGING", "NO_INSTANCE",
+           "budget_left", "budget_exhausted_in", "status", "health", "pages", "pages_notifying", "PAGES_UNKNOWN",
+           "IN_SERVICE", "CHANGING", "NO_INSTANCE",
            "NOT_SERVING"]

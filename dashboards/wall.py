@@ -25,8 +25,6 @@ STACK = ("Monitoring stack", "/d/mlscope-stack")
 PAGES_IN_ALERTMANAGER = ("Pages in Alertmanager (silences and inhibitions applied)",
                          "/alerting/groups?alertmanager=Alertmanager&queryString=severity%3Dpage")
 
-PAGES = promql.pages_firing()
-SUPPRESSED = 'sum(alertmanager_alerts{state="suppressed"}) or vector(0)'
 SAVINGS = "sum(clamp_min(mlscope_rightsizing_estimated_monthly_savings_dollars, 0))"
 
 # The default objective is 0.999 (docs/recording-rules.md): orange under it, red under 99 %.
@@ -36,24 +34,27 @@ LATENCY = high_bad(promql.LATENCY_WARN, promql.LATENCY_BAD)
 
 def banner():
     pages = stat_panel(
-        "Paging", [Q(PAGES, "pages")], "suffix: PAGES", steps(GREEN, (1, RED)), w=16, h=4, graph=False,
-        color_background=True, value_size=60, links=[PAGES_IN_ALERTMANAGER, STACK],
-        mappings=[value_range(0, 0, "NOTHING PAGING", GREEN), value_range(1, 1, "1 PAGE", RED, 1)],
-        description="Alerts with severity=page firing now, less those Alertmanager's inhibit rules hold back "
-                    "(tickets and the Watchdog are not pages). Silences live only in Alertmanager, which Grafana "
-                    "cannot query from a panel: the count next to this one says how many alerts Alertmanager "
-                    "holds back, and the link opens Alertmanager's own view.")
-    suppressed = stat_panel(
-        "Silenced or inhibited", [Q(SUPPRESSED, "suppressed")], "none", neutral(), w=4, h=4, graph=False,
-        links=[PAGES_IN_ALERTMANAGER],
-        description="Alerts (pages and tickets) Alertmanager holds back now because a silence or an inhibition "
-                    "matches them (alertmanager_alerts{state=\"suppressed\"}).")
+        "Paging", [Q(promql.pages_notifying(), "pages")], "suffix: PAGES", steps(GREEN, (1, RED)), w=16, h=4,
+        graph=False, color_background=True, value_size=60, links=[PAGES_IN_ALERTMANAGER, STACK],
+        mappings=[value_range(0, 0, "NOTHING PAGING", GREEN), value_range(1, 1, "1 PAGE", RED, 1),
+                  value_range(promql.PAGES_UNKNOWN, promql.PAGES_UNKNOWN, "PAGES UNKNOWN", ORANGE, 2)],
+        description="Alerts with severity=page that Alertmanager is sending on now: silenced and inhibited ones "
+                    "do not count, nor do tickets and the Watchdog (mlscope alertmanager-exporter polls "
+                    "Alertmanager's API). PAGES UNKNOWN (orange): that exporter is down or cannot reach "
+                    "Alertmanager, so nobody can say; the Monitoring stack dashboard shows which. The link opens "
+                    "Alertmanager's own view.")
+    held_back = stat_panel(
+        "Pages held back", [Q(promql.pages("silenced"), "silenced"), Q(promql.pages("inhibited"), "inhibited")],
+        "none", neutral(), w=4, h=4, graph=False, names=True, links=[PAGES_IN_ALERTMANAGER], no_value="unknown",
+        description="Pages Alertmanager does not send on now: silenced by someone, or inhibited by another alert "
+                    "(e.g. the exporter that collects an endpoint is down). A page both silenced and inhibited "
+                    "counts as silenced.")
     freshness = stat_panel(
         "Data age", [Q("fleet:sagemaker_data_age_seconds:max", "CloudWatch")], "s",
         high_bad(promql.STALE_WARN, promql.STALE_BAD), w=4, h=4, graph=False, decimals=0, links=[STACK],
         description="How old the stalest endpoint's newest settled CloudWatch period is. A few minutes is the "
                     "settle delay; orange from 15 minutes (polls failing), red from 30.")
-    return Section(None, [pages, suppressed, freshness])
+    return Section(None, [pages, held_back, freshness])
 
 
 def health_grid():

@@ -114,33 +114,21 @@ def sagemaker_exporter() -> list[dict]:
          "metadata": meta(name, annotations={
              "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/mlscope-sagemaker-exporter"})},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(name), "data": {"sagemaker.yml": config}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name),
-         "spec": {"replicas": 1, "selector": {"matchLabels": {APP: name}},
-                  "template": {"metadata": {"labels": meta(name)["labels"]},
-                               "spec": {"serviceAccountName": name, "containers": [main],
-                                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                                        "volumes": [{"name": "config", "configMap": {"name": name}}]}}}},
-        service(name, 9858),
-        service_monitor(name, "30s"),
+        *deployment(name, main, 9858, serviceAccountName=name,
+                    volumes=[{"name": "config", "configMap": {"name": name}}]),
     ]
 
 
-def rightsizer() -> list[dict]:
-    """`mlscope rightsize --serve`: it only reads the PromQL API, so no AWS role and no service account token."""
-    name = "rightsizer"
-    main = container(name, [], 9859, command=("rightsize", "--serve"), cpu="100m", memory="512Mi",
-                     security={"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True},
-                     env=[{"name": "MLSCOPE_PROMETHEUS", "value": PROMETHEUS_URL},
-                          {"name": "MLSCOPE_LOOKBACK", "value": "14d"},
-                          {"name": "MLSCOPE_INTERVAL", "value": "1h"}])
+def deployment(name: str, main: dict, port: int, interval: str = "30s", **pod_spec) -> list[dict]:
+    """One replica, its Service, and the ServiceMonitor that scrapes it."""
     return [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name),
          "spec": {"replicas": 1, "selector": {"matchLabels": {APP: name}},
                   "template": {"metadata": {"labels": meta(name)["labels"]},
-                               "spec": {"automountServiceAccountToken": False, "containers": [main],
+                               "spec": {**pod_spec, "containers": [main],
                                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}}}},
-        service(name, 9859),
-        service_monitor(name, "60s"),
+        service(name, port),
+        service_monitor(name, interval),
     ]
 
 
@@ -154,6 +142,30 @@ def service_monitor(name: str, interval: str) -> dict:
             "metadata": meta(name, labels=RELEASE_LABEL),
             "spec": {"selector": {"matchLabels": {APP: name}},
                      "endpoints": [{"port": "metrics", "interval": interval, "scrapeTimeout": "10s"}]}}
+
+
+def rightsizer() -> list[dict]:
+    """`mlscope rightsize --serve`: it only reads the PromQL API, so no AWS role and no service account token."""
+    name = "rightsizer"
+    main = container(name, [], 9859, command=("rightsize", "--serve"), cpu="100m", memory="512Mi",
+                     security={"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True},
+                     env=[{"name": "MLSCOPE_PROMETHEUS", "value": PROMETHEUS_URL},
+                          {"name": "MLSCOPE_LOOKBACK", "value": "14d"},
+                          {"name": "MLSCOPE_INTERVAL", "value": "1h"}])
+    return deployment(name, main, 9859, interval="60s", automountServiceAccountToken=False)
+
+
+# kube-prometheus-stack's Alertmanager, through the operator's governing Service, in the namespace the
+# chart is installed in (`monitoring` here: patch the URL for another).
+ALERTMANAGER_URL = "http://alertmanager-operated.monitoring.svc:9093"
+
+
+def alertmanager_exporter() -> list[dict]:
+    """The wall's paging banner: what Alertmanager notifies, silences and inhibits."""
+    name = "alertmanager-exporter"
+    main = container(name, ["--alertmanager-url", ALERTMANAGER_URL], 9861, cpu="20m", memory="64Mi",
+                     security={"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True})
+    return deployment(name, main, 9861)
 
 
 def pod_monitor(name: str, interval: str) -> dict:
@@ -194,6 +206,7 @@ def manifests() -> dict[str, list[dict]]:
         "host-exporter.yaml": [host_exporter(), pod_monitor("host-exporter", "15s")],
         "sagemaker-exporter.yaml": sagemaker_exporter(),
         "rightsizer.yaml": rightsizer(),
+        "alertmanager-exporter.yaml": alertmanager_exporter(),
         "prometheus-rules.yaml": prometheus_rules(),
         "dashboards.yaml": dashboard_configmaps(),
     }

@@ -24,6 +24,7 @@ EXPORTERS = {
     "host-exporter": ("mlscope.host", "host CPU, memory, disk and network (node_exporter names)"),
     "gpu-exporter": ("mlscope.gpu", "NVIDIA GPUs through NVML"),
     "sagemaker-exporter": ("mlscope.sagemaker", "SageMaker endpoints from CloudWatch, with cost"),
+    "alertmanager-exporter": ("mlscope.alertmanager", "alerts Alertmanager notifies, silences or inhibits"),
 }
 TOOLS = {
     "demo": ("mlscope.demo", "local AWS emulator and demo traffic (no AWS account needed)"),

@@ -12,11 +12,9 @@ import subprocess
 import sys
 
 import pytest
-import requests
 import yaml
 
 from helpers import ROOT, require_binary
-from test_alertmanager import post, running_alertmanager
 
 sys.path.insert(0, str(ROOT))
 
@@ -169,64 +167,22 @@ def test_wall_health_and_status_with_the_shipped_rules(tmp_path):
 def test_wall_stats_show_one_value_each(tmp_path):
     series = endpoint_series()
     series.update({
-        'ALERTS{alertname="EndpointDown",alertstate="firing",severity="page",endpoint="e-down"}': "1x40",
-        'ALERTS{alertname="EndpointBurn",alertstate="firing",severity="page",endpoint="e-burn"}': "1x40",
-        'ALERTS{alertname="SlowTicket",alertstate="firing",severity="ticket"}': "1x40",
-        'ALERTS{alertname="Watchdog",alertstate="firing",severity="none"}': "1x40",
-        'ALERTS{alertname="NotYet",alertstate="pending",severity="page"}': "1x40",
-        'alertmanager_alerts{state="active",job="alertmanager"}': "4x40",
-        'alertmanager_alerts{state="suppressed",job="alertmanager"}': "2x40",
+        # what `mlscope alertmanager-exporter` serves (tests/test_alertmanager_exporter.py: from a real Alertmanager)
+        'mlscope_alertmanager_alerts{severity="page",state="notifying"}': "2x40",
+        'mlscope_alertmanager_alerts{severity="page",state="silenced"}': "1x40",
+        'mlscope_alertmanager_alerts{severity="page",state="inhibited"}': "3x40",
+        'mlscope_alertmanager_alerts{severity="ticket",state="notifying"}': "4x40",
         'mlscope_rightsizing_estimated_monthly_savings_dollars{variant="a"}': "120x40",
         'mlscope_rightsizing_estimated_monthly_savings_dollars{variant="b"}': "-30x40",   # costs more: 0
         'mlscope_rightsizing_estimated_monthly_savings_dollars{variant="c"}': "50x40",
     })
     promtool(tmp_path, series, [
-        (expr("mlscope-wall", "Paging"), "40m", [("{}", 2)]),                 # pages firing, not tickets/pending
-        (expr("mlscope-wall", "Silenced or inhibited"), "40m", [("{}", 2)]),
+        (expr("mlscope-wall", "Paging"), "40m", [("{}", 2)]),                 # pages notifying, not tickets
+        (expr("mlscope-wall", "Pages held back", "A"), "40m", [("{}", 1)]),   # silenced
+        (expr("mlscope-wall", "Pages held back", "B"), "40m", [("{}", 3)]),   # inhibited
         (expr("mlscope-wall", "Rightsizing savings"), "40m", [("{}", 170)]),  # 120 + 0 + 50
         (expr("mlscope-wall", "Latency ÷ objective", "A"), "40m", [("{}", 0.8)]),   # e-slow p95: 0.4 / 0.5
         (expr("mlscope-wall", "Latency ÷ objective", "B"), "40m", [("{}", 0.9)]),   # e-slow p99: 0.45 / 0.5
-    ])
-
-
-def test_wall_banner_counts_the_pages_alertmanager_lets_through(tmp_path):
-    """The banner applies the shipped inhibit rules: the same alerts, posted to the real Alertmanager
-    and given to promtool as ALERTS, leave the same pages (2) on both."""
-    exporter = {"account": "1", "region": "us-east-1", "job": "sagemaker"}
-    alerts = [
-        # sources: a target down, a failing collector (tickets themselves)
-        {"alertname": "TargetDown", "severity": "ticket", "job": "sagemaker", "instance": "exporter-c"},
-        {"alertname": "MLScopeCollectorFailing", "severity": "ticket", "job": "sagemaker", "instance": "exporter-a"},
-        # held back: pages of the endpoints those exporters collect
-        {**exporter, "alertname": "SageMakerEndpointErrorBudgetBurn", "severity": "page", "instance": "exporter-c",
-         "endpoint": "c"},
-        {**exporter, "alertname": "SageMakerEndpointDown", "severity": "page", "instance": "exporter-a",
-         "endpoint": "a"},
-        # paging: another exporter's endpoint, and a GPU on a host named like the failing exporter
-        {**exporter, "alertname": "SageMakerEndpointErrorBudgetBurn", "severity": "page", "instance": "exporter-d",
-         "endpoint": "d"},
-        {"alertname": "GPULost", "severity": "page", "job": "gpu", "instance": "exporter-a", "gpu": "0"},
-        # not pages
-        {"alertname": "Watchdog", "severity": "none"},
-        {**exporter, "alertname": "SageMakerEndpointHigh4xxRatio", "severity": "ticket", "instance": "exporter-d",
-         "endpoint": "d"},
-    ]
-    with running_alertmanager(tmp_path) as (base, _receiver):
-        post(base, *alerts)
-        resp = requests.get(base + "/api/v2/alerts", params={"active": "true", "silenced": "false",
-                                                              "inhibited": "false", "filter": 'severity="page"'},
-                            timeout=10)
-        let_through = sorted(a["labels"].get("endpoint", a["labels"]["alertname"]) for a in resp.json())
-    assert let_through == ["GPULost", "d"]
-    series = {"ALERTS{%s}" % ",".join(f'{k}="{v}"' for k, v in {**a, "alertstate": "firing"}.items()): "1x10"
-              for a in alerts}
-    promtool(tmp_path, series, [(expr("mlscope-wall", "Paging"), "5m", [("{}", 2)])])
-
-
-def test_wall_banner_reads_nothing_paging_as_zero(tmp_path):
-    promtool(tmp_path, {'ALERTS{alertname="Watchdog",alertstate="firing",severity="none"}': "1x10"}, [
-        (expr("mlscope-wall", "Paging"), "5m", [("{}", 0)]),
-        (expr("mlscope-wall", "Silenced or inhibited"), "5m", [("{}", 0)]),
     ])
 
 

@@ -79,6 +79,8 @@ CONTRACT_METRICS = {
     "sagemaker_variant_hourly_cost_dollars", "sagemaker_data_timestamp_seconds",
     "mlscope_cloudwatch_requests_total", "mlscope_cloudwatch_metrics_requested_total",
     "mlscope_cloudwatch_errors_total",
+    # Alertmanager's alerts by severity and state (`mlscope alertmanager-exporter`)
+    "mlscope_alertmanager_alerts", "mlscope_alertmanager_up",
     # rightsizer (`mlscope rightsize --serve`, docs/rightsizing.md)
     *(f"mlscope_rightsizing_{name}" for name in (
         "finding", "estimated_monthly_savings_dollars", "estimated_savings_ratio", "recommended_instances",
@@ -238,9 +240,10 @@ def test_wall_is_a_tv_dashboard(models):
 def test_wall_banner_counts_pages_only(models):
     banner = next(p for p in models["mlscope-wall"]["panels"] if p["title"] == "Paging")
     (target,) = banner["targets"]
-    assert 'severity="page"' in target["expr"] and 'alertstate="firing"' in target["expr"]
+    # Alertmanager's own count (mlscope alertmanager-exporter): silences and inhibitions applied
+    assert 'mlscope_alertmanager_alerts{severity="page",state="notifying"}' in target["expr"]
     texts = {m["options"]["result"].get("text") for m in banner["fieldConfig"]["defaults"]["mappings"]}
-    assert "NOTHING PAGING" in texts
+    assert {"NOTHING PAGING", "PAGES UNKNOWN"} <= texts
     assert banner["options"]["colorMode"] == "background"
     assert any("alerting/groups" in link["url"] and "severity%3Dpage" in link["url"] for link in banner["links"]), \
         "the banner links to Alertmanager's own view (silences and inhibitions applied)"

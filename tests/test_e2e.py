@@ -24,7 +24,7 @@ from mlscope.local import LocalStack, Options, render
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-JOBS = ("host", "gpu", "sagemaker", "rightsizer", "prometheus", "alertmanager")
+JOBS = ("host", "gpu", "sagemaker", "rightsizer", "alertmanager-exporter", "prometheus", "alertmanager")
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +193,18 @@ def test_every_dashboard_query_returns_data(stack):
             time.sleep(1)
     assert checked > 100
     assert not empty, "panels without data:\n" + "\n".join(map(str, empty))
+
+
+def test_wall_banner_counts_pages_from_alertmanager(stack):
+    """The banner always has a value (-1 reads PAGES UNKNOWN): here it must be Alertmanager's own count."""
+    import dashboards
+
+    (banner,) = [p["targets"][0]["expr"] for p in dashboards.load("mlscope-wall")["panels"] if p["title"] == "Paging"]
+    # the Watchdog (a ticket) went through Prometheus to Alertmanager and back through the exporter
+    wait_query(stack, 'mlscope_alertmanager_alerts{job="alertmanager-exporter",severity="ticket",'
+                      'state="notifying"} >= 1', timeout=90)
+    assert query(stack, 'mlscope_alertmanager_up{job="alertmanager-exporter"}')[0]["value"][1] == "1"
+    assert float(wait_query(stack, banner)[0]["value"][1]) >= 0
 
 
 def test_watchdog_reaches_on_call_through_alertmanager(stack, receiver):

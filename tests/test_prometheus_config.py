@@ -42,8 +42,8 @@ def test_promtool_check_config(tmp_path):
 def test_jobs_targets_rules_and_alerting():
     cfg = config()
     jobs = {job["job_name"]: job for job in cfg["scrape_configs"]}
-    assert set(jobs) == {"host", "gpu", "sagemaker", "rightsizer", "prometheus", "alertmanager",
-                         "vllm", "triton", "torchserve", "model-http", "mlserver"}
+    assert set(jobs) == {"host", "gpu", "sagemaker", "rightsizer", "alertmanager-exporter", "prometheus",
+                         "alertmanager", "vllm", "triton", "torchserve", "model-http", "mlserver"}
     assert jobs["rightsizer"]["static_configs"][0]["targets"] == ["rightsizer:9859"]
     assert jobs["rightsizer"]["honor_labels"] is True  # its `instance` label is the analysed host
     assert jobs["host"]["static_configs"][0]["targets"] == ["host-exporter:9856"]
@@ -73,6 +73,7 @@ def test_real_prometheus_loads_it(tmp_path):
         assert ("prometheus", "localhost") in labels
         assert ("alertmanager", "alertmanager") in labels
         assert ("rightsizer", "rightsizer") in labels
+        assert ("alertmanager-exporter", "alertmanager-exporter") in labels
         # gpu-exporter / gpu-exporter-sim do not resolve here: no target, so no false TargetDown
         assert not [job for job, _ in labels if job == "gpu"]
         groups = requests.get(prom.url + "/api/v1/rules", timeout=10).json()["data"]["groups"]
