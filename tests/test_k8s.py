@@ -89,7 +89,7 @@ def test_kubernetes_validate_rejects_an_unknown_field():
 def test_operator_objects_match_the_prometheus_operator_crd_schemas():
     found = {kind: by_kind(kind) for kind in OPERATOR_KINDS}
     assert {kind: len(docs) for kind, docs in found.items()} == {
-        "ServiceMonitor": 2, "PodMonitor": 2, "PrometheusRule": len(list((ROOT / "alerts").glob("*.rules.yml")))}
+        "ServiceMonitor": 3, "PodMonitor": 2, "PrometheusRule": len(list((ROOT / "alerts").glob("*.rules.yml")))}
     for kind, docs in found.items():
         validator = crd_validator(kind)
         for doc in docs:
