@@ -1,5 +1,5 @@
 """The rightsizer's pure parts: statistics, knee, sizing, the query client's errors and headers, the
-instance catalogue and `mlscope prices refresh --catalogue` (botocore Stubber, as tests/test_prices.py)."""
+instance catalogue and `mlscope prices refresh` (botocore Stubber, as tests/test_prices.py)."""
 
 from __future__ import annotations
 
