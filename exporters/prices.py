@@ -91,6 +91,14 @@ def hourly_prices(rows: list[CatalogueRow]) -> dict[tuple[str, str], float]:
     return {(r.instance_type, r.region): r.usd_per_hour for r in rows}
 
 
+def overridden(overrides: dict, instance_type: str, region: str, listed: float | None) -> float | None:
+    """A user's `prices:` override ({type: price} or {type: {region: price}}) wins over the listed price."""
+    override = overrides.get(instance_type)
+    if isinstance(override, dict):
+        return float(override[region]) if region in override else listed
+    return float(override) if override is not None else listed
+
+
 def render_catalogue(comments: list[str], rows: list[CatalogueRow]) -> str:
     out = io.StringIO()
     out.writelines(line.rstrip("\n") + "\n" for line in comments)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..prices import CatalogueRow, PriceTableError, hourly_prices, load_catalogue
+from ..prices import CatalogueRow, PriceTableError, hourly_prices, load_catalogue, overridden
 
 __all__ = ["InstanceSpec", "PriceBook", "PriceTableError"]
 
@@ -37,13 +37,7 @@ class PriceBook:
         return cls(load_catalogue(path), overrides)
 
     def hourly_price(self, instance_type: str, region: str) -> float | None:
-        override = self._overrides.get(instance_type)
-        if isinstance(override, dict):
-            if region in override:
-                return float(override[region])
-        elif override is not None:
-            return float(override)
-        return self._prices.get((instance_type, region))
+        return overridden(self._overrides, instance_type, region, self._prices.get((instance_type, region)))
 
     def spec(self, instance_type: str | None) -> InstanceSpec | None:
         return self._specs.get(instance_type) if instance_type else None
