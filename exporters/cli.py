@@ -28,7 +28,7 @@ EXPORTERS = {
 }
 TOOLS = {
     "demo": ("mlscope.demo", "local AWS emulator and demo traffic (no AWS account needed)"),
-    "prices": ("mlscope.prices", "rebuild the instance price table from the AWS Pricing API"),
+    "prices": ("mlscope.prices", "rebuild the instance catalogue (specs, prices) from the AWS Pricing API"),
     "healthcheck": ("mlscope.healthcheck", "exit 0 when an exporter answers (the container healthcheck)"),
     "local": ("mlscope.local", "the docker-compose stack natively on 127.0.0.1, without Docker (make local)"),
     "web-config": ("mlscope.webconfig", "write a --web-config file: bcrypt basic auth, optional self-signed TLS"),

@@ -1,48 +1,41 @@
-"""`mlscope prices refresh --region R [--output FILE]`: rebuild the SageMaker instance table from the AWS Price List API.
+"""MLScope's one instance table (exporters/data/instance_catalogue.csv), its one loader, and `mlscope prices refresh`.
 
-Reads pricing:GetProducts (ServiceCode AmazonSageMaker, real-time hosting instances of region R, on-demand
-$/hour) from the Pricing API endpoint in us-east-1, then rewrites that region's rows of the table (other
-regions' rows are kept). Needs the IAM permission pricing:GetProducts; credentials from boto3's chain.
+The catalogue holds every SageMaker (ml.*) and EC2 instance type MLScope prices, one row per (type, region): specs
+and on-demand USD per instance-hour. `load_catalogue` is the only reader: the host exporter's cost, the SageMaker
+exporter's PriceBook and the rightsizer all use it. `mlscope prices refresh --region R` rebuilds R's rows from
+pricing:GetProducts (SageMaker hosting and EC2 on-demand Linux) through the Pricing API endpoint in us-east-1;
+other regions' rows are kept. Needs the IAM permission pricing:GetProducts; credentials from boto3's chain.
+boto3 is imported by the refresh command only, so the exporters load prices without it.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import logging
 import re
-import csv
-import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
-from . import logs
-from .cli import OneLineParser
-from .sagemaker.aws import describe_error
-from .sagemaker.config import _region
-from .sagemaker.cost import DEFAULT_TABLE, PriceRow, PriceTableError, parse_table, render_table
-
 log = logging.getLogger("mlscope.prices")
 
 PRICING_REGION = "us-east-1"  # the Price List API lives in us-east-1 (and ap-south-1), whatever region you price
 _MEMORY_RE = re.compile(r"^([\d.,]+)\s*Gi?B$", re.IGNORECASE)
-_HEADER = [
-    "# SageMaker real-time hosting (inference) instance types: vCPUs, GPUs, memory and on-demand price per instance-hour.",
-    "# Source: AWS Price List API (pricing:GetProducts, ServiceCode AmazonSageMaker, component Hosting). These are LIST",
-    "# prices in USD, without Savings Plans, discounts or taxes; they change. Refresh a region with:",
-    "# mlscope prices refresh --region us-east-1 [--output FILE]",
-    "# gpu = NVIDIA GPUs (Inferentia/Trainium accelerators are not GPUs and count 0). Lines starting with # are comments.",
-]
+
+
+class PriceTableError(ValueError):
+    pass
 
 
 CATALOGUE = Path(__file__).resolve().parent / "data" / "instance_catalogue.csv"
 CATALOGUE_COLUMNS = ["instance_type", "region", "vcpu", "memory_gib", "gpu", "gpu_model", "gpu_memory_gib",
                      "usd_per_hour"]
+# The SageMaker exporter's own table before the catalogue replaced it: a `price_table` in this form still loads.
+SAGEMAKER_TABLE_COLUMNS = ["instance_type", "region", "vcpu", "gpu", "memory_gib", "usd_per_hour"]
 
 
 @dataclass(frozen=True)
@@ -63,18 +56,25 @@ def parse_catalogue(text: str, source: str = "instance catalogue") -> tuple[list
     """(comment lines, rows) of the instance catalogue CSV; PriceTableError names the line that is wrong."""
     comments = [line for line in text.splitlines() if line.startswith("#")]
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")]
-    if not lines or [h.strip() for h in next(csv.reader([lines[0][1]]))] != CATALOGUE_COLUMNS:
-        raise PriceTableError(f"{source}: header must be {','.join(CATALOGUE_COLUMNS)}")
+    header = [h.strip() for h in next(csv.reader([lines[0][1]]))] if lines else []
+    if header not in (CATALOGUE_COLUMNS, SAGEMAKER_TABLE_COLUMNS):
+        raise PriceTableError(f"{source}: header must be {','.join(CATALOGUE_COLUMNS)} "
+                              f"(or {','.join(SAGEMAKER_TABLE_COLUMNS)})")
     rows = []
     for number, line in lines[1:]:
         f = [x.strip() for x in next(csv.reader([line]))]
-        if len(f) != len(CATALOGUE_COLUMNS):
-            raise PriceTableError(f"{source}: line {number}: expected {len(CATALOGUE_COLUMNS)} fields, got {len(f)}")
+        if len(f) != len(header):
+            raise PriceTableError(f"{source}: line {number}: expected {len(header)} fields, got {len(f)}")
         try:
-            rows.append(CatalogueRow(f[0], f[1], int(f[2]), float(f[3]), int(f[4]), f[5], float(f[6]), float(f[7])))
+            rows.append(_row(dict(zip(header, f))))
         except ValueError as exc:
             raise PriceTableError(f"{source}: line {number}: {exc}") from None
     return comments, rows
+
+
+def _row(f: dict[str, str]) -> CatalogueRow:
+    return CatalogueRow(f["instance_type"], f["region"], int(f["vcpu"]), float(f["memory_gib"]), int(f["gpu"]),
+                        f.get("gpu_model", ""), float(f.get("gpu_memory_gib", 0)), float(f["usd_per_hour"]))
 
 
 def load_catalogue(path: str | Path | None = None) -> list[CatalogueRow]:
@@ -84,6 +84,19 @@ def load_catalogue(path: str | Path | None = None) -> list[CatalogueRow]:
     except OSError as exc:
         raise PriceTableError(f"cannot read {path}: {exc.strerror or exc}") from None
     return parse_catalogue(text, str(path))[1]
+
+
+def hourly_prices(rows: list[CatalogueRow]) -> dict[tuple[str, str], float]:
+    """{(instance type, region): on-demand USD per hour}."""
+    return {(r.instance_type, r.region): r.usd_per_hour for r in rows}
+
+
+def overridden(overrides: dict, instance_type: str, region: str, listed: float | None) -> float | None:
+    """A user's `prices:` override ({type: price} or {type: {region: price}}) wins over the listed price."""
+    override = overrides.get(instance_type)
+    if isinstance(override, dict):
+        return float(override[region]) if region in override else listed
+    return float(override) if override is not None else listed
 
 
 def render_catalogue(comments: list[str], rows: list[CatalogueRow]) -> str:
@@ -147,16 +160,6 @@ def _sagemaker_hosting(item: dict, region: str) -> tuple[str, dict, float] | Non
     return None if price is None else (instance, attrs, price)
 
 
-def parse_product(raw: str, region: str) -> PriceRow | None:
-    """One PriceList entry (a JSON string) -> a row, or None when it is not an on-demand hosting instance."""
-    found = _sagemaker_hosting(json.loads(raw), region)
-    if found is None:
-        return None
-    instance, attrs, price = found
-    return PriceRow(instance, region, _int(attrs.get("vCpu")), _int(attrs.get("gpu")), _gib(attrs.get("memory")),
-                    price)
-
-
 def parse_catalogue_product(raw: str, region: str) -> CatalogueRow | None:
     """A SageMaker hosting or EC2 on-demand product -> a catalogue row with its specs (vcpu, memory, gpu,
     gpuMemory attributes; gpuMemory is the total over the instance's GPUs). The GPU model is not an attribute."""
@@ -187,11 +190,6 @@ def _products(client: Any, service: str, filters: list[dict]):
         token = page.get("NextToken")
         if not token:
             return
-
-
-def fetch_rows(client: Any, region: str) -> list[PriceRow]:
-    rows = (parse_product(raw, region) for raw in _products(client, "AmazonSageMaker", product_filters(region)))
-    return list({r.instance_type: r for r in rows if r is not None}.values())
 
 
 def fetch_catalogue(client: Any, region: str) -> list[CatalogueRow]:
@@ -235,42 +233,27 @@ def _replace(output: Path, text: str) -> None:
     tmp.replace(output)
 
 
-def refresh(client: Any, region: str, output: Path, today: dt.date | None = None) -> int:
-    """Replace `region`'s rows in `output` (created if missing); return how many rows were written."""
-    new_rows = fetch_rows(client, region)
-    if not new_rows:
-        raise PriceTableError(f"the Price List API returned no SageMaker hosting instances for {region}")
-    old_rows: list[PriceRow] = []
-    comments = list(_HEADER)
-    source = output if output.exists() else DEFAULT_TABLE
-    if source.exists():
-        old_comments, old_rows = parse_table(source.read_text(encoding="utf-8"), str(source))
-        comments = [c for c in old_comments if not c.startswith(f"# {region}: refreshed")] or comments
-    # GPU counts: keep the table's when the API leaves the attribute out.
-    known_gpus = {r.instance_type: r.gpu for r in old_rows}
-    new_rows = [r if r.gpu or r.instance_type not in known_gpus else
-                PriceRow(r.instance_type, r.region, r.vcpu, known_gpus[r.instance_type], r.memory_gib, r.usd_per_hour)
-                for r in new_rows]
-    when = (today or dt.date.today()).isoformat()
-    comments.append(f"# {region}: refreshed from the AWS Price List API on {when} ({len(new_rows)} instance types)")
-    rows = [r for r in old_rows if r.region != region] + new_rows
-    _replace(output, render_table(comments, rows))
-    return len(new_rows)
-
-
 def make_client(endpoint_url: str | None = None) -> Any:
+    import boto3
+
     return boto3.client("pricing", region_name=PRICING_REGION, endpoint_url=endpoint_url)
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = OneLineParser(prog="mlscope prices", description="SageMaker instance price table")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from . import logs
+    from .cli import OneLineParser
+    from .sagemaker.aws import describe_error
+    from .sagemaker.config import _region
+
+    parser = OneLineParser(prog="mlscope prices", description="the instance catalogue: specs and on-demand prices")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cmd = sub.add_parser("refresh", help="rebuild a region's rows from the AWS Price List API")
     cmd.add_argument("--region", required=True, help="AWS region to price, e.g. us-east-1")
     cmd.add_argument("--catalogue", action="store_true",
-                     help="rebuild the rightsizer's instance catalogue (SageMaker and EC2 types, with specs) instead")
-    cmd.add_argument("--output", default=None,
-                     help=f"CSV to rewrite (default: {DEFAULT_TABLE}, or {CATALOGUE} with --catalogue)")
+                     help="accepted for compatibility: the catalogue is the only table, always rebuilt")
+    cmd.add_argument("--output", default=None, help=f"CSV to rewrite (default: {CATALOGUE})")
     cmd.add_argument("--endpoint-url", default=None, help="Pricing API endpoint override")
     cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(list(argv))
@@ -280,8 +263,8 @@ def main(argv: Sequence[str]) -> int:
     except ValueError as exc:
         parser.error(f"--region: {exc}")
     try:
-        output = Path(args.output or (CATALOGUE if args.catalogue else DEFAULT_TABLE))
-        count = (refresh_catalogue if args.catalogue else refresh)(make_client(args.endpoint_url), region, output)
+        output = Path(args.output or CATALOGUE)
+        count = refresh_catalogue(make_client(args.endpoint_url), region, output)
     except (ClientError, BotoCoreError) as exc:
         sys.stderr.write(f"mlscope prices: error: pricing:GetProducts failed: {describe_error(exc)}\n")
         return 1

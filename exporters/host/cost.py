@@ -1,29 +1,27 @@
-"""What the host costs per hour: the shipped EC2 price table, instance type from DMI, the cost collector."""
+"""What the host costs per hour: EC2 prices from the instance catalogue, instance type from DMI, the cost collector."""
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 import re
 from typing import Any, Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
+from ..prices import CATALOGUE, hourly_prices, load_catalogue
 from .procfs import Paths, family, read_text
 
 log = logging.getLogger(__package__)
 
 DEFAULT_REGION = "us-east-1"
-PRICE_TABLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "ec2_prices.csv")
+PRICE_TABLE = str(CATALOGUE)
 
 
 def load_price_table(path: str = PRICE_TABLE) -> dict[tuple[str, str], float]:
-    """{(region, instance type): USD per hour} from the shipped CSV (comment lines start with #)."""
-    with open(path, encoding="utf-8") as fh:
-        rows = csv.DictReader(line for line in fh if line.strip() and not line.startswith("#"))
-        return {(row["region"].strip(), row["instance_type"].strip()): float(row["usd_per_hour"]) for row in rows}
+    """{(region, EC2 instance type): USD per hour} from the instance catalogue (SageMaker ml.* rows left out)."""
+    prices = hourly_prices(load_catalogue(path))
+    return {(region, itype): usd for (itype, region), usd in prices.items() if not itype.startswith("ml.")}
 
 
 def detect_ec2_instance_type(paths: Paths) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..prices import CatalogueRow, load_catalogue
+from ..prices import CatalogueRow, load_catalogue, overridden
 
 # Relative GPU throughput, T4 = 1: the lower of the dense FP16 tensor TFLOPS ratio and the memory-bandwidth
 # ratio (NVIDIA data sheets), because inference is bound by one or the other and we must not promise more.
@@ -39,11 +39,7 @@ class Catalogue:
         return cls(load_catalogue(path), overrides)
 
     def price(self, instance_type: str, region: str, listed: float | None) -> float | None:
-        """A user's price override ({type: price} or {type: {region: price}}) wins over the list price."""
-        override = self._overrides.get(instance_type)
-        if isinstance(override, dict):
-            return float(override[region]) if region in override else listed
-        return float(override) if override is not None else listed
+        return overridden(self._overrides, instance_type, region, listed)
 
     def get(self, instance_type: str | None, region: str) -> Instance | None:
         row = self._rows.get((instance_type or "", region))
