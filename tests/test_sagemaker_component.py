@@ -121,6 +121,19 @@ def test_missing_credentials_log_one_line_per_cycle_and_back_off(moto, tmp_path)
     assert "testing" not in output
 
 
+def test_an_empty_aws_profile_is_ignored(moto, tmp_path):
+    """`AWS_PROFILE=` in .env reaches the container as an empty variable; boto3 alone would fail every call."""
+    create_endpoint(moto.url, "web")
+    proc, base = start_exporter("sagemaker-exporter", "--config", write_config(tmp_path, moto.url),
+                                env={**CREDS, "AWS_PROFILE": "", "AWS_DEFAULT_PROFILE": ""})
+    try:
+        text = wait_metric(base, "sagemaker_endpoint_info", endpoint="web")
+        assert value(text, "mlscope_collector_up", collector="sagemaker/us-east-1") == 1
+    finally:
+        output = proc.stop()
+    assert "ProfileNotFound" not in output and "AWS_PROFILE is set but empty: ignored" in output
+
+
 def test_credentials_never_reach_the_log_even_at_debug(moto, tmp_path):
     secret, token = "MLSCOPE-SECRET-b3e1d9", "MLSCOPE-TOKEN-7f2a0c"
     env = {**CREDS, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token}

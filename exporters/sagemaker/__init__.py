@@ -5,6 +5,9 @@ Background pollers (one per account and region) fill a cache; scrapes only read 
 
 from __future__ import annotations
 
+import logging
+import os
+
 from ..health import Health
 from ..settings import Config, SettingError
 from ..spec import ExporterSpec, Parts
@@ -17,7 +20,21 @@ from .poller import Poller
 from .serverless import ServerlessPrices
 
 
+log = logging.getLogger(__name__)
+# boto3 takes an empty AWS_PROFILE as a profile named "" and fails every call (ProfileNotFound), which is
+# what a `.env` line `AWS_PROFILE=` or compose's `${AWS_PROFILE:-}` hands a container.
+EMPTY_MEANS_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+
+
+def drop_empty_aws_profile() -> None:
+    for name in EMPTY_MEANS_UNSET:
+        if os.environ.get(name) == "":
+            del os.environ[name]
+            log.info("%s is set but empty: ignored (the default credential chain is used)", name)
+
+
 def build(cfg: Config, health: Health) -> Parts:
+    drop_empty_aws_profile()
     try:
         prices = PriceBook.load(cfg.price_table, cfg.prices)
     except PriceTableError as exc:
