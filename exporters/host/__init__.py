@@ -20,14 +20,15 @@ import re
 import sys
 from typing import Any, Callable
 
+from ..allocation import DEFAULT_KEYS as ALLOCATION_KEYS
 from ..health import Health
 from ..settings import (Config, Setting, SettingError, boolean, choice, duration, optional_number, regex, string)
 from ..spec import ExporterSpec, Parts
 from .arp import ArpCollector
 from .bonding import BondingCollector
 from .conntrack import ConntrackCollector
-from .cost import (DEFAULT_REGION, PRICE_TABLE, CostCollector, allocation_labels, detect_ec2_instance_type,
-                   resolve_hourly_cost)
+from .cost import (DEFAULT_REGION, IMDS_URL, PRICE_TABLE, CostCollector, allocation_labels, detect_ec2_instance_type,
+                   ec2_tag_labels, resolve_hourly_cost)
 from .cpu import CPUCollector, StatCollector
 from .cpufreq import CpufreqCollector
 from .diskstats import DEFAULT_DISK_DEVICE_EXCLUDE, DiskstatsCollector
@@ -156,6 +157,9 @@ SETTINGS = [
     Setting("labels", allocation_labels, None, "cost allocation labels on mlscope_host_hourly_cost_dollars, "
             "KEY=VALUE[,KEY=VALUE] (file: a mapping), e.g. team=ml-platform,project=search (docs/cost.md)"),
     Setting("detect_instance_type", boolean, True, "read the EC2 instance type from DMI (sysfs) when unset"),
+    Setting("ec2_tags", boolean, False, "on EC2, label the cost with this instance's tags team, project and "
+            "cost-center (IMDSv2; the instance must allow tags in metadata); `labels` override them"),
+    Setting("ec2_metadata_url", string, IMDS_URL, "the EC2 instance metadata service, for ec2_tags"),
     Setting("filesystem_mount_points_exclude", regex, DEFAULT_MOUNT_POINTS_EXCLUDE,
             "regexp of mount points to leave out; the default is node_exporter 1.5's",
             aliases=("--collector.filesystem.mount-points-exclude", "--collector.filesystem.ignored-mount-points")),
@@ -221,7 +225,8 @@ def build(cfg: Config, health: Health) -> Parts:
         log.error("cannot read the price table %s: %s", PRICE_TABLE, exc)
         cost = None
     if cost is not None:
-        scrape["cost"] = CostCollector(*cost, cfg.labels)
+        tags = ec2_tag_labels(ALLOCATION_KEYS, cfg.ec2_metadata_url) if cfg.ec2_tags else {}
+        scrape["cost"] = CostCollector(*cost, {**tags, **(cfg.labels or {})})
     direct = [NodeScrapeCollector(health, node_collectors), *self_process_collector()]
     return Parts(scrape=scrape, direct=direct)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Iterator
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Iterable, Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
@@ -15,6 +18,8 @@ from .procfs import Paths, family, read_text
 log = logging.getLogger(__package__)
 
 DEFAULT_REGION = "us-east-1"
+IMDS_URL = "http://169.254.169.254"
+IMDS_TIMEOUT = 1.0  # seconds per request: off EC2 nothing answers, and startup must not hang on it
 PRICE_TABLE = str(CATALOGUE)
 
 
@@ -85,6 +90,37 @@ def allocation_labels(raw: Any) -> dict[str, str]:
             raise ValueError(f"{key}: the value must be a non-empty string")
         labels[name] = str(value).strip()
     return labels
+
+
+def ec2_tag_labels(keys: Iterable[str], base: str = IMDS_URL, timeout: float = IMDS_TIMEOUT) -> dict[str, str]:
+    """This instance's tags for `keys`, as allocation labels, from IMDSv2 (token first, then
+    /latest/meta-data/tags/instance). The instance must allow tags in metadata; any failure is one log line
+    and no labels."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the metadata service is never proxied
+
+    def get(path: str, method: str = "GET", headers: dict[str, str] | None = None) -> str:
+        request = urllib.request.Request(base.rstrip("/") + path, method=method, headers=headers or {})
+        with opener.open(request, timeout=timeout) as response:
+            return response.read(65536).decode("utf-8")
+
+    try:
+        token = get("/latest/api/token", "PUT", {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        auth = {"X-aws-ec2-metadata-token": token}
+        present = set(get("/latest/meta-data/tags/instance", headers=auth).split())
+        tags = {key: get("/latest/meta-data/tags/instance/" + urllib.parse.quote(key, safe=""), headers=auth)
+                for key in keys if key in present}
+    except urllib.error.HTTPError as exc:
+        why = "tags are not allowed in instance metadata" if exc.code == 404 else f"HTTP {exc.code}"
+        log.warning("EC2 instance tags not read from %s: %s; no labels from tags", base, why)
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("EC2 instance tags not read from %s: %s; no labels from tags", base, exc)
+        return {}
+    try:
+        return allocation_labels({key: value for key, value in tags.items() if value.strip()})
+    except ValueError as exc:
+        log.warning("EC2 instance tags ignored: %s", exc)
+        return {}
 
 
 class CostCollector:
