@@ -187,7 +187,7 @@ def test_every_rightsizing_panel_has_data(stack):
     prom, _, base = stack
     served(base)
     prom.wait_for("fleet:mlscope_rightsizing_estimated_monthly_savings_dollars:sum")
-    every = {v: ".*" for v in ("region", "endpoint", "variant", "instance", "gpu")}
+    every = {v: ".*" for v in ("region", "endpoint", "variant", "instance", "gpu", "model")}
     wanted = [(uid, title, expr) for uid, title, expr in all_queries(every)
               if uid == "mlscope-rightsizing" or "mlscope_rightsizing" in expr]
     assert len(wanted) > 15

@@ -376,7 +376,16 @@ def test_role_assumption_through_sts(aws, monkeypatch):
 
 @pytest.mark.integration
 def test_numeric_tags_become_gauges_and_invalid_ones_are_counted(aws, caplog):
-    caplog.set_level(logging.WARNING)  # whatever level an earlier in-process CLI left on the root logger
+    # Listen on the inventory's own logger: in-process CLIs run earlier in the session reconfigure the root
+    # logger (handlers, level), which caplog alone does not survive in the full suite.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    inventory_log = logging.getLogger("mlscope.sagemaker.inventory")
+    saved = (inventory_log.level, inventory_log.disabled)
+    inventory_log.setLevel(logging.WARNING)
+    inventory_log.disabled = False
+    inventory_log.addHandler(handler)
     create_endpoint(aws, "good", tags={"mlscope:slo": "0.995", "mlscope:latency-objective-seconds": "0.25",
                                        "mlscope:budget-dollars-per-hour": "16", "mlscope:budget-monthly-dollars": "9000"})
     create_endpoint(aws, "bad", tags={"mlscope:slo": "99.9", "mlscope:latency-objective-seconds": "fast",
@@ -395,7 +404,10 @@ def test_numeric_tags_become_gauges_and_invalid_ones_are_counted(aws, caplog):
     for tag in ("mlscope:slo", "mlscope:latency-objective-seconds", "mlscope:budget-dollars-per-hour",
                 "mlscope:budget-monthly-dollars"):
         assert value(text, "mlscope_sagemaker_invalid_tags_total", tag=tag) == 1
-    lines = [r.getMessage() for r in caplog.records if "is not" in r.getMessage()]
+    inventory_log.removeHandler(handler)
+    inventory_log.setLevel(saved[0])
+    inventory_log.disabled = saved[1]
+    lines = [r.getMessage() for r in records if "is not" in r.getMessage()]
     assert len(lines) == 4 and "tag mlscope:slo='99.9' is not a ratio between 0 and 1" in lines[0], lines
     check = promtool_check_metrics(text)
     assert check.returncode == 0, check.stdout + check.stderr

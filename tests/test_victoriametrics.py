@@ -141,7 +141,7 @@ def test_every_dashboard_query_with_data_on_prometheus_has_data_on_victoriametri
         gpu = wait(prometheus, "gpu_info", 30)[0]["metric"]
         host = wait(prometheus, 'up{job="host"}', 30)[0]["metric"]
         variables = {"endpoint": endpoint["endpoint"], "variant": endpoint["variant"], "region": endpoint["region"],
-                     "instance": host["instance"], "gpu": gpu["gpu"]}
+                     "instance": host["instance"], "gpu": gpu["gpu"], "model": ".*"}
         assert wait(vm, "increase(sagemaker_invocations_total[5m]) > 0", 60)
         missing, checked = [], 0
         for uid, title, expr in all_queries(variables):
