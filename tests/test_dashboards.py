@@ -173,6 +173,12 @@ def test_check_flag(tmp_path):
     assert result.returncode == 1 and "mlscope-wall.json" in result.stderr
     assert run("--out", str(out)).returncode == 0          # regenerating repairs it
     assert run("--check", "--out", str(out)).returncode == 0
+    (out / "mlscope-retired.json").write_text("{}")        # a dashboard that was removed from the code
+    result = run("--check", "--out", str(out))
+    assert result.returncode == 1 and "mlscope-retired.json: nothing generates this file" in result.stderr
+    result = run("--out", str(out))
+    assert result.returncode == 0 and f"deleted {out / 'mlscope-retired.json'}" in result.stdout
+    assert not (out / "mlscope-retired.json").exists() and (out / "mlscope-wall.json").is_file()
 
 
 # ------------------------------------------------------------------ dashboards
