@@ -114,7 +114,7 @@ class Holders:
         mig_uuid = labels.get("mig_uuid") or self.mig_uuids.get((labels.get("UUID", ""), labels.get("GPU_I_ID", "")))
         if mig_uuid:
             return self.by_device.get(mig_uuid)
-        if "GPU_I_ID" in labels:  # an instance the collector no longer knows: not the whole GPU's holder
+        if "GPU_I_ID" in labels or "gpu_i_id" in labels:  # an instance without a known MIG UUID: not the GPU's
             return None
         return self.by_device.get(next((labels[label] for label in UUID_LABELS if label in labels), ""))
 
