@@ -185,19 +185,21 @@ def test_mig_slices_carry_the_pod_that_holds_them_mixed_strategy(kubelet: Kubele
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_mig_slices_single_strategy_and_dcgm_names(kubelet: Kubelet, tmp_path: Path):
-    """Single strategy: slices are plain nvidia.com/gpu with MIG UUIDs as device ids. In dcgm names the slice's
-    samples (GPU_I_ID, the parent's UUID, as dcgm-exporter) carry its pod; the GPU's own samples none."""
+    """Single strategy: slices are plain nvidia.com/gpu with MIG UUIDs as device ids (a shared one with a `::N`
+    replica suffix). In dcgm names the slice's samples (GPU_I_ID, the parent's UUID, as dcgm-exporter) carry its
+    pod; the GPU's own samples none."""
     proc, base, uuids, migs = start_mig_exporter(tmp_path, {"2": ["1g.10gb", "1g.10gb"]}, "--names", "both")
     try:
         kubelet.pods = [pod("batch", "job-1", "worker", "nvidia.com/gpu", migs[("2", "3")]),
+                        pod("batch", "job-2", "worker", "nvidia.com/gpu", migs[("2", "1")] + "::2"),  # shared MIG
                         pod("ml", "whole-0", "main", "nvidia.com/gpu", uuids["0"])]
         parsed = samples(scrape(base))
         assert owners_by_instance(parsed, "gpu_mig_memory_used_bytes") == {
-            ("2", "1"): NOBODY, ("2", "3"): ("batch", "job-1", "worker")}
+            ("2", "1"): ("batch", "job-2", "worker"), ("2", "3"): ("batch", "job-1", "worker")}
         assert value(parsed, "gpu_mig_compute_slices_ratio", pod="job-1") == pytest.approx(1 / 7)
         fb = {(l["gpu"], l.get("GPU_I_ID")): (l["namespace"], l["pod"], l["container"])
               for l, _ in parsed["DCGM_FI_DEV_FB_USED"]}
-        assert fb[("2", "3")] == ("batch", "job-1", "worker") and fb[("2", "1")] == NOBODY
+        assert fb[("2", "3")] == ("batch", "job-1", "worker") and fb[("2", "1")] == ("batch", "job-2", "worker")
         assert fb[("0", None)] == ("ml", "whole-0", "main") and fb[("2", None)] == NOBODY
     finally:
         output = proc.stop()
