@@ -58,7 +58,12 @@ def _offset(raw: Any) -> int:
     return hours
 
 
-def _keys(raw: Any) -> tuple[str, ...]:
+def allocation_keys(raw: Any) -> tuple[str, ...]:
+    """Tag keys that allocate cost: a YAML list, or `team,cost-center` from a flag or an env var."""
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",") if part.strip()]
+    if isinstance(raw, tuple):
+        raw = list(raw)
     if not isinstance(raw, list) or not raw or not all(isinstance(k, str) for k in raw):
         raise ValueError("must be a non-empty list of tag keys")
     labels = [label_of(k) for k in raw]
@@ -80,7 +85,7 @@ def parse(doc: Any, source: str = "allocation config") -> Allocation:
     if unknown:
         raise SettingError(f"{source}: unknown setting {sorted(unknown)[0]!r}")
     try:
-        keys = _keys(doc.get("allocation_keys", list(DEFAULT_KEYS)))
+        keys = allocation_keys(doc.get("allocation_keys", list(DEFAULT_KEYS)))
     except ValueError as exc:
         raise SettingError(f"allocation_keys in {source}: {exc}") from None
     try:
@@ -304,4 +309,4 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-__all__ = ["Allocation", "label_of", "load", "main", "parse", "render", "rule_groups"]
+__all__ = ["Allocation", "allocation_keys", "label_of", "load", "main", "parse", "render", "rule_groups"]
