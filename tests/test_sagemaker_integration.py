@@ -684,6 +684,76 @@ def test_serverless_compute_and_cost_from_mean_latency_rounded_up_to_the_millise
 
 
 @pytest.mark.integration
+def test_serverless_provisioned_concurrency_is_billed_while_provisioned_and_spillover_at_the_on_demand_rate(aws):
+    """ProvisionedConcurrency goes through boto3 and moto unchanged (no emulator patch): 2 copies x 2 GB kept warm
+    cost by the second from the first poll, the requests they serve cost the provisioned inference rate, and the
+    spilled-over ones (ServerlessProvisionedConcurrencySpilloverInvocations) the on-demand rate."""
+    from mlscope.sagemaker.discounts import discounts
+    from mlscope.sagemaker.serverless import ServerlessPrices
+    from sagemaker_fixtures import client
+    import datetime as dt
+    sm = client(aws, "sagemaker")
+    sm.create_model(ModelName="pc-model", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+                    PrimaryContainer={"Image": "img"})
+    sm.create_endpoint_config(EndpointConfigName="pc-config", ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": "pc-model",
+        "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5, "ProvisionedConcurrency": 2}}])
+    sm.create_endpoint(EndpointName="pc", EndpointConfigName="pc-config")
+    base = base_time()
+    p0, p1 = base + 480, base + 540
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock)
+    poller.serverless_prices = ServerlessPrices(per_gb_second=0.00002, per_request=0.0000002,
+                                                provisioned_per_gb_second=0.000005,
+                                                provisioned_inference_per_gb_second=0.00001)
+    poller.discounts = discounts({"instance_types": {"serverless": "25%"}})
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_variant_serverless_provisioned_concurrency", endpoint="pc") == 2
+    assert value(text, "sagemaker_serverless_list_cost_dollars_total", endpoint="pc") == 0
+    warm_hourly = 2 * 2 * 3600 * 0.000005                  # $0.072 an hour before any request
+    assert value(text, "sagemaker_variant_hourly_list_cost_dollars", endpoint="pc") == pytest.approx(warm_hourly)
+    assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="pc") == pytest.approx(warm_hourly * 0.75)
+    cw = client(aws, "cloudwatch")
+
+    def latencies(ts, values, counts):
+        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+            "MetricName": "ModelLatency", "Timestamp": dt.datetime.fromtimestamp(ts, dt.timezone.utc),
+            "Values": values, "Counts": counts,
+            "Dimensions": [{"Name": "EndpointName", "Value": "pc"}, {"Name": "VariantName", "Value": "AllTraffic"}]}])
+
+    latencies(p0 + 1, [10_400.0, 20_000.0], [2.0, 2.0])   # 4 requests, mean 15.2 ms -> billed 4 x 16 ms
+    put(aws, "pc", "ServerlessProvisionedConcurrencySpilloverInvocations", p0 + 1, 1)   # 1 of them on demand
+    latencies(p1 + 1, [1_000_000.0], [1.0])                # 1 request of 1 s, served warm (no spill-over datum)
+    put(aws, "pc", "Invocations", p0 + 1, 4)
+    put(aws, "pc", "Invocations", p1 + 1, 1)
+    clock.now = base + 660
+    assert poller.run_cycle()                              # p0 settled; 60 s more provisioned
+    text = exposition(poller)
+    warm_minute = 2 * 2 * 60 * 0.000005                    # $0.0012
+    p0_cost = 3 * 0.016 * 2 * 0.00001 + 1 * 0.016 * 2 * 0.00002 + 4 * 0.0000002   # $0.0000024
+    assert value(text, "sagemaker_serverless_spillover_invocations_total", endpoint="pc") == 1
+    assert value(text, "sagemaker_serverless_compute_seconds_total", endpoint="pc") == pytest.approx(0.064)
+    assert value(text, "sagemaker_serverless_list_cost_dollars_total", endpoint="pc") == \
+        pytest.approx(warm_minute + p0_cost)
+    assert value(text, "sagemaker_variant_hourly_list_cost_dollars", endpoint="pc") == \
+        pytest.approx(warm_hourly + p0_cost * 60)
+    clock.now = base + 720
+    assert poller.run_cycle()                              # p1 settled
+    text = exposition(poller)
+    p1_cost = 1.0 * 2 * 0.00001 + 0.0000002                # $0.0000202
+    assert value(text, "sagemaker_serverless_compute_seconds_total", endpoint="pc") == pytest.approx(1.064)
+    assert value(text, "sagemaker_serverless_list_cost_dollars_total", endpoint="pc") == \
+        pytest.approx(2 * warm_minute + p0_cost + p1_cost)                    # $0.0024226
+    assert value(text, "sagemaker_serverless_cost_dollars_total", endpoint="pc") == \
+        pytest.approx((2 * warm_minute + p0_cost + p1_cost) * 0.75)
+    assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="pc", instance_type="serverless") == \
+        pytest.approx((warm_hourly + p1_cost * 60) * 0.75)
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.integration
 def test_asynchronous_endpoints_export_their_backlog_and_latency_without_invocations(aws):
     from sagemaker_fixtures import client
     create_endpoint(aws, "async", [("AllTraffic", "ml.m5.xlarge", 1)], asynchronous=True)
