@@ -231,7 +231,8 @@ class SageMakerCollector(Collector):
             missing.add_sample("mlscope_sagemaker_price_missing_total", {**where(k), "instance_type": k[2]}, n)
         for k, n in sorted(totals["invalid_tags"].items()):
             invalid.add_sample("mlscope_sagemaker_invalid_tags_total", {**where(k), "tag": k[2]}, n)
-        yield from (ep_info, *tag_gauges.values(), var_info, sls_memory, sls_concurrency, sls_provisioned, instances, desired, *counters.values(),
+        yield from (ep_info, *tag_gauges.values(), var_info, sls_memory, sls_concurrency, sls_provisioned,
+                    instances, desired, *counters.values(),
                     *latencies.values(), *utilization.values(), *backlog.values(), ic_info, ic_copies,
                     *ic_counters.values(), ic_latency, *ic_util.values(), ic_share, ic_cost, cost, list_cost, data_ts, requests, metrics, errors, missing,
                     invalid)
