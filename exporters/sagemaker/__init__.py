@@ -47,8 +47,10 @@ def build(cfg: Config, health: Health) -> Parts:
                               delay=cfg.delay, statistics=cfg.statistics, idle_after=cfg.idle_after,
                               idle_poll_interval=cfg.idle_poll_interval,
                               list_metrics_interval=cfg.list_metrics_interval, discounts=cfg.discounts,
-                              serverless_prices=ServerlessPrices(cfg.serverless_price_per_gb_second,
-                                                                 cfg.serverless_price_per_request)))
+                              serverless_prices=ServerlessPrices(
+                                  cfg.serverless_price_per_gb_second, cfg.serverless_price_per_request,
+                                  cfg.serverless_provisioned_price_per_gb_second,
+                                  cfg.serverless_provisioned_inference_price_per_gb_second)))
     return Parts(direct=[SageMakerCollector(pollers)], services=pollers)
 
 
