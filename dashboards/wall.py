@@ -33,6 +33,7 @@ SAVINGS = "sum(clamp_min(mlscope_rightsizing_estimated_monthly_savings_dollars, 
 # The default objective is 0.999 (docs/recording-rules.md): orange under it, red under 99 %.
 AVAILABILITY = low_bad(0.99, 0.999)
 LATENCY = high_bad(promql.LATENCY_WARN, promql.LATENCY_BAD)
+BURN_COLUMN = [(None, GREEN), (promql.BURN_WARN, ORANGE), (promql.BURN_PAGE, RED)]
 
 # Self-hosted models (alerts/models.rules.yml, labels job, instance, model), judged like endpoints: the
 # 1-hour burn rates of an error budget (the endpoints' default objective, 99.9 % of requests succeed) and
@@ -91,8 +92,7 @@ def health_grid():
         dashboard.DynamicConfigValue(id_val="mappings", value=[value_text(promql.HEALTH_TEXT)]),
         dashboard.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background",
                                                                          "mode": "basic"})])
-    grid = column_thresholds(grid, "burn rate 1h", [(None, GREEN), (promql.BURN_WARN, ORANGE),
-                                                    (promql.BURN_PAGE, RED)], unit="none")
+    grid = column_thresholds(grid, "burn rate 1h", BURN_COLUMN, unit="none")
     grid = column_thresholds(grid, "p99 ÷ objective", [(None, GREEN), (promql.LATENCY_WARN, ORANGE),
                                                        (promql.LATENCY_BAD, RED)], unit="percentunit")
     grid = column_thresholds(grid, "data age", [(None, GREEN), (promql.STALE_WARN, ORANGE),
@@ -145,7 +145,7 @@ def model_grid():
         "none", neutral(), w=11, h=9, merge=True, hide=("Time", "job", "__name__"),
         rename={"Value #A": "health", "Value #B": "req/s", "Value #C": "errors burn 1h",
                 "Value #D": "latency burn 1h"},
-        column_units={"req/s": "reqps"}, sort_by="health", sort_desc=True, tall_rows=True,
+        column_units={"req/s": "reqps"}, sort_by="health", sort_desc=True, tall_rows=True, links=[MODELS],
         description="One row per self-hosted model (vLLM, Triton, TorchServe, HTTP servers), worst first, with "
                     "the endpoints' colours. Health is the worst of: the 1-hour error-budget burn rate (objective "
                     f"99.9 % of requests succeed; at risk from {promql.BURN_WARN}×, failing from "
@@ -161,8 +161,7 @@ def model_grid():
         dashboard.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background",
                                                                          "mode": "basic"})])
     for column in ("errors burn 1h", "latency burn 1h"):
-        grid = column_thresholds(grid, column, [(None, GREEN), (promql.BURN_WARN, ORANGE),
-                                                (promql.BURN_PAGE, RED)], unit="none")
+        grid = column_thresholds(grid, column, BURN_COLUMN, unit="none")
     return column_link(grid, "model", "Open ${__data.fields.model}",
                        "/d/mlscope-models?var-model=${__data.fields.model}&${__url_time_range}")
 
