@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any, Callable, Sequence
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
@@ -23,7 +24,7 @@ from werkzeug.serving import make_server
 from ..cli import OneLineParser, add_setting_flags, stop_on_signals
 from .. import logs
 from ..settings import Setting, SettingError, choice, duration, listen_address, resolve
-from . import patches
+from . import patches, streams
 
 log = logging.getLogger("mlscope.demo.aws")
 
@@ -72,10 +73,21 @@ class EmulatorServer(ThreadedMotoServer):
         patches.apply()  # undone by stop(): moto is itself again for whatever runs next in this process
         self._patched = True
         self._server.daemon_threads = True
+        self._pumping = threading.Event()
+        self._pump = threading.Thread(target=self._pump_streams, name="mlscope-metric-streams", daemon=True)
+        self._pump.start()
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="mlscope-aws-emulator", daemon=True)
         self._thread.start()
         self._server_ready_event.set()
+
+    def _pump_streams(self) -> None:
+        """CloudWatch's metric streams: every minute, just after it ends (patch 11, streams.py)."""
+        while not self._pumping.wait(60 - time.time() % 60 + 1):
+            try:
+                streams.pump()
+            except Exception as exc:  # the emulator keeps serving whatever one pump does
+                log.warning("metric streams pump failed: %s", exc)
 
     @property
     def url(self) -> str:
@@ -85,6 +97,8 @@ class EmulatorServer(ThreadedMotoServer):
         return f"http://{host}:{port}"
 
     def stop(self) -> None:
+        if getattr(self, "_pumping", None) is not None:
+            self._pumping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

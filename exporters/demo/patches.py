@@ -76,6 +76,10 @@ the patch does:
     Describe, List (filters, pagination), UpdateInferenceComponentRuntimeConfig and Delete,
     per account and region, with the API reference's shapes.
 
+11. **Metric Streams** (`CloudWatchResponse`): moto has none. See streams.py: Put/Get/List/
+    DeleteMetricStream with include/exclude filters and additional statistics (JSON output), and a
+    pump that turns each complete minute into a JSON record delivered through moto's Firehose to S3.
+
 Metric math and Metrics Insights queries are passed to moto's own code unchanged (metric
 math returns empty results there; SageMaker's exporter does not use it).
 """
@@ -99,7 +103,7 @@ from moto.core.responses import ActionResult
 from moto.sagemaker import models as sm_models
 from moto.sagemaker.exceptions import ValidationError as SageMakerValidationError
 
-from . import components
+from . import components, streams
 
 MAX_QUERIES = 500
 MAX_DATAPOINTS = 100_800
@@ -574,6 +578,7 @@ def _targets() -> list[tuple[type, str, Any]]:
             (cw_models.CloudWatchBackend, "get_filtered_metrics", _get_filtered_metrics),
             (cw_responses.CloudWatchResponse, "list_metrics", _response_list_metrics),
             *components.targets(),
+            *streams.targets(),
             (cw_responses.CloudWatchResponse, "get_metric_data", _response_get_metric_data),
             (cw_responses.CloudWatchResponse, "get_metric_statistics", _response_get_metric_statistics)]
 

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 from .config import quantile_label
 from .poller import Poller
+from .stream import families as stream_families
 from .series import ASYNC, COMPONENT_COUNTERS, COMPONENT_UTILIZATION, LATENCIES, UTILIZATION
 from .tags import NUMERIC_TAGS
 
@@ -236,3 +237,5 @@ class SageMakerCollector(Collector):
                     *latencies.values(), *utilization.values(), *backlog.values(), ic_info, ic_copies,
                     *ic_counters.values(), ic_latency, *ic_util.values(), ic_share, ic_cost, cost, list_cost, data_ts, requests, metrics, errors, missing,
                     invalid)
+        yield from stream_families([({"account": p.snapshot.account, "region": p.snapshot.region}, p.stream)
+                                    for p in self.pollers if p.stream is not None])

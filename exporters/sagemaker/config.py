@@ -36,12 +36,14 @@ def regions(raw: Any) -> list[dict]:
     out = []
     for item in raw:
         if isinstance(item, dict):
-            unknown = set(item) - {"region", "endpoint_url"}
+            unknown = set(item) - {"region", "endpoint_url", "metric_stream"}
             if unknown or "region" not in item:
-                raise ValueError("entries must be region names or mappings with keys region and endpoint_url")
-            out.append({"region": _region(item["region"]), "endpoint_url": endpoint_url(item.get("endpoint_url"))})
+                raise ValueError("entries must be region names or mappings with keys region, endpoint_url and "
+                                 "metric_stream")
+            out.append({"region": _region(item["region"]), "endpoint_url": endpoint_url(item.get("endpoint_url")),
+                        "metric_stream": metric_stream(item.get("metric_stream"))})
         else:
-            out.append({"region": _region(item), "endpoint_url": None})
+            out.append({"region": _region(item), "endpoint_url": None, "metric_stream": None})
     names = [r["region"] for r in out]
     if len(set(names)) != len(names):
         raise ValueError("lists a region twice")
@@ -172,6 +174,34 @@ def _price(key: Any, value: Any) -> float:
     return price
 
 
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class MetricStream:
+    """Where a CloudWatch metric stream (JSON) lands through Firehose: read instead of GetMetricData."""
+    bucket: str
+    prefix: str = ""
+
+
+def metric_stream(raw: Any) -> MetricStream | None:
+    """File only: {bucket: NAME, prefix: PREFIX} of the S3 objects of a metric stream's Firehose delivery."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or "bucket" not in raw:
+        raise ValueError("metric_stream must be a mapping with bucket (and optional prefix)")
+    unknown = set(raw) - {"bucket", "prefix"}
+    if unknown:
+        raise ValueError(f"metric_stream: unknown key {sorted(unknown)[0]!r}")
+    bucket = str(raw["bucket"])
+    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+        raise ValueError(f"metric_stream: bucket must be an S3 bucket name like my-metric-stream, got {bucket!r}")
+    prefix = raw.get("prefix")
+    if prefix is not None and not isinstance(prefix, str):
+        raise ValueError(f"metric_stream: prefix must be a string, got {prefix!r}")
+    return MetricStream(bucket, prefix or "")
+
+
 def optional_string(raw: Any) -> str | None:
     return None if raw is None or raw == "" else string(raw)
 
@@ -193,6 +223,8 @@ SETTINGS = [
             "without traffic (averaged over it), are fetched; a multiple of 60 s"),
     Setting("list_metrics_interval", duration, 600.0, "refresh the ListMetrics pass (RecentlyActive=PT3H) this "
             "often; only listed metrics are asked for (0: no ListMetrics, ask for every metric)"),
+    Setting("metric_stream", metric_stream, None, "read a CloudWatch metric stream's S3 objects {bucket, prefix} "
+            "instead of GetMetricData, for every region without its own metric_stream", file_only=True),
     Setting("endpoint_url", endpoint_url, None, "AWS endpoint override for every service (emulator), an http(s) URL"),
     Setting("inventory_interval", duration, 300.0, "re-describe unchanged endpoints at least this often"),
     Setting("price_table", optional_string, None, "instance price table CSV (default: the shipped one)"),
@@ -219,6 +251,7 @@ class Target:
     endpoint_url: str | None = None
     role_arn: str | None = None
     external_id: str | None = None
+    metric_stream: MetricStream | None = None
 
     @property
     def account(self) -> str | None:
@@ -246,17 +279,20 @@ def targets(cfg: Config, environ: dict[str, str] | None = None) -> list[Target]:
     def url(entry: dict) -> str | None:
         return entry.get("endpoint_url") or cfg.endpoint_url
 
+    def stream(entry: dict) -> MetricStream | None:
+        return entry.get("metric_stream") or cfg.metric_stream
+
     out: list[Target] = []
     if cfg.accounts:
         for acc in cfg.accounts:
             entries = acc["regions"] or top
             if not entries:
                 raise SettingError("accounts: an account has no regions and no top-level regions are set")
-            out += [Target(e["region"], url(e), acc["role_arn"], acc["external_id"]) for e in entries]
+            out += [Target(e["region"], url(e), acc["role_arn"], acc["external_id"], stream(e)) for e in entries]
         if cfg.role_arn:
-            out += [Target(e["region"], url(e), cfg.role_arn, cfg.external_id) for e in top]
+            out += [Target(e["region"], url(e), cfg.role_arn, cfg.external_id, stream(e)) for e in top]
     else:
-        out = [Target(e["region"], url(e), cfg.role_arn, cfg.external_id) for e in top]
+        out = [Target(e["region"], url(e), cfg.role_arn, cfg.external_id, stream(e)) for e in top]
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise SettingError("accounts: the same account and region is listed twice")

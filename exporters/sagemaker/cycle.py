@@ -7,7 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from .aws import is_credentials_error
-from .cloudwatch import Query, fetch, settled_end
+from .cloudwatch import Query, settled_end
 from .inventory import Endpoint, Variant
 from .listing import Listing
 from .series import COUNTER_SERIES, SERVERLESS_COUNTERS, SPILLOVER
@@ -110,7 +110,7 @@ class Cycle:
             if self.stopped is not None:  # after a failed call (throttling, outage), don't pile on: next cycle
                 self.failed.update(q.key for q in queries)
                 continue
-            result = fetch(p.aws, queries, start, self.end, period)
+            result = p.fetch(queries, start, self.end, period)
             self.stopped = result.error
             if result.problems:
                 self.ok = False

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..health import Health
 from ..spec import BackgroundLoop
 from .aws import Aws, describe_error, error_code
-from .cloudwatch import Query, settled_end
+from .cloudwatch import FetchResult, Query, fetch, settled_end
 from .config import quantile_label
 from .cost import PriceBook
 from .cycle import MAX_CATCH_UP, Cycle
@@ -35,6 +35,7 @@ from .series import (ASYNC, COMPONENT_COUNTERS, COMPONENT_NS, COMPONENT_UTILIZAT
                      DEFAULT_STATISTICS, INSTANCE_NS, LATENCIES, SAGEMAKER_NS, UTILIZATION, WITHIN_OBJECTIVE,
                      within_stat)
 from .sharing import split
+from .stream import StreamSource
 from .tags import LATENCY_OBJECTIVE
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,11 @@ class Poller(BackgroundLoop):
         self.idle_after = idle_after                        # no Invocations this long: the variant is idle
         self.idle_poll_interval = max(idle_poll_interval, period)
         self.list_metrics_interval = list_metrics_interval  # 0: no ListMetrics, ask for every metric
+        # a metric stream's S3 objects answer the queries instead of GetMetricData (stream.py); no listing needed
+        source = aws.target.metric_stream
+        self.stream = StreamSource(aws, source.bucket, source.prefix, clock) if source is not None else None
+        if self.stream is not None:
+            self.list_metrics_interval = 0
         self.discounts = discounts or Discounts()
         self.serverless_prices = serverless_prices or ServerlessPrices()
         self.clock = clock
@@ -195,6 +201,12 @@ class Poller(BackgroundLoop):
                                 1 / (100 * count)))
         return out
 
+    def fetch(self, queries: list[Query], start: float, end: float, period: float) -> FetchResult:
+        """The datapoints of [start, end): from the metric stream when there is one, else GetMetricData."""
+        if self.stream is not None:
+            return self.stream.fetch(self.account or "", queries, start, end, period)
+        return fetch(self.aws, queries, start, end, period)
+
     def _identify(self) -> str:
         """The account these credentials belong to (once; GetCallerIdentity needs no IAM permission)."""
         if self.account is None:
@@ -227,6 +239,8 @@ class Poller(BackgroundLoop):
         now = self.clock()
         end = settled_end(now, self.delay, self.period)
         account = self._identify()
+        if self.stream is not None:
+            self.stream.read(now)
         endpoints, problems = self.inventory.refresh()
         self._forget(endpoints)
         listing = self._listing(now, endpoints)
