@@ -13,11 +13,21 @@ Other exporters' strategies are counted from their documented behaviour for the 
 - YACE: GetMetricData with every listed metric-statistic (ListMetrics without RecentlyActive lists metrics
   for two weeks, so idle and dormant endpoints cost as much as busy ones), 500 per call.
 GetMetricData is billed per metric requested, GetMetricStatistics/ListMetrics per request: $0.01 per 1,000.
+
+The metric stream row (a CloudWatch metric stream, JSON, through Firehose to S3, read by the exporter instead of
+GetMetricData; see docs/cost.md) is counted for the same fleet: every metric of the included namespaces that has
+a datapoint in a minute is one metric update ($0.003 per 1,000), plus one more per started set of 5 additional
+statistics (p50/p95/p99 and TC on ModelLatency and OverheadLatency: 4, so one more each); busy endpoints publish
+the 6 SageMaker metrics every minute, idle and dormant ones none; every instance-backed variant publishes its
+3 (CPU) or 5 (GPU) utilization metrics every minute, traffic or not. Firehose ingestion is billed per GB of
+records (the stream packs many JSON lines into each Firehose record, so the 5 KB rounding is negligible);
+S3: Firehose's PUT of one object per 60 s buffer (per 5 MB) and the exporter's ListObjectsV2 + GetObject.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import statistics
 import threading
@@ -32,6 +42,7 @@ from mlscope.sagemaker.config import Target
 from mlscope.sagemaker.cost import PriceBook
 from mlscope.sagemaker.inventory import Inventory
 from mlscope.sagemaker.poller import Poller
+from mlscope.sagemaker import stream
 from mlscope.web import MetricsServer, WebConfig
 
 PRICE_PER_1000 = 0.01
@@ -213,6 +224,40 @@ def scrape_latency(poller: Poller, health: Health, scrapes: int = 50) -> tuple[f
     return times[len(times) // 2] * 1000, times[int(len(times) * 0.99) - 1] * 1000, size
 
 
+def stream_record_bytes(additional: bool) -> int:
+    """One JSON line of the metric stream, as CloudWatch writes it (names as long as the fleet's)."""
+    value = {"max": 123456.0, "min": 1234.0, "sum": 1234567.0, "count": 42.0}
+    if additional:
+        value.update({"p50": 23456.0, "p95": 98765.0, "p99": 123000.0, "TC(:250000)": 41.0})
+    line = {"metric_stream_name": "mlscope-sagemaker", "account_id": "123456789012", "region": "us-east-1",
+            "namespace": "/aws/sagemaker/Endpoints", "metric_name": "GPUMemoryUtilization",
+            "dimensions": {"EndpointName": "ep-0000", "VariantName": "AllTraffic"},
+            "timestamp": 1750000000000, "value": value, "unit": "Microseconds"}
+    return len(json.dumps(line, separators=(",", ":"))) + 1
+
+
+def stream_costs(states: dict[str, str], poll_interval: float = 60) -> dict:
+    """Per month: metric updates, Firehose GB and S3 requests of a metric stream for this fleet, and dollars."""
+    minutes = CYCLES_PER_MONTH_60S
+    updates = lines = nbytes = 0.0
+    for i, state in enumerate(sorted(states.values())):
+        utilization = len(CPU_METRICS) + (len(GPU_METRICS) if is_gpu(i) else 0)
+        latency = 2 if state == "busy" else 0                   # ModelLatency and OverheadLatency
+        other = len(SAGEMAKER_METRICS) - 2 if state == "busy" else 0
+        per_minute = utilization + other + latency * (1 + math.ceil((len(STATISTICS) + 1) / 5))
+        updates += per_minute * minutes
+        lines += (utilization + other + latency) * minutes
+        nbytes += ((utilization + other) * stream_record_bytes(False) + latency * stream_record_bytes(True)) * minutes
+    objects = max(minutes, math.ceil(nbytes / (5 * 1024 * 1024)))  # one per 60 s buffer, or per 5 MB
+    polls = minutes * 60 / poll_interval
+    s3_requests = {"PUT (Firehose)": objects, "LIST (exporter)": polls, "GET (exporter)": objects}
+    cost = {"metric updates": updates * stream.PRICE_PER_UPDATE,
+            "firehose": nbytes / 1e9 * stream.FIREHOSE_PRICE_PER_GB,
+            "s3": (objects + polls) * stream.S3_PUT_PRICE + objects * stream.S3_GET_PRICE}
+    return {"updates": updates, "lines": lines, "gb": nbytes / 1e9, "s3_requests": s3_requests, "cost": cost,
+            "dollars": sum(cost.values())}
+
+
 def dollars(units_per_cycle: float, cycles: int = CYCLES_PER_MONTH_60S) -> float:
     return units_per_cycle * cycles * PRICE_PER_1000 / 1000
 
@@ -240,6 +285,12 @@ def main(n: int = 1000) -> None:
                   f"{yace / cost:>7.2f}x | {run['cpu_ms']:>12.1f}")
             if default_run is None and not before and knobs.get("idle_after") == 900:
                 default_run = run
+        st = stream_costs(states)
+        print(f"{fleet:<32} | {'metric stream (Firehose -> S3), same fields':<46} | {st['updates'] / 1e6:>9,.1f}M/mo "
+              f"{sum(st['s3_requests'].values()) / 1e3:>9,.1f}k S3 {st['dollars']:>9,.0f} {yace / st['dollars']:>7.2f}x | "
+              f"{'':>12}")
+        print(f"{'':<32} |   updates ${st['cost']['metric updates']:,.0f}, Firehose {st['gb']:,.1f} GB "
+              f"${st['cost']['firehose']:,.0f}, S3 requests ${st['cost']['s3']:,.2f}")
     print()
     for size in (100, 1000):
         run = steady(fleet_states(size, (1.0, 0.0, 0.0)), STEPS[-1][1], cycles=3, warmup=2)

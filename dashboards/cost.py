@@ -195,9 +195,12 @@ def build():
             description="GetMetricData bills $0.01 per 1,000 metrics requested."),
         bargauge_panel("CloudWatch $/month by query kind", [
             Q(f"sort_desc(sum by (kind) (rate(mlscope_cloudwatch_metrics_requested_total[1h])) * 3600 * {HOURS_PER_MONTH}"
-              f" * {CLOUDWATCH_DOLLARS_PER_METRIC})", "{{kind}}", instant=True)],
+              f" * {CLOUDWATCH_DOLLARS_PER_METRIC})", "{{kind}}", instant=True),
+            Q("sort_desc(sum by (part) (mlscope_metric_stream_cost_dollars_per_month))", "metric stream: {{part}}",
+              instant=True)],
             "currencyUSD", neutral(), w=12, min_val=0, decimals=2,
-            description="What the SageMaker exporter's GetMetricData queries cost, by what they are for."),
+            description="What the SageMaker exporter's GetMetricData queries cost, by what they are for; targets "
+                        "read from a metric stream: its modelled cost (metric updates, Firehose, S3 requests)."),
         timeseries_panel("CloudWatch $/hour by region", [
             Q(f"sum by (region) (rate(mlscope_cloudwatch_metrics_requested_total[5m])) * 3600 "
               f"* {CLOUDWATCH_DOLLARS_PER_METRIC}", "{{region}}")],

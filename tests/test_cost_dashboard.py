@@ -89,8 +89,21 @@ def test_cloudwatch_cost_by_query_kind(tmp_path):
         f'mlscope_cloudwatch_metrics_requested_total{{{ACCOUNT},kind="percentiles"}}': "0+60x70",
     }
     promtool_eval(tmp_path, series, [
-        (f"round(({panel('CloudWatch $/month by query kind')}) * 100)", "65m",
+        (f"round(({panel_query('CloudWatch $/month by query kind', 'A')}) * 100)", "65m",
          [('{kind="counts"}', 26280), ('{kind="percentiles"}', 2628)]),
+    ])
+
+
+def test_cloudwatch_cost_shows_the_metric_stream_parts(tmp_path):
+    # two regions' streams: updates $100 + $20, Firehose $5: the bar per part sums the regions
+    series = {
+        f'mlscope_metric_stream_cost_dollars_per_month{{account="111111111111",region="us-east-1",part="metric_updates"}}': "100x70",
+        f'mlscope_metric_stream_cost_dollars_per_month{{account="111111111111",region="eu-west-1",part="metric_updates"}}': "20x70",
+        f'mlscope_metric_stream_cost_dollars_per_month{{account="111111111111",region="eu-west-1",part="firehose"}}': "5x70",
+    }
+    promtool_eval(tmp_path, series, [
+        (f"round(({panel_query('CloudWatch $/month by query kind', 'B')}) * 100)", "65m",
+         [('{part="metric_updates"}', 12000), ('{part="firehose"}', 500)]),
     ])
 
 
