@@ -258,3 +258,26 @@ def test_bad_metric_stream_config_exits_2_with_one_line(tmp_path, text, needle):
     config = tmp_path / "sagemaker.yml"
     config.write_text(text)
     assert_one_line_error(run_cli("sagemaker-exporter", "--config", str(config)), needle)
+
+
+@pytest.mark.integration
+def test_demo_traffic_with_metric_stream_feeds_the_exporter_like_polling(aws):
+    from mlscope.demo import traffic
+    assert traffic.main(["--aws-endpoint", aws, "--once", "--endpoints", "2", "--other-kinds", "false",
+                         "--second-account", "false", "--backfill", "15m", "--metric-stream"]) == 0
+    assert pump() > 0
+    now = (int(time.time()) // 60) * 60
+    clock = Clock(now - 600)
+    aws_stream = Aws(Target("us-east-1", aws, metric_stream=MetricStream(traffic.STREAM_BUCKET,
+                                                                          traffic.STREAM_PREFIX)), Stats())
+    streamed = Poller(aws_stream, Inventory(aws_stream, clock=clock), PriceBook.load(), Health(), delay=120,
+                      statistics=["p50", "p95", "p99"], clock=clock, idle_poll_interval=60)
+    polled = make_poller(aws, clock, statistics=("p50", "p95", "p99"))
+    assert streamed.run_cycle() and polled.run_cycle()
+    clock.now = now
+    assert streamed.run_cycle() and polled.run_cycle()
+    got, want = samples(exposition(streamed)), samples(exposition(polled))
+    assert sum(v for _, v in got["sagemaker_invocations_total"]) > 0
+    for name in ("sagemaker_invocations_total", "sagemaker_model_latency_seconds_count",
+                 "sagemaker_model_latency_seconds"):
+        assert sorted(got[name], key=str) == sorted(want[name], key=str), name

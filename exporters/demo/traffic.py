@@ -440,6 +440,42 @@ def backfill(clients: Clients, endpoints: Sequence[Endpoint], start_ts: float, e
     return data
 
 
+# ---------------------------------------------------------------- the metric stream (optional)
+
+STREAM_BUCKET, STREAM_PREFIX, STREAM_NAME = "mlscope-metric-stream", "cw/", "mlscope-sagemaker"
+STREAM_ROLE = "arn:aws:iam::123456789012:role/mlscope-metric-stream"
+
+
+def create_metric_stream(clients: Clients, statistics: Sequence[str] = ("p50", "p95", "p99")) -> None:
+    """Bucket, Firehose delivery stream (60 s buffer) and a JSON metric stream of the SageMaker namespaces, as
+    docs/sagemaker-exporter.md describes it (the emulator pumps it every minute: patch 11)."""
+    kw = {"endpoint_url": clients.url, "region_name": clients.region,
+          "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID") or "mlscope-demo",
+          "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY") or "mlscope-demo"}
+    s3, firehose = boto3.client("s3", **kw), boto3.client("firehose", **kw)
+    where = {} if clients.region == "us-east-1" else {
+        "CreateBucketConfiguration": {"LocationConstraint": clients.region}}
+    try:
+        s3.create_bucket(Bucket=STREAM_BUCKET, **where)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    if STREAM_NAME not in firehose.list_delivery_streams()["DeliveryStreamNames"]:
+        firehose.create_delivery_stream(
+            DeliveryStreamName=STREAM_NAME, DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": STREAM_ROLE, "BucketARN": f"arn:aws:s3:::{STREAM_BUCKET}", "Prefix": STREAM_PREFIX,
+                "BufferingHints": {"IntervalInSeconds": 60, "SizeInMBs": 5}})
+    arn = firehose.describe_delivery_stream(DeliveryStreamName=STREAM_NAME)["DeliveryStreamDescription"][
+        "DeliveryStreamARN"]
+    latency = [{"Namespace": "AWS/SageMaker", "MetricName": m} for m in ("ModelLatency", "OverheadLatency")]
+    clients.cloudwatch.put_metric_stream(
+        Name=STREAM_NAME, FirehoseArn=arn, RoleArn=STREAM_ROLE, OutputFormat="json",
+        IncludeFilters=[{"Namespace": ns} for ns in ("AWS/SageMaker", "/aws/sagemaker/Endpoints",
+                                                     "/aws/sagemaker/InferenceComponents")],
+        StatisticsConfigurations=[{"IncludeMetrics": latency, "AdditionalStatistics": list(statistics)}])
+
+
 # ---------------------------------------------------------------- the command
 
 SETTINGS = [
@@ -455,6 +491,9 @@ SETTINGS = [
     Setting("second_account", boolean, True,
             f"also run {len(SECOND_ACCOUNT_TEMPLATES)} endpoints in a second account ({SECOND_ACCOUNT}, "
             "reached through AssumeRole)"),
+    Setting("metric_stream", boolean, False,
+            f"also create a CloudWatch metric stream to Firehose to S3 (bucket {STREAM_BUCKET}, prefix "
+            f"{STREAM_PREFIX}) in the default account, for an exporter with metric_stream set"),
     Setting("log_level", choice("debug", "info", "warning", "error"), "info", "log level"),
 ]
 CONNECTION_ERRORS = (BotoCoreError, ConnectionError, OSError)
@@ -525,12 +564,18 @@ def main(argv: Sequence[str]) -> int:
     stop = stop_on_signals(log)
     first = demo_endpoints(cfg.endpoints) + (list(KIND_TEMPLATES) if cfg.other_kinds else [])
     fleets = [Fleet("the default account", make_clients(cfg.aws_endpoint, cfg.region), first)]
+    stream_pending = cfg.metric_stream
     if cfg.second_account:
         fleets.append(Fleet(f"account {SECOND_ACCOUNT}", None, list(SECOND_ACCOUNT_TEMPLATES), SECOND_ACCOUNT_ROLE))
     waiting_logged = False
 
     while not stop.is_set():
         try:
+            if stream_pending:
+                create_metric_stream(fleets[0].clients)
+                log.info("metric stream %s -> Firehose -> s3://%s/%s created", STREAM_NAME, STREAM_BUCKET,
+                         STREAM_PREFIX)
+                stream_pending = False
             for fleet in fleets:
                 _step(fleet, cfg)
             if waiting_logged:
