@@ -281,3 +281,16 @@ def test_demo_traffic_with_metric_stream_feeds_the_exporter_like_polling(aws):
     for name in ("sagemaker_invocations_total", "sagemaker_model_latency_seconds_count",
                  "sagemaker_model_latency_seconds"):
         assert sorted(got[name], key=str) == sorted(want[name], key=str), name
+
+
+def test_metric_stream_per_region_or_for_every_region():
+    from mlscope.sagemaker import config as sc
+    from mlscope.settings import Config
+    c = Config({"regions": sc.regions(["us-east-1", {"region": "eu-west-1",
+                                                      "metric_stream": {"bucket": "eu-stream", "prefix": "cw/"}}]),
+                "role_arn": None, "external_id": None, "endpoint_url": None, "accounts": [],
+                "metric_stream": sc.metric_stream({"bucket": "all-streams"})})
+    assert [(t.region, t.metric_stream) for t in sc.targets(c, environ={})] == [
+        ("us-east-1", MetricStream("all-streams", "")), ("eu-west-1", MetricStream("eu-stream", "cw/"))]
+    c.metric_stream = None
+    assert [t.metric_stream for t in sc.targets(c, environ={})] == [None, MetricStream("eu-stream", "cw/")]

@@ -280,7 +280,7 @@ def targets(cfg: Config, environ: dict[str, str] | None = None) -> list[Target]:
         return entry.get("endpoint_url") or cfg.endpoint_url
 
     def stream(entry: dict) -> MetricStream | None:
-        return entry.get("metric_stream") or cfg.metric_stream
+        return entry.get("metric_stream") or getattr(cfg, "metric_stream", None)
 
     out: list[Target] = []
     if cfg.accounts:
