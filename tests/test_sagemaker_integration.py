@@ -12,17 +12,11 @@ import pytest
 
 from helpers import promtool_check_metrics, samples, value
 from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
-from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, Moto, base_time, create_endpoint,
+from sagemaker_fixtures import moto  # noqa: F401 (the module's emulator)
+from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, base_time, create_endpoint,
                                 exposition, load_policy, make_poller, put, put_latencies, summed)
 
 from mlscope.health import Health
-
-@pytest.fixture(scope="module")
-def moto():
-    server = Moto()
-    yield server
-    server.stop()
-
 
 @pytest.fixture
 def aws(moto):

@@ -12,7 +12,8 @@ import pytest
 
 from helpers import assert_one_line_error, promtool_check_metrics, run_cli, samples, value
 from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
-from sagemaker_fixtures import (ROLE, Clock, Moto, client, create_endpoint, exposition, load_policy, make_poller,
+from sagemaker_fixtures import moto  # noqa: F401 (the module's emulator)
+from sagemaker_fixtures import (ROLE, Clock, client, create_endpoint, exposition, load_policy, make_poller,
                                 put, put_latencies)
 
 from mlscope.health import Health
@@ -71,13 +72,6 @@ def test_store_counts_each_minute_once_and_flags_late_updates():
 
 # ---- through the emulator ----
 
-@pytest.fixture(scope="module")
-def moto():
-    server = Moto()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def aws(moto):
     moto.reset()
@@ -97,11 +91,20 @@ def aws(moto):
     return moto.url
 
 
-def stream_poller(url: str, clock, bucket: str = BUCKET, health: Health | None = None) -> Poller:
-    aws = Aws(Target("us-east-1", url, metric_stream=MetricStream(bucket, PREFIX)), Stats(), max_attempts=2,
+def stream_poller(url: str, clock, bucket: str = BUCKET, prefix: str = PREFIX,
+                  statistics: tuple = ("p50", "p99")) -> Poller:
+    aws = Aws(Target("us-east-1", url, metric_stream=MetricStream(bucket, prefix)), Stats(), max_attempts=2,
               timeout=5)
-    return Poller(aws, Inventory(aws, clock=clock), PriceBook.load(), health or Health(), delay=120,
-                  statistics=["p50", "p99"], clock=clock, idle_poll_interval=60)
+    return Poller(aws, Inventory(aws, clock=clock), PriceBook.load(), Health(), delay=120,
+                  statistics=list(statistics), clock=clock, idle_poll_interval=60)
+
+
+def start(url: str, bucket: str = BUCKET) -> tuple[float, Clock, Poller]:
+    """Endpoint ep, a minute t0 twenty minutes ago, and a stream poller whose first cycle will settle up to t0."""
+    create_endpoint(url, "ep")
+    t0 = (int(time.time()) // 60) * 60 - 1200
+    clock = Clock(t0 + 120)
+    return t0, clock, stream_poller(url, clock, bucket)
 
 
 def pump() -> int:
@@ -160,10 +163,7 @@ def test_stream_gives_the_hand_computed_series_and_the_same_as_polling(aws):
 
 @pytest.mark.integration
 def test_duplicate_delivery_is_counted_once_and_bad_objects_are_counted(aws):
-    create_endpoint(aws, "ep")
-    t0 = (int(time.time()) // 60) * 60 - 1200
-    clock = Clock(t0 + 120)
-    poller = stream_poller(aws, clock)
+    t0, clock, poller = start(aws)
     assert poller.run_cycle()
     traffic(aws, t0)
     pump()
@@ -184,10 +184,7 @@ def test_duplicate_delivery_is_counted_once_and_bad_objects_are_counted(aws):
 
 @pytest.mark.integration
 def test_missing_bucket_is_an_error_metric_and_one_log_line(aws, caplog):
-    create_endpoint(aws, "ep")
-    t0 = (int(time.time()) // 60) * 60 - 1200
-    clock = Clock(t0 + 120)
-    poller = stream_poller(aws, clock, bucket="no-such-bucket")
+    t0, clock, poller = start(aws, bucket="no-such-bucket")
     with caplog.at_level(logging.INFO, logger="mlscope.sagemaker.stream"):
         assert not poller.run_cycle()
         clock.now += 60
@@ -207,10 +204,7 @@ def test_missing_bucket_is_an_error_metric_and_one_log_line(aws, caplog):
 
 @pytest.mark.integration
 def test_the_stream_reader_needs_only_the_documented_s3_actions(aws):
-    create_endpoint(aws, "ep")
-    t0 = (int(time.time()) // 60) * 60 - 1200
-    clock = Clock(t0 + 120)
-    poller = stream_poller(aws, clock)
+    t0, clock, poller = start(aws)
     traffic(aws, t0)
     pump()
     performed: set[str] = set()
@@ -268,10 +262,7 @@ def test_demo_traffic_with_metric_stream_feeds_the_exporter_like_polling(aws):
     assert pump() > 0
     now = (int(time.time()) // 60) * 60
     clock = Clock(now - 600)
-    aws_stream = Aws(Target("us-east-1", aws, metric_stream=MetricStream(traffic.STREAM_BUCKET,
-                                                                          traffic.STREAM_PREFIX)), Stats())
-    streamed = Poller(aws_stream, Inventory(aws_stream, clock=clock), PriceBook.load(), Health(), delay=120,
-                      statistics=["p50", "p95", "p99"], clock=clock, idle_poll_interval=60)
+    streamed = stream_poller(aws, clock, traffic.STREAM_BUCKET, traffic.STREAM_PREFIX, ("p50", "p95", "p99"))
     polled = make_poller(aws, clock, statistics=("p50", "p95", "p99"))
     assert streamed.run_cycle() and polled.run_cycle()
     clock.now = now
