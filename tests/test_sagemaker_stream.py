@@ -285,3 +285,25 @@ def test_metric_stream_per_region_or_for_every_region():
         ("us-east-1", MetricStream("all-streams", "")), ("eu-west-1", MetricStream("eu-stream", "cw/"))]
     c.metric_stream = None
     assert [t.metric_stream for t in sc.targets(c, environ={})] == [None, MetricStream("eu-stream", "cw/")]
+
+
+def test_store_answers_like_get_metric_data_over_longer_periods():
+    from mlscope.sagemaker.cloudwatch import Query
+    store = Store()
+    dims = (("EndpointName", "ep"), ("VariantName", "AllTraffic"))
+    for minute, (total, count, p99) in {600: (30, 3, 20), 660: (10, 1, 10), 780: (50, 2, 40)}.items():
+        store.add(Update("1", "AWS/SageMaker", "ModelLatency", frozenset(dims), minute,
+                         {"sum": total, "count": count, "min": 1, "max": p99, "p99": p99}))
+
+    def ask(stat: str, start: float, end: float, period: float) -> list:
+        query = Query("k", "AWS/SageMaker", "ModelLatency", stat, dims)
+        return store.fetch("1", [query], start, end, period).values["k"]
+
+    # 600-780: sum 40 over 4 samples; 780-960: 50 over 2 (Average = Sum / SampleCount, as CloudWatch)
+    assert ask("Average", 600, 960, 180) == [(600, 10.0), (780, 25.0)]
+    assert ask("Sum", 600, 960, 180) == [(600, 40), (780, 50)]
+    assert ask("Maximum", 600, 960, 180) == [(600, 20), (780, 40)]
+    assert ask("p99", 600, 720, 60) == [(600, 20), (660, 10)]
+    assert ask("p99", 600, 960, 180) == [(780, 40)]     # two minutes cannot make one percentile
+    assert store.fetch("2", [Query("k", "AWS/SageMaker", "ModelLatency", "Sum", dims)], 600, 960, 60).values == {
+        "k": []}                                         # another account's data is not this one's

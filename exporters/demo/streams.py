@@ -10,7 +10,7 @@ the API reference's shapes:
 - GetMetricStream (ResourceNotFoundException when missing), ListMetricStreams (MaxResults, NextToken),
   DeleteMetricStream (succeeds for a missing name, as CloudWatch does).
 - `pump(now)`: what CloudWatch does every minute. For each running stream, each stored metric that its
-  filters include and each *complete* clock minute not streamed yet (from two hours before the stream was
+  filters include and each clock minute that ended at least a minute ago and was not streamed yet (from two hours before the stream was
   created), one JSON record in the "Metric streams output in JSON format" shape: metric_stream_name,
   account_id, region, namespace, metric_name, dimensions, timestamp (ms, the minute's start),
   value {max, min, sum, count, and the configured additional statistics computed from the stored samples
@@ -44,6 +44,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 FIREHOSE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:firehose:([a-z0-9-]+):(\d{12}):deliverystream/([A-Za-z0-9_.-]+)$")
 LOOKBACK = 2 * 3600       # seconds before a stream's creation whose minutes it still streams
 MAX_RECORDS = 500         # Firehose PutRecordBatch's limit
+SETTLE = 60               # a minute is streamed once it ended this long ago (late writers, as CloudWatch waits)
 BASIC = (("max", "Maximum"), ("min", "Minimum"), ("sum", "Sum"), ("count", "SampleCount"))
 
 
@@ -163,7 +164,7 @@ def _deliver(stream: dict, records: list[dict]) -> None:
 def pump(now: float | None = None) -> int:
     """Stream every complete minute not streamed yet; returns the number of records delivered."""
     now = time.time() if now is None else now
-    complete = math.floor(now / 60) * 60          # minutes before this one are complete
+    complete = math.floor(now / 60) * 60 - SETTLE  # minutes before this one are complete and settled
     delivered = 0
     for account in list(cw_models.cloudwatch_backends):
         for region in list(cw_models.cloudwatch_backends[account]):

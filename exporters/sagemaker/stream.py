@@ -155,7 +155,8 @@ class Store:
     def value(self, account: str, query: Query, start: float, period: float) -> float | None:
         """The query's statistic over [start, start + period), as GetMetricData computes it (None: no data)."""
         minutes = self.minutes.get((account, query.namespace, query.metric, frozenset(query.dimensions)), {})
-        inside = [v for m, v in minutes.items() if start <= m < start + period]
+        first = math.ceil(start / MINUTE) * MINUTE
+        inside = [minutes[m] for m in range(int(first), int(start + period), int(MINUTE)) if m in minutes]
         if not inside:
             return None
         stat = stat_key(query.stat)
@@ -205,11 +206,11 @@ class StreamSource:
         return self.aws.call("s3", api, **params)
 
     def _new_keys(self) -> Iterable[str]:
-        token = None
+        token, start_after = None, self.last_key
         while True:
             params = {"Bucket": self.bucket, "Prefix": self.prefix}
-            if self.last_key:
-                params["StartAfter"] = self.last_key
+            if start_after:
+                params["StartAfter"] = start_after
             if token:
                 params["ContinuationToken"] = token
             page = self._call("ListObjectsV2", **params)
