@@ -78,6 +78,7 @@ CONTRACT_METRICS = {
     *(f"sagemaker_instance_{r}_utilization_ratio" for r in ("cpu", "memory", "disk", "gpu", "gpu_memory")),
     "sagemaker_variant_hourly_cost_dollars", "sagemaker_data_timestamp_seconds",
     "mlscope_cloudwatch_requests_total", "mlscope_cloudwatch_metrics_requested_total",
+    "mlscope_metric_stream_cost_dollars_per_month",
     "mlscope_cloudwatch_errors_total",
     # Alertmanager's alerts by severity and state (`mlscope alertmanager-exporter`)
     "mlscope_alertmanager_alerts", "mlscope_alertmanager_up",
