@@ -47,6 +47,8 @@ def build(cfg: Config, health: Health) -> Parts:
                               delay=cfg.delay, statistics=cfg.statistics, idle_after=cfg.idle_after,
                               idle_poll_interval=cfg.idle_poll_interval,
                               list_metrics_interval=cfg.list_metrics_interval, discounts=cfg.discounts,
+                              statistics_api=cfg.statistics_api,
+                              max_statistics_per_second=cfg.max_get_metric_statistics_per_second,
                               serverless_prices=ServerlessPrices(cfg.serverless_price_per_gb_second,
                                                                  cfg.serverless_price_per_request)))
     return Parts(direct=[SageMakerCollector(pollers)], services=pollers)

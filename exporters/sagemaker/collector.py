@@ -111,7 +111,8 @@ class SageMakerCollector(Collector):
                          "End of the newest settled CloudWatch period exported for the variant.", "gauge")
         requests = Metric("mlscope_cloudwatch_requests", "AWS API calls made by the exporter.", "counter")
         metrics = Metric("mlscope_cloudwatch_metrics_requested",
-                         "CloudWatch metrics requested by GetMetricData (what CloudWatch bills for), by query kind.",
+                         "What CloudWatch bills for, by query kind: each metric requested by GetMetricData, "
+                         "each GetMetricStatistics request.",
                          "counter")
         errors = Metric("mlscope_cloudwatch_errors", "Failed AWS calls (after retries) and problem answers.",
                         "counter")

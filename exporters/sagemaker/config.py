@@ -10,12 +10,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .discounts import Discounts, discounts
-from ..settings import (Config, Setting, SettingError, duration, mapping, non_negative_number, positive_duration, positive_int, regex,
-                        string, string_list)
+from ..settings import (Config, Setting, SettingError, choice, duration, mapping, non_negative_number, number,
+                        positive_duration, positive_int, regex, string, string_list)
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
 _STAT_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 _ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
+# GetMetricStatistics requests per second per poller: a quarter of CloudWatch's default quota for it (400 per
+# second per account and region), which Grafana, alarms and other tools share
+DEFAULT_STATISTICS_RATE = 100.0
 MIN_POLL_INTERVAL = 10.0  # seconds: CloudWatch has 1-minute data; faster polling only costs API calls
 
 
@@ -140,6 +143,13 @@ def statistics(raw: Any) -> list[str]:
     return items
 
 
+def positive_rate(raw: Any) -> float:
+    value = number(raw)
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"must be a number of requests per second above 0, got {raw!r}")
+    return value
+
+
 def quantile_label(stat: str) -> str:
     """p99 -> '0.99', p99.9 -> '0.999', p50 -> '0.5'."""
     return f"{float(stat[1:]) / 100:g}"
@@ -192,6 +202,12 @@ SETTINGS = [
             "without traffic (averaged over it), are fetched; a multiple of 60 s"),
     Setting("list_metrics_interval", duration, 600.0, "refresh the ListMetrics pass (RecentlyActive=PT3H) this "
             "often; only listed metrics are asked for (0: no ListMetrics, ask for every metric)"),
+    Setting("statistics_api", choice("auto", "get_metric_data"), "auto", "auto: a metric asked for 2 or more "
+            "statistics (Sum and SampleCount, or percentiles) in one window is one GetMetricStatistics request (billed "
+            "once) instead of a GetMetricData query per statistic; get_metric_data: GetMetricData only"),
+    Setting("max_get_metric_statistics_per_second", positive_rate, DEFAULT_STATISTICS_RATE,
+            "client-side cap on GetMetricStatistics requests per account and region (CloudWatch's default quota: "
+            "400/s); the requests that do not fit in a poll interval at this rate go to GetMetricData"),
     Setting("endpoint_url", endpoint_url, None, "AWS endpoint override for every service (emulator), an http(s) URL"),
     Setting("inventory_interval", duration, 300.0, "re-describe unchanged endpoints at least this often"),
     Setting("price_table", optional_string, None, "instance price table CSV (default: the shipped one)"),
