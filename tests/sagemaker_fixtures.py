@@ -59,6 +59,21 @@ class Moto:
         self.server.stop()
 
 
+@pytest.fixture(scope="module")
+def moto_server():
+    """One emulator per test module (import it with `aws`)."""
+    server = Moto()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server):
+    """The emulator's URL, emptied before each test."""
+    moto_server.reset()
+    return moto_server.url
+
+
 def client(url: str, service: str, region: str = "us-east-1"):
     return boto3.client(service, region_name=region, endpoint_url=url, aws_access_key_id="testing",
                         aws_secret_access_key="testing")

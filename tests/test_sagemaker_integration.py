@@ -11,24 +11,11 @@ import time
 import pytest
 
 from helpers import promtool_check_metrics, samples, value
-from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
-from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, Moto, base_time, create_endpoint,
+from sagemaker_fixtures import aws, aws_env, moto_server  # noqa: F401 (fixtures: the emulator, test credentials)
+from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, base_time, create_endpoint,
                                 exposition, load_policy, make_poller, put, summed)
 
 from mlscope.health import Health
-
-@pytest.fixture(scope="module")
-def moto():
-    server = Moto()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto):
-    moto.reset()
-    return moto.url
-
 
 def names(text: str, metric: str, label: str = "endpoint") -> set:
     return {lbls[label] for lbls, _ in samples(text).get(metric, [])}

@@ -6,12 +6,13 @@ throttled or over-the-cap requests lose nothing.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 
 from helpers import value
-from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
-from sagemaker_fixtures import (INSTANCE_NS, Clock, FaultProxy, Moto, base_time, client, create_endpoint,
+from sagemaker_fixtures import aws, aws_env, moto_server  # noqa: F401 (fixtures: the emulator, test credentials)
+from sagemaker_fixtures import (INSTANCE_NS, Clock, FaultProxy, base_time, client, create_endpoint,
                                 exposition, make_poller, put)
 
 from mlscope.sagemaker.cloudwatch import Query
@@ -44,6 +45,7 @@ def test_plan_groups_two_or_more_statistics_of_one_metric_and_keeps_the_rest_on_
     # more than 1,440 datapoints in one request is an error in CloudWatch: GetMetricData takes the window
     assert plan(sums, 0, 1441 * 60, 60, budget=10) == ([], sums, 0)
     assert plan(sums, 0, 1440 * 60, 60, budget=10)[0] == [sums]
+    assert plan(sums, 0, 600, 60, budget=None) == ([], sums, 0)     # statistics_api: get_metric_data
 
 
 def test_datapoints_are_sorted_and_split_by_statistic():
@@ -69,19 +71,6 @@ def test_rate_limiter_spaces_requests_evenly():
     limiter.wait()
     limiter.wait()
     assert slept[-1] == 0.25 and len(slept) == 5
-
-
-@pytest.fixture(scope="module")
-def moto():
-    server = Moto()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto):
-    moto.reset()
-    return moto.url
 
 
 def _traffic(url: str, start: float) -> None:
@@ -146,13 +135,16 @@ def test_both_statistics_apis_export_the_same_counters_sums_and_percentiles(aws)
 
 
 @pytest.mark.integration
-def test_requests_over_the_rate_cap_go_to_get_metric_data_and_give_the_same_numbers(aws):
+def test_requests_over_the_rate_cap_go_to_get_metric_data_and_give_the_same_numbers(aws, caplog):
     create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])
     start = base_time()
     _traffic(aws, start)
     # 1 request per 60 s poll: ModelLatency {Sum, SampleCount} by GetMetricStatistics, the rest by GetMetricData
-    text, _, ok = _export(aws, "auto", start, max_statistics_per_second=1 / 60)
+    with caplog.at_level(logging.WARNING, logger="mlscope.sagemaker.cycle"):
+        text, _, ok = _export(aws, "auto", start, max_statistics_per_second=1 / 60)
     assert ok
+    # OverheadLatency {Sum, SampleCount}, then {p50, p99} of both latencies
+    assert "3 GetMetricStatistics requests did not fit in the poll interval" in caplog.text
     assert value(text, "mlscope_cloudwatch_requests_total", api="GetMetricStatistics") == 1
     assert value(text, "mlscope_cloudwatch_metrics_requested_total", kind="latency_counters") == 1 + 2
     assert value(text, "mlscope_cloudwatch_metrics_requested_total", kind="percentiles") == 4

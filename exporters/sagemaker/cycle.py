@@ -59,7 +59,7 @@ class Cycle:
         self.stopped: BaseException | None = None
         self.ok = True
         self.skipped = 0
-        # GetMetricStatistics requests that fit in one poll interval at the rate cap; 0: GetMetricData only
+        # GetMetricStatistics requests that fit in one poll interval at the rate cap; None: GetMetricData only
         self.statistics_left = poller.statistics_budget()
         self.overflow = 0                                   # requests that did not fit: sent by GetMetricData
 
@@ -113,7 +113,8 @@ class Cycle:
             groups.setdefault((start, period), []).append(query)
         for (start, period), queries in sorted(groups.items()):
             requests, rest, overflow = statistics_plan(queries, start, self.end, period, self.statistics_left)
-            self.statistics_left -= len(requests)
+            if self.statistics_left is not None:
+                self.statistics_left -= len(requests)
             self.overflow += overflow
             self._take(rest, partial(fetch, p.aws, rest, start, self.end, period))
             self._take([q for r in requests for q in r],

@@ -47,14 +47,15 @@ def statistic_class(stat: str) -> str | None:
 
 
 def plan(queries: Sequence[Query], start: float, end: float, period: float,
-         budget: int) -> tuple[list[list[Query]], list[Query], int]:
+         budget: int | None) -> tuple[list[list[Query]], list[Query], int]:
     """Split one window's queries: (GetMetricStatistics requests, each a list of queries; the rest for
     GetMetricData; how many requests did not fit in `budget`).
 
     A request is made where one metric x dimension set asks for >= 2 statistics of one class; at most `budget`
-    requests, in the order given (phase order: counters first); the overflow goes to GetMetricData.
+    requests, in the order given (phase order: counters first); the overflow goes to GetMetricData. No budget
+    (None): GetMetricData only.
     """
-    if math.ceil((end - start) / period) > MAX_DATAPOINTS:
+    if budget is None or math.ceil((end - start) / period) > MAX_DATAPOINTS:
         return [], list(queries), 0
     groups: dict[tuple, list[Query]] = {}
     rest: list[Query] = []

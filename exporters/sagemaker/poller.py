@@ -152,10 +152,11 @@ class Poller(BackgroundLoop):
         self.failures = 0 if ok else self.failures + 1
         self.next_delay = backoff_delay(self.poll_interval, self.failures, self.rng)
 
-    def statistics_budget(self) -> int:
-        """GetMetricStatistics requests one cycle may make: what fits in the poll interval at the rate cap."""
+    def statistics_budget(self) -> int | None:
+        """GetMetricStatistics requests one cycle may make: what fits in the poll interval at the rate cap
+        (None: GetMetricData only)."""
         if self.statistics_api != "auto":
-            return 0
+            return None
         return int(min(self.max_statistics_per_second * self.poll_interval + 1e-9, 1e9))
 
     def _series(self, endpoint: Endpoint, variant: Variant) -> list[tuple[str, Query, float]]:
