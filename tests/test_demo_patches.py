@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from mlscope.demo import patches
 from mlscope.demo.aws import start_emulator
-from helpers import utc
+from helpers import assert_one_line_error, run_cli, utc
 
 DIMS = [{"Name": "EndpointName", "Value": "e1"}, {"Name": "VariantName", "Value": "AllTraffic"}]
 # a clock minute well inside CloudWatch's "less than 15 days old" rounding rule
@@ -445,10 +445,6 @@ def test_get_metric_data_reads_a_linked_account_by_account_id_and_forbids_others
 
 
 def test_demo_aws_rejects_bad_linked_accounts_in_one_line():
-    import subprocess
-    import sys
     for bad, message in (("12345", "12-digit"), (MONITORING, "is the monitoring account itself")):
-        proc = subprocess.run([sys.executable, "-m", "mlscope", "demo", "aws", "--listen", "127.0.0.1:0",
-                               "--linked-accounts", bad], capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 2 and proc.stdout == ""
-        assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+        assert_one_line_error(run_cli("demo", "aws", "--listen", "127.0.0.1:0", "--linked-accounts", bad),
+                              "--linked-accounts: ", message)

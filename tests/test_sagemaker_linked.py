@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from helpers import assert_one_line_error, promtool_check_metrics, run_cli, samples, value
-from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
-from sagemaker_fixtures import Clock, Moto, base_time, client, create_endpoint, exposition, put
+from sagemaker_fixtures import aws_env, moto  # noqa: F401 (autouse: test credentials; one emulator per module)
+from sagemaker_fixtures import Clock, base_time, client, create_endpoint, exposition, put
 
 from mlscope.demo import patches
 from mlscope.health import Health
@@ -72,13 +72,6 @@ def test_bad_linked_accounts_exit_2_with_one_line(tmp_path):
 
 
 # ---------------------------------------------------------------- against the emulator
-
-@pytest.fixture(scope="module")
-def moto():
-    server = Moto()
-    yield server
-    server.stop()
-
 
 @pytest.fixture
 def aws(moto):

@@ -11,16 +11,14 @@ poller for each new one.
 from __future__ import annotations
 
 import logging
-import re
 import threading
-import time
 from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..spec import BackgroundLoop
 from .aws import Aws, describe_error
-from .inventory import Endpoint, Variant
+from .inventory import Endpoint, Inventory, Variant
 from .listing import list_metrics, metric_pages
 from .series import ASYNC, INSTANCE_NS, SAGEMAKER_NS
 
@@ -30,17 +28,12 @@ UNKNOWN_STATUS = "Unknown"  # the monitoring account cannot DescribeEndpoint in 
 ENDPOINT_LEVEL_ASYNC = {metric for metric, _, _, per_variant in ASYNC.values() if not per_variant}
 
 
-class LinkedInventory:
+class LinkedInventory(Inventory):
     """A source account's endpoints and variants, from the dimensions of its recently active metrics
-    (RecentlyActive=PT3H, re-listed every `refresh_interval`). Same interface as Inventory."""
+    (RecentlyActive=PT3H, re-listed every `refresh_interval`) instead of the SageMaker API."""
 
-    def __init__(self, aws: Aws, name_regex: re.Pattern | None = None, tag_filter: dict | None = None,
-                 refresh_interval: float = 300.0, clock: Callable[[], float] = time.time):
-        self.aws = aws
-        self.name_regex = name_regex
-        self.tag_filter = tag_filter or {}
-        self.refresh_interval = refresh_interval
-        self.clock = clock
+    def __init__(self, aws: Aws, *args, **kwargs):
+        super().__init__(aws, *args, **kwargs)
         self._endpoints: list[Endpoint] | None = None
         self._taken = 0.0
         if self.tag_filter:
