@@ -5,13 +5,15 @@ Against the emulator (moto + patch 11) over HTTP with real boto3; the clock is i
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 import yaml
 
 from helpers import assert_one_line_error, promtool_check_metrics, run_cli, samples, value
 from sagemaker_fixtures import aws_env, moto  # noqa: F401 (autouse: test credentials; one emulator per module)
-from sagemaker_fixtures import Clock, base_time, client, create_endpoint, exposition, put
+from sagemaker_fixtures import Clock, base_time, client, create_endpoint, exposition, put, summed
 
 from mlscope.demo import patches
 from mlscope.health import Health
@@ -202,3 +204,38 @@ def test_linked_accounts_true_finds_the_source_accounts_and_a_role_wins_for_its_
                  inventory="cloudwatch_link") == 1
     check = promtool_check_metrics(text)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.integration
+def test_exporter_process_finds_linked_accounts_and_serves_their_endpoints(aws, tmp_path):
+    """The real process: linked_accounts true, discovery in its own thread, a poller started per account."""
+    from helpers import scrape, start_exporter
+    from sagemaker_fixtures import CREDS
+    now = base_time() + 7200
+    for account in (SOURCE_A, UNLINKED):
+        put_in(aws, account, "shared", "Invocations", now - 300, 5)
+    path = tmp_path / "sagemaker.yml"
+    path.write_text(yaml.safe_dump({"regions": ["us-east-1"], "endpoint_url": aws, "poll_interval": "10s",
+                                    "statistics": [], "aws_max_attempts": 1, "aws_timeout": "2s",
+                                    "linked_accounts": True}))
+    proc, base = start_exporter("sagemaker-exporter", "--config", str(path), env=CREDS)
+    try:
+        collector = f"sagemaker/{SOURCE_A}/us-east-1"
+        text = ""
+        for _ in range(150):
+            text = scrape(base)
+            if summed(text, "mlscope_collector_up", collector=collector) == 1 and \
+                    samples(text).get("sagemaker_invocations_total"):
+                break
+            time.sleep(0.2)
+        assert value(text, "mlscope_collector_up", collector=collector) == 1, text[-3000:]
+        assert value(text, "sagemaker_endpoint_info", account=SOURCE_A, endpoint="shared", status="Unknown",
+                     inventory="cloudwatch_link") == 1
+        assert value(text, "sagemaker_invocations_total", account=SOURCE_A, endpoint="shared") == 0  # from its start
+        assert {l["account"] for l, _ in samples(text)["sagemaker_endpoint_info"]} == {SOURCE_A}
+        assert value(text, "mlscope_cloudwatch_requests_total", account=MONITORING, api="ListMetrics") >= 2
+        check = promtool_check_metrics(text)
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        output = proc.stop()
+    assert "Traceback" not in output and f"linked source account {SOURCE_A} found" in output
