@@ -54,13 +54,14 @@ def build(cfg: Config, health: Health) -> Parts:
     polled = targets(cfg)
     pollers = [poller(target) for target in polled]
     fleets = []
-    for monitor in (p for p in pollers if p.aws.target.monitor):
+    for monitor in [t for t in polled if t.monitor]:   # CloudWatch cross-account observability (linked.py)
         skip = role_accounts(polled, monitor.region)
         if cfg.linked_accounts is True:
-            fleets.append(LinkedAccounts(monitor.aws, lambda account, m=monitor.aws.target: poller(linked_target(m, account)),
+            fleets.append(LinkedAccounts(pollers[polled.index(monitor)].aws,
+                                         lambda account, m=monitor: poller(linked_target(m, account)),
                                          skip, cfg.list_metrics_interval or cfg.inventory_interval))
         else:
-            pollers += [poller(linked_target(monitor.aws.target, a)) for a in cfg.linked_accounts if a not in skip]
+            pollers += [poller(linked_target(monitor, a)) for a in cfg.linked_accounts if a not in skip]
     return Parts(direct=[SageMakerCollector(pollers, fleets)], services=[*pollers, *fleets])
 
 
