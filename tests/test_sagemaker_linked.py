@@ -13,7 +13,7 @@ import yaml
 
 from helpers import assert_one_line_error, promtool_check_metrics, run_cli, samples, value
 from sagemaker_fixtures import aws_env, moto  # noqa: F401 (autouse: test credentials; one emulator per module)
-from sagemaker_fixtures import Clock, base_time, client, create_endpoint, exposition, put, summed
+from sagemaker_fixtures import Clock, base_time, client, create_endpoint, exposition, load_policy, put, summed
 
 from mlscope.demo import patches
 from mlscope.health import Health
@@ -152,6 +152,7 @@ def test_two_linked_accounts_with_the_same_endpoint_name_are_two_series_with_exa
     apis = {(l["account"], l["api"]) for l, _ in samples(text)["mlscope_cloudwatch_requests_total"]}
     assert {(SOURCE_A, "GetMetricData"), (SOURCE_A, "ListMetrics")} <= apis
     assert not {api for account, api in apis if account in (SOURCE_A, SOURCE_B)} - {"GetMetricData", "ListMetrics"}
+    assert {"cloudwatch:GetMetricData", "cloudwatch:ListMetrics"} <= load_policy()   # no new IAM action
     check = promtool_check_metrics(text)
     assert check.returncode == 0, check.stdout + check.stderr
 
