@@ -48,8 +48,10 @@ def build(cfg: Config, health: Health) -> Parts:
         return Poller(aws, inventory, prices, health, poll_interval=cfg.poll_interval, period=cfg.period,
                       delay=cfg.delay, statistics=cfg.statistics, idle_after=cfg.idle_after,
                       idle_poll_interval=cfg.idle_poll_interval, list_metrics_interval=cfg.list_metrics_interval,
-                      discounts=cfg.discounts, serverless_prices=ServerlessPrices(cfg.serverless_price_per_gb_second,
-                                                                                  cfg.serverless_price_per_request))
+                      discounts=cfg.discounts, serverless_prices=ServerlessPrices(
+                          cfg.serverless_price_per_gb_second, cfg.serverless_price_per_request,
+                          cfg.serverless_provisioned_price_per_gb_second,
+                          cfg.serverless_provisioned_inference_price_per_gb_second))
 
     polled = targets(cfg)
     pollers = [poller(target) for target in polled]

@@ -25,9 +25,13 @@ COUNTER_HELP = {
                                       "(CloudWatch TC(:objective) statistic), added once per settled period.",
     "serverless_compute_seconds": "Billed compute time of a serverless variant: requests x mean ModelLatency "
                                   "rounded up to the millisecond, per settled period.",
-    "serverless_cost_dollars": "Estimated compute cost of a serverless variant after the configured discount "
-                               "(billed seconds x memory GB x price per GB-second, plus any per-request price).",
-    "serverless_list_cost_dollars": "Estimated compute cost of a serverless variant at list price.",
+    "serverless_cost_dollars": "Estimated cost of a serverless variant after the configured discount (billed "
+                               "seconds x memory GB x price per GB-second, plus any per-request price, plus "
+                               "provisioned concurrency x memory GB x seconds provisioned x its price).",
+    "serverless_list_cost_dollars": "Estimated cost of a serverless variant at list price.",
+    "serverless_spillover_invocations": "Requests to a serverless variant with provisioned concurrency that "
+                                        "spilled over to on-demand capacity (ServerlessProvisionedConcurrency"
+                                        "SpilloverInvocations Sum), per settled period.",
 }
 LATENCY_HELP = {
     "model_latency": "Time the model took to respond (CloudWatch ModelLatency, microseconds converted to seconds). "
@@ -82,6 +86,8 @@ class SageMakerCollector(Collector):
                             "(ServerlessConfig MemorySizeInMB), what its compute is billed by.", "gauge")
         sls_concurrency = Metric("sagemaker_variant_serverless_max_concurrency", "MaxConcurrency of a "
                                  "serverless variant.", "gauge")
+        sls_provisioned = Metric("sagemaker_variant_serverless_provisioned_concurrency", "ProvisionedConcurrency "
+                                 "of a serverless variant: copies kept warm, billed whether used or not.", "gauge")
         instances = Metric("sagemaker_variant_instances", "Current instance count of the variant.", "gauge")
         desired = Metric("sagemaker_variant_desired_instances", "Desired instance count of the variant.", "gauge")
         counters = {s: Metric(f"sagemaker_{s}", COUNTER_HELP[s], "counter") for s in COUNTER_HELP}
@@ -166,6 +172,9 @@ class SageMakerCollector(Collector):
                         if v.serverless_config.max_concurrency is not None:
                             sls_concurrency.add_sample(sls_concurrency.name, labels,
                                                        v.serverless_config.max_concurrency)
+                        if v.serverless_config.provisioned_concurrency:
+                            sls_provisioned.add_sample(sls_provisioned.name, labels,
+                                                       v.serverless_config.provisioned_concurrency)
                     if v.desired_instances is not None:
                         desired.add_sample("sagemaker_variant_desired_instances", labels, v.desired_instances)
                     key = (ep.name, v.name)
@@ -230,7 +239,8 @@ class SageMakerCollector(Collector):
             missing.add_sample("mlscope_sagemaker_price_missing_total", {**where(k), "instance_type": k[2]}, n)
         for k, n in sorted(totals["invalid_tags"].items()):
             invalid.add_sample("mlscope_sagemaker_invalid_tags_total", {**where(k), "tag": k[2]}, n)
-        yield from (ep_info, *tag_gauges.values(), var_info, sls_memory, sls_concurrency, instances, desired, *counters.values(),
+        yield from (ep_info, *tag_gauges.values(), var_info, sls_memory, sls_concurrency, sls_provisioned,
+                    instances, desired, *counters.values(),
                     *latencies.values(), *utilization.values(), *backlog.values(), ic_info, ic_copies,
                     *ic_counters.values(), ic_latency, *ic_util.values(), ic_share, ic_cost, cost, list_cost, data_ts, requests, metrics, errors, missing,
                     invalid)

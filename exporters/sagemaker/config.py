@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .discounts import Discounts, discounts
+from .serverless import PROVISIONED_INFERENCE_PRICE_PER_GB_SECOND, PROVISIONED_PRICE_PER_GB_SECOND
 from ..settings import (Config, Setting, SettingError, boolean, duration, mapping, non_negative_number, positive_duration,
                         positive_int, regex, string, string_list)
 
@@ -230,6 +231,11 @@ SETTINGS = [
     Setting("serverless_price_per_gb_second", non_negative_number, 0.00002,
             "serverless compute price, $ per GB-second of configured memory (us-east-1 list)"),
     Setting("serverless_price_per_request", non_negative_number, 0.0, "serverless price per request, $"),
+    Setting("serverless_provisioned_price_per_gb_second", non_negative_number, PROVISIONED_PRICE_PER_GB_SECOND,
+            "serverless provisioned concurrency, $ per GB-second provisioned (used or not)"),
+    Setting("serverless_provisioned_inference_price_per_gb_second", non_negative_number,
+            PROVISIONED_INFERENCE_PRICE_PER_GB_SECOND, "serverless compute served by provisioned concurrency, "
+            "$ per GB-second"),
     Setting("aws_max_attempts", positive_int, 5, "attempts per AWS call (adaptive retries with backoff)"),
     Setting("aws_timeout", positive_duration, 10.0, "connect and read timeout per AWS request"),
 ]
