@@ -59,6 +59,14 @@ class Moto:
         self.server.stop()
 
 
+@pytest.fixture(scope="module")
+def moto():
+    """One emulator per test module (tests reset it, or use their own regions)."""
+    server = Moto()
+    yield server
+    server.stop()
+
+
 def client(url: str, service: str, region: str = "us-east-1"):
     return boto3.client(service, region_name=region, endpoint_url=url, aws_access_key_id="testing",
                         aws_secret_access_key="testing")

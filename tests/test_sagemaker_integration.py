@@ -11,17 +11,11 @@ import time
 import pytest
 
 from helpers import promtool_check_metrics, samples, value
-from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
-from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, Moto, base_time, create_endpoint,
+from sagemaker_fixtures import aws_env, moto  # noqa: F401 (autouse: test credentials; one emulator per module)
+from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, base_time, create_endpoint,
                                 exposition, load_policy, make_poller, put, put_latencies, summed)
 
 from mlscope.health import Health
-
-@pytest.fixture(scope="module")
-def moto():
-    server = Moto()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

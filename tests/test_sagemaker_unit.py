@@ -70,7 +70,7 @@ def test_backoff_doubles_with_jitter_is_capped_and_never_below_the_interval():
 
 def test_targets_regions_accounts_and_names():
     c = Config({"regions": sc.regions(["us-east-1", {"region": "eu-west-1", "endpoint_url": "http://x"}]),
-                "role_arn": None, "external_id": None, "endpoint_url": "http://default",
+                "role_arn": None, "external_id": None, "endpoint_url": "http://default", "linked_accounts": False,
                 "accounts": sc.accounts([{"role_arn": "arn:aws:iam::111122223333:role/r", "external_id": "e",
                                           "regions": ["us-west-2"]}])})
     ts = sc.targets(c, environ={})

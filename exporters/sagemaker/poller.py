@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -193,6 +193,9 @@ class Poller(BackgroundLoop):
                     key = (endpoint.name, variant.name, series)
                     out.append((series, Query(key, INSTANCE_NS, metric, "Average", dims, "utilization"),
                                 1 / (100 * count)))
+        if self.aws.target.owning_account:  # a linked source account's metrics, read in the monitoring account
+            out = [(series, replace(query, account_id=self.aws.target.owning_account), scale)
+                   for series, query, scale in out]
         return out
 
     def _identify(self) -> str:
