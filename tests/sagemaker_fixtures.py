@@ -60,18 +60,11 @@ class Moto:
 
 
 @pytest.fixture(scope="module")
-def moto_server():
-    """One emulator per test module (import it with `aws`)."""
+def moto():
+    """One emulator per test module (tests reset it, or use their own regions)."""
     server = Moto()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def aws(moto_server):
-    """The emulator's URL, emptied before each test."""
-    moto_server.reset()
-    return moto_server.url
 
 
 def client(url: str, service: str, region: str = "us-east-1"):
@@ -81,9 +74,9 @@ def client(url: str, service: str, region: str = "us-east-1"):
 
 def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | None = None,
                     tags: dict | None = None, region: str = "us-east-1", serverless: list[str] = (),
-                    asynchronous: bool = False) -> None:
-    """variants: [(variant, instance type, count)]; `serverless`: variant names with a ServerlessConfig;
-    `asynchronous`: an AsyncInferenceConfig (an asynchronous endpoint)."""
+                    asynchronous: bool = False, provisioned: int = 0) -> None:
+    """variants: [(variant, instance type, count)]; `serverless`: variant names with a ServerlessConfig (2 GB,
+    MaxConcurrency 5, `provisioned` ProvisionedConcurrency if not 0); `asynchronous`: an AsyncInferenceConfig."""
     sm = client(url, "sagemaker", region)
     try:
         sm.create_model(ModelName="model", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img"})
@@ -93,7 +86,8 @@ def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | 
     for vname, itype, count in variants or [("AllTraffic", "ml.m5.xlarge", 1)]:
         pv = {"VariantName": vname, "ModelName": "model"}
         if vname in serverless:
-            pv["ServerlessConfig"] = {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
+            pv["ServerlessConfig"] = {"MemorySizeInMB": 2048, "MaxConcurrency": 5,
+                                      **({"ProvisionedConcurrency": provisioned} if provisioned else {})}
         else:
             pv.update(InitialInstanceCount=count, InstanceType=itype)
         pvs.append(pv)
@@ -101,6 +95,15 @@ def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | 
     sm.create_endpoint_config(EndpointConfigName=f"{name}-config", ProductionVariants=pvs, **extra)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config",
                        Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()])
+
+
+def put_latencies(url: str, endpoint: str, ts: float, values: list[float], counts: list[float],
+                  variant: str = "AllTraffic") -> None:
+    """ModelLatency samples (microseconds) as CloudWatch takes them from a client: values and their counts."""
+    client(url, "cloudwatch").put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+        "MetricName": "ModelLatency", "Timestamp": dt.datetime.fromtimestamp(ts, dt.timezone.utc),
+        "Values": values, "Counts": counts,
+        "Dimensions": [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]}])
 
 
 def put(url: str, endpoint: str, metric: str, ts: float, value: float | None = None, variant: str = "AllTraffic",

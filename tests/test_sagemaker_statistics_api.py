@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from helpers import value
-from sagemaker_fixtures import aws, aws_env, moto_server  # noqa: F401 (fixtures: the emulator, test credentials)
+from sagemaker_fixtures import aws_env, moto  # noqa: F401 (autouse: test credentials; one emulator per module)
 from sagemaker_fixtures import (INSTANCE_NS, Clock, FaultProxy, base_time, client, create_endpoint,
                                 exposition, make_poller, put)
 
@@ -33,9 +33,11 @@ def test_plan_groups_two_or_more_statistics_of_one_metric_and_keeps_the_rest_on_
               _q("within", "ModelLatency", "TC(:500000)", "latency_objective"),          # not a percentile
               _q("ovh_p50", "OverheadLatency", "p50", "percentiles")]                    # one statistic only
     other_variant = [_q("v2_sum", "ModelLatency", "Sum", dims=(("EndpointName", "ep"), ("VariantName", "v2")))]
-    requests, rest, overflow = plan(sums + pcts + single + other_variant, 0, 600, 60, budget=10)
+    linked = [Query(("ep", "AllTraffic", s), "AWS/SageMaker", "ModelLatency", s, DIMS, "latency_counters",
+                    account_id="111122223333") for s in ("Sum", "SampleCount")]   # AccountId: GetMetricData only
+    requests, rest, overflow = plan(sums + pcts + single + other_variant + linked, 0, 600, 60, budget=10)
     assert requests == [sums, pcts] and overflow == 0
-    assert sorted(q.key for q in rest) == sorted(q.key for q in single + other_variant)
+    assert sorted(map(str, rest)) == sorted(map(str, single + other_variant + linked))
     params = request_params(pcts, 0, 600, 60)
     assert params["ExtendedStatistics"] == ["p50", "p95", "p99.9"] and "Statistics" not in params
     assert request_params(sums, 0, 600, 60)["Statistics"] == ["Sum", "SampleCount"]
@@ -71,6 +73,12 @@ def test_rate_limiter_spaces_requests_evenly():
     limiter.wait()
     limiter.wait()
     assert slept[-1] == 0.25 and len(slept) == 5
+
+
+@pytest.fixture
+def aws(moto):
+    moto.reset()
+    return moto.url
 
 
 def _traffic(url: str, start: float) -> None:

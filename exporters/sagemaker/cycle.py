@@ -13,7 +13,7 @@ from .metric_statistics import fetch as fetch_statistics
 from .metric_statistics import plan as statistics_plan
 from .inventory import Endpoint, Variant
 from .listing import Listing
-from .series import COUNTER_SERIES, SERVERLESS_COUNTERS
+from .series import COUNTER_SERIES, SERVERLESS_COUNTERS, SPILLOVER
 
 if TYPE_CHECKING:
     from .poller import Poller
@@ -51,7 +51,7 @@ class Cycle:
         self.asked: dict[tuple, list] = {}                  # variant -> keys asked for (for data_ts)
         self.variants: list[tuple] = []
         self.traffic: dict[tuple, str] = {}                 # variant -> the counter that shows its traffic
-        self.serverless: dict[tuple, float] = {}            # serverless variant -> memory in GB
+        self.serverless: dict[tuple, tuple[float, int]] = {}  # serverless variant -> (memory GB, provisioned)
         self.slow_due: set[tuple] = set()                   # variants due for their idle_poll_interval poll
         self.slow: set[tuple] = set()                       # variants whose coarse utilization was asked for
         self.points: dict = {}
@@ -102,7 +102,8 @@ class Cycle:
                 self.held.setdefault(vkey, []).append(query)
         self.variants.append(vkey)
         if variant.serverless_config is not None:
-            self.serverless[vkey] = variant.serverless_config.memory_mb / 1024
+            sls = variant.serverless_config
+            self.serverless[vkey] = (sls.memory_mb / 1024, sls.provisioned_concurrency)
         if slow_due:
             self.slow_due.add(vkey)
 
@@ -183,21 +184,30 @@ class Cycle:
     def _serverless_compute(self) -> None:
         """Billed compute of serverless variants, from the periods counted this cycle (see serverless.py)."""
         p = self.p
-        for vkey, memory_gb in self.serverless.items():
+        rate = p.discounts.rate("serverless", p.account)
+        for vkey, (memory_gb, provisioned) in self.serverless.items():
             for series in SERVERLESS_COUNTERS:  # shown at 0 from the start, like the other counters
                 p._counters.setdefault(vkey + (series,), 0.0)
+            if provisioned:  # billed for the time it is provisioned, used or not, counted from first sight
+                since = p._provisioned_end.get(vkey, self.end)
+                if self.end > since:
+                    self._add_cost(vkey, 0.0, p.serverless_prices.provisioned(provisioned, memory_gb,
+                                                                              self.end - since), rate)
+                p._provisioned_end[vkey] = max(since, self.end)
             total, count = vkey + ("model_latency_sum",), vkey + ("model_latency_count",)
             if total not in self.points or count not in self.points:
                 continue  # not asked for, or failed: nothing counted this cycle
             (since, sums), (_, counts) = self.points[total], self.points[count]
-            rate = p.discounts.rate("serverless", p.account)
-            billed = p.serverless_prices.bill(dict(sums), dict(counts), memory_gb)
-            for series, amount in zip(SERVERLESS_COUNTERS, (billed.seconds, billed.dollars,
-                                                             billed.dollars * (1 - rate))):
-                p._counters[vkey + (series,)] = p._counters.get(vkey + (series,), 0.0) + amount
+            spilled = dict(self.points.get(vkey + (SPILLOVER,), (None, []))[1])
+            billed = p.serverless_prices.bill(dict(sums), dict(counts), memory_gb, spilled, provisioned)
+            self._add_cost(vkey, billed.seconds, billed.dollars, rate)
             if self.end > since:
                 hourly = billed.dollars * 3600 / (self.end - since)
                 p._serverless_hourly[vkey] = (hourly, hourly * (1 - rate))
+
+    def _add_cost(self, vkey: tuple, seconds: float, list_dollars: float, rate: float) -> None:
+        for series, amount in zip(SERVERLESS_COUNTERS, (seconds, list_dollars, list_dollars * (1 - rate))):
+            self.p._counters[vkey + (series,)] += amount
 
     def finish(self) -> None:
         p = self.p

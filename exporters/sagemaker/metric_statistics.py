@@ -62,7 +62,7 @@ def plan(queries: Sequence[Query], start: float, end: float, period: float,
     for query in queries:
         cls = statistic_class(query.stat)
         # linked-account queries (AccountId) exist only in GetMetricData
-        if cls is None or getattr(query, "account_id", None):
+        if cls is None or query.account_id:
             rest.append(query)
         else:
             groups.setdefault((query.namespace, query.metric, query.dimensions, cls), []).append(query)
