@@ -16,7 +16,7 @@ UID = "mlscope-cost"
 TITLE = "MLScope / Cost"
 
 HOURS_PER_MONTH = 730
-CLOUDWATCH_DOLLARS_PER_METRIC = "0.01 / 1000"   # GetMetricData: $0.01 per 1,000 metrics requested
+CLOUDWATCH_DOLLARS_PER_METRIC = "0.01 / 1000"   # per 1,000 GetMetricData metrics or GetMetricStatistics requests
 VARIANT = "region, endpoint, variant"
 # The rightsizer's finding (`mlscope rightsize --serve`) is the one definition of over/under-provisioned;
 # the value is what its rank-1 option would save per month.
@@ -192,15 +192,17 @@ def build():
         stat_panel("CloudWatch $ in time range", [
             f"sum(increase(mlscope_cloudwatch_metrics_requested_total[$__range])) * {CLOUDWATCH_DOLLARS_PER_METRIC}"],
             "currencyUSD", neutral(), w=6, h=8, decimals=4, graph=False,
-            description="GetMetricData bills $0.01 per 1,000 metrics requested."),
+            description="$0.01 per 1,000 metrics requested by GetMetricData, or per 1,000 GetMetricStatistics "
+                        "requests (one request brings several statistics of one metric)."),
         bargauge_panel("CloudWatch $/month by query kind", [
             Q(f"sort_desc(sum by (kind) (rate(mlscope_cloudwatch_metrics_requested_total[1h])) * 3600 * {HOURS_PER_MONTH}"
               f" * {CLOUDWATCH_DOLLARS_PER_METRIC})", "{{kind}}", instant=True),
             Q("sort_desc(sum by (part) (mlscope_metric_stream_cost_dollars_per_month))", "metric stream: {{part}}",
               instant=True)],
             "currencyUSD", neutral(), w=12, min_val=0, decimals=2,
-            description="What the SageMaker exporter's GetMetricData queries cost, by what they are for; targets "
-                        "read from a metric stream: its modelled cost (metric updates, Firehose, S3 requests)."),
+            description="What the SageMaker exporter's CloudWatch queries cost (GetMetricData metrics and "
+                        "GetMetricStatistics requests), by what they are for; targets read from a metric stream: "
+                        "its modelled cost (metric updates, Firehose, S3 requests)."),
         timeseries_panel("CloudWatch $/hour by region", [
             Q(f"sum by (region) (rate(mlscope_cloudwatch_metrics_requested_total[5m])) * 3600 "
               f"* {CLOUDWATCH_DOLLARS_PER_METRIC}", "{{region}}")],

@@ -61,7 +61,7 @@ class Moto:
 
 @pytest.fixture(scope="module")
 def moto():
-    """One emulator per test module."""
+    """One emulator per test module (tests reset it, or use their own regions)."""
     server = Moto()
     yield server
     server.stop()
@@ -133,7 +133,8 @@ def base_time() -> float:
 def make_poller(url: str, clock, region: str = "us-east-1", statistics=(), delay: float = 120, period: float = 60,
                 poll_interval: float = 60, health: Health | None = None, timeout: float = 5, max_attempts: int = 2,
                 prices: dict | None = None, idle_after: float = 900, idle_poll_interval: float = 60,
-                list_metrics_interval: float = 0, **inventory_kw) -> Poller:
+                list_metrics_interval: float = 0, statistics_api: str = "auto",
+                max_statistics_per_second: float = 100.0, **inventory_kw) -> Poller:
     """A poller on a test clock. Unlike the exporter's defaults, it asks for every metric (no ListMetrics)
     and fetches utilization of variants without traffic every minute, unless a test says otherwise."""
     aws = Aws(Target(region, url), Stats(), max_attempts=max_attempts, timeout=timeout)
@@ -141,7 +142,8 @@ def make_poller(url: str, clock, region: str = "us-east-1", statistics=(), delay
     return Poller(aws, inventory, PriceBook.load(overrides=prices), health or Health(), poll_interval=poll_interval,
                   period=period, delay=delay, statistics=None if statistics is None else list(statistics),
                   clock=clock, idle_after=idle_after, idle_poll_interval=idle_poll_interval,
-                  list_metrics_interval=list_metrics_interval)
+                  list_metrics_interval=list_metrics_interval, statistics_api=statistics_api,
+                  max_statistics_per_second=max_statistics_per_second)
 
 
 def summed(text: str, name: str, **labels) -> float:

@@ -11,12 +11,12 @@ import time
 import pytest
 
 from helpers import promtool_check_metrics, samples, value
-from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
-from sagemaker_fixtures import moto  # noqa: F401 (the module's emulator)
+from sagemaker_fixtures import aws_env, moto  # noqa: F401 (autouse: test credentials; one emulator per module)
 from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, base_time, create_endpoint,
                                 exposition, load_policy, make_poller, put, put_latencies, summed)
 
 from mlscope.health import Health
+
 
 @pytest.fixture
 def aws(moto):
@@ -205,7 +205,7 @@ def test_more_than_500_queries_take_several_requests(aws):
         create_endpoint(aws, f"ep{e}", variants)          # 50 variants x 11 queries = 550 per cycle
     base = base_time()
     clock = Clock(base + 600)
-    poller = make_poller(aws, clock)
+    poller = make_poller(aws, clock, statistics_api="get_metric_data")   # GetMetricData's 500-query limit
     poller.run_cycle()                                     # gauges only: 50 x 3 = 150 queries, 1 request
     put(aws, "ep4", "Invocations", base + 480 + 1, 9, variant="v9")   # last query of the last batch
     text = exposition(poller)
@@ -339,6 +339,7 @@ def test_every_aws_operation_is_allowed_by_the_shipped_iam_policy(aws):
     for service in ("sagemaker", "cloudwatch"):
         poller.aws.client(service).meta.events.register("before-call", record)
     put(aws, "ep", "Invocations", base + 481, 1)
+    put(aws, "ep", "ModelLatency", base + 481, 2000)   # Sum and SampleCount: one GetMetricStatistics request
     for now in (base + 600, base + 660, base + 720):
         clock.now = now
         assert poller.run_cycle()
@@ -505,12 +506,15 @@ def kinds(text: str) -> dict[str, float]:
     return {lbls["kind"]: v for lbls, v in samples(text).get("mlscope_cloudwatch_metrics_requested_total", [])}
 
 
-def test_idle_variants_cost_one_query_a_cycle_and_catch_up_exactly_when_they_wake(aws):
+@pytest.mark.parametrize("api", ["get_metric_data", "auto"])
+def test_idle_variants_cost_one_query_a_cycle_and_catch_up_exactly_when_they_wake(aws, api):
     create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])   # 3 utilization metrics (no GPU)
     base = base_time()
     e0 = base + 480
     clock = Clock(base + 600)
-    poller = make_poller(aws, clock, statistics=["p50"], idle_after=180, idle_poll_interval=600)
+    poller = make_poller(aws, clock, statistics=["p50"], idle_after=180, idle_poll_interval=600, statistics_api=api)
+    # latency Sum and SampleCount: 2 metrics each of ModelLatency, OverheadLatency (GetMetricData), or 1 request
+    per_metric = 2 if api == "get_metric_data" else 1
     assert poller.run_cycle()                       # end e0: watermarks; no traffic: coarse utilization (3)
     assert kinds(exposition(poller)) == {"utilization": 3}
     put(aws, "ep", "Invocations", e0 + 1, 10)
@@ -521,14 +525,14 @@ def test_idle_variants_cost_one_query_a_cycle_and_catch_up_exactly_when_they_wak
         assert poller.run_cycle()
     text = exposition(poller)
     # 8 counters x 3 cycles; percentiles (2) and utilization (3) only for the window with traffic
-    assert kinds(text) == {"utilization": 6, "counts": 12, "latency_counters": 12, "percentiles": 2}
+    assert kinds(text) == {"utilization": 6, "counts": 12, "latency_counters": 6 * per_metric, "percentiles": 2}
     assert value(text, "sagemaker_invocations_total", endpoint="ep") == 10
     assert "sagemaker_model_latency_seconds" not in samples(text)   # no traffic in the newest window: no p50
 
     clock.now = base + 600 + 240                     # end e0+240: 180 s without Invocations -> idle
     assert poller.run_cycle()
     assert kinds(exposition(poller))["counts"] == 13          # Invocations only
-    assert kinds(exposition(poller))["latency_counters"] == 12
+    assert kinds(exposition(poller))["latency_counters"] == 6 * per_metric
 
     put(aws, "ep", "Invocations", e0 + 240 + 1, 7)            # wakes up in period e0+240
     put(aws, "ep", "Invocation5XXErrors", e0 + 240 + 1, 2)
@@ -543,7 +547,7 @@ def test_idle_variants_cost_one_query_a_cycle_and_catch_up_exactly_when_they_wak
     assert value(text, "sagemaker_model_latency_seconds", endpoint="ep", quantile="0.5") == pytest.approx(0.03)
     assert value(text, "sagemaker_data_timestamp_seconds", endpoint="ep") == e0 + 300
     # phase 1: Invocations; phase 2: the 7 held counters, 2 percentiles, 3 utilization
-    assert kinds(text) == {"utilization": 9, "counts": 17, "latency_counters": 16, "percentiles": 4}
+    assert kinds(text) == {"utilization": 9, "counts": 17, "latency_counters": 8 * per_metric, "percentiles": 4}
 
 
 def test_only_listed_metrics_are_asked_for_and_late_listed_ones_catch_up_exactly(aws):

@@ -1,5 +1,5 @@
 """The SageMaker exporter fed by a CloudWatch metric stream (JSON, Firehose -> S3) instead of GetMetricData:
-real boto3 against the patched moto server (patch 11 streams the metrics; moto's Firehose writes S3)."""
+real boto3 against the patched moto server (patch 12 streams the metrics; moto's Firehose writes S3)."""
 
 from __future__ import annotations
 

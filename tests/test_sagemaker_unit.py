@@ -36,10 +36,14 @@ def test_settings_parse_and_reject():
     assert (c.delay, c.poll_interval, c.period) == (180, 60, 60.0)
     assert [sc.quantile_label(s) for s in c.statistics] == ["0.5", "0.999"]
     assert c.endpoint_tags["team"].fullmatch("ml-infra") and not c.endpoint_tags["env"].fullmatch("dev")
+    assert (c.statistics_api, c.max_get_metric_statistics_per_second) == ("auto", 100.0)
+    assert cfg(statistics_api="GET_METRIC_DATA", max_get_metric_statistics_per_second="2.5").statistics_api == \
+        "get_metric_data"
     for bad in [{"regions": "us east"}, {"period": "90"}, {"statistics": "avg"}, {"delay": "soon"},
                 {"role_arn": "arn:aws:iam::1:user/x"}, {"endpoint_tags": "novalue"}, {"poll_interval": "0"},
                 {"poll_interval": "9.9"}, {"endpoint_url": "127.0.0.1:5000"}, {"endpoint_url": "http://"},
-                {"endpoint_url": "http://h:99999"}]:
+                {"endpoint_url": "http://h:99999"}, {"statistics_api": "both"},
+                {"max_get_metric_statistics_per_second": "-1"}, {"max_get_metric_statistics_per_second": "inf"}]:
         with pytest.raises(SettingError) as err:
             cfg(**bad)
         assert list(bad)[0].upper() in str(err.value)
@@ -70,7 +74,7 @@ def test_backoff_doubles_with_jitter_is_capped_and_never_below_the_interval():
 
 def test_targets_regions_accounts_and_names():
     c = Config({"regions": sc.regions(["us-east-1", {"region": "eu-west-1", "endpoint_url": "http://x"}]),
-                "role_arn": None, "external_id": None, "endpoint_url": "http://default",
+                "role_arn": None, "external_id": None, "endpoint_url": "http://default", "linked_accounts": False,
                 "accounts": sc.accounts([{"role_arn": "arn:aws:iam::111122223333:role/r", "external_id": "e",
                                           "regions": ["us-west-2"]}])})
     ts = sc.targets(c, environ={})

@@ -448,7 +448,7 @@ STREAM_ROLE = "arn:aws:iam::123456789012:role/mlscope-metric-stream"
 
 def create_metric_stream(clients: Clients, statistics: Sequence[str] = ("p50", "p95", "p99")) -> None:
     """Bucket, Firehose delivery stream (60 s buffer) and a JSON metric stream of the SageMaker namespaces, as
-    docs/sagemaker-exporter.md describes it (the emulator pumps it every minute: patch 11)."""
+    docs/sagemaker-exporter.md describes it (the emulator pumps it every minute: patch 12)."""
     kw = {"endpoint_url": clients.url, "region_name": clients.region,
           "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID") or "mlscope-demo",
           "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY") or "mlscope-demo"}

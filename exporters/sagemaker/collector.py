@@ -60,8 +60,13 @@ UTILIZATION_HELP = {
 
 
 class SageMakerCollector(Collector):
-    def __init__(self, pollers: Sequence[Poller]):
-        self.pollers = list(pollers)
+    def __init__(self, pollers: Sequence[Poller], fleets: Sequence = ()):
+        self.fixed = list(pollers)
+        self.fleets = list(fleets)  # LinkedAccounts: pollers of linked source accounts, added as they are found
+
+    @property
+    def pollers(self) -> list[Poller]:
+        return self.fixed + [p for fleet in self.fleets for p in fleet.pollers]
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -72,8 +77,9 @@ class SageMakerCollector(Collector):
         return tuple((id(p.snapshot), repr(p.aws.stats.snapshot())) for p in self.pollers)
 
     def collect(self) -> Iterable[Metric]:
-        ep_info = Metric("sagemaker_endpoint_info", "SageMaker endpoint, its status and its tags (tag_<key>).",
-                         "gauge")
+        ep_info = Metric("sagemaker_endpoint_info", "SageMaker endpoint, its status and its tags (tag_<key>); "
+                         "inventory=\"cloudwatch_link\": a linked source account's endpoint, known from its "
+                         "CloudWatch metrics only (status Unknown, no instance type, tags or cost).", "gauge")
         tag_gauges = {t.key: Metric(t.metric, t.help, "gauge") for t in NUMERIC_TAGS}
         var_info = Metric("sagemaker_variant_info", "Production variant and its instance type "
                           "(serverless for serverless variants).", "gauge")
@@ -118,7 +124,8 @@ class SageMakerCollector(Collector):
                          "End of the newest settled CloudWatch period exported for the variant.", "gauge")
         requests = Metric("mlscope_cloudwatch_requests", "AWS API calls made by the exporter.", "counter")
         metrics = Metric("mlscope_cloudwatch_metrics_requested",
-                         "CloudWatch metrics requested by GetMetricData (what CloudWatch bills for), by query kind.",
+                         "What CloudWatch bills for, by query kind: each metric requested by GetMetricData, "
+                         "each GetMetricStatistics request.",
                          "counter")
         errors = Metric("mlscope_cloudwatch_errors", "Failed AWS calls (after retries) and problem answers.",
                         "counter")
@@ -132,6 +139,7 @@ class SageMakerCollector(Collector):
         for poller in self.pollers:
             snap = poller.snapshot
             place = {"account": snap.account, "region": snap.region}
+            linked = {"inventory": "cloudwatch_link"} if poller.aws.target.linked else {}
             stats = poller.aws.stats.snapshot()
             for name, by_key in stats.items():
                 for key, n in by_key.items():
@@ -145,7 +153,8 @@ class SageMakerCollector(Collector):
                     continue
                 seen.add((snap.account, snap.region, ep.name))
                 ep_labels = {**place, "endpoint": ep.name}
-                ep_info.add_sample("sagemaker_endpoint_info", {**ep_labels, "status": ep.status, **ep.tag_labels}, 1)
+                ep_info.add_sample("sagemaker_endpoint_info", {**ep_labels, "status": ep.status, **linked,
+                                                                **ep.tag_labels}, 1)
                 for key, number in ep.numbers:
                     tag_gauges[key].add_sample(tag_gauges[key].name, ep_labels, number)
                 for series, (_, _, _, per_variant) in ASYNC.items():

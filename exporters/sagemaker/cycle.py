@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Callable
 
 from .aws import is_credentials_error
-from .cloudwatch import Query, settled_end
+from .cloudwatch import FetchResult, Query, settled_end
+from .metric_statistics import fetch as fetch_statistics
+from .metric_statistics import plan as statistics_plan
 from .inventory import Endpoint, Variant
 from .listing import Listing
 from .series import COUNTER_SERIES, SERVERLESS_COUNTERS, SPILLOVER
@@ -56,6 +59,9 @@ class Cycle:
         self.stopped: BaseException | None = None
         self.ok = True
         self.skipped = 0
+        # GetMetricStatistics requests that fit in one poll interval at the rate cap; None: GetMetricData only
+        self.statistics_left = poller.statistics_budget()
+        self.overflow = 0                                   # requests that did not fit: sent by GetMetricData
 
     def _exists(self, query: Query, vkey: tuple) -> bool:
         if self.listing is None:
@@ -107,19 +113,34 @@ class Cycle:
         for start, period, query in items:
             groups.setdefault((start, period), []).append(query)
         for (start, period), queries in sorted(groups.items()):
-            if self.stopped is not None:  # after a failed call (throttling, outage), don't pile on: next cycle
-                self.failed.update(q.key for q in queries)
+            if p.stream is not None:  # the metric stream answers every query: no GetMetricStatistics
+                self._take(queries, partial(p.fetch, queries, start, self.end, period))
                 continue
-            result = p.fetch(queries, start, self.end, period)
-            self.stopped = result.error
-            if result.problems:
-                self.ok = False
-            self.failed |= result.failed
-            for query in queries:
-                if query.key not in result.failed:
-                    self._apply(query, result.values.get(query.key, []))
-            if result.error is not None and is_credentials_error(result.error):
-                raise result.error
+            requests, rest, overflow = statistics_plan(queries, start, self.end, period, self.statistics_left)
+            if self.statistics_left is not None:
+                self.statistics_left -= len(requests)
+            self.overflow += overflow
+            self._take(rest, partial(p.fetch, rest, start, self.end, period))
+            self._take([q for r in requests for q in r],
+                       partial(fetch_statistics, p.aws, requests, start, self.end, period, p.statistics_limiter))
+
+    def _take(self, queries: list[Query], fetcher: Callable[[], FetchResult]) -> None:
+        """Fetch (unless a call already failed this cycle: don't pile on, next cycle) and apply the answers."""
+        if not queries:
+            return
+        if self.stopped is not None:  # after a failed call (throttling, outage), don't pile on: next cycle
+            self.failed.update(q.key for q in queries)
+            return
+        result = fetcher()
+        self.stopped = result.error
+        if result.problems:
+            self.ok = False
+        self.failed |= result.failed
+        for query in queries:
+            if query.key not in result.failed:
+                self._apply(query, result.values.get(query.key, []))
+        if result.error is not None and is_credentials_error(result.error):
+            raise result.error
 
     def _apply(self, query: Query, points: list[tuple[float, float]]) -> None:
         p, key, end = self.p, query.key, self.end
@@ -194,6 +215,10 @@ class Cycle:
     def finish(self) -> None:
         p = self.p
         self._serverless_compute()
+        if self.overflow:
+            log.warning("%s: %d GetMetricStatistics requests did not fit in the poll interval at "
+                        "max_get_metric_statistics_per_second=%g: fetched with GetMetricData instead",
+                        p.name, self.overflow, p.max_statistics_per_second)
         if self.skipped:
             log.warning("%s: %d periods older than %ds were not fetched after an outage; counters skip them",
                         p.name, self.skipped, MAX_CATCH_UP)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,12 +23,13 @@ from ..health import Health
 from ..spec import BackgroundLoop
 from .aws import Aws, describe_error, error_code
 from .cloudwatch import FetchResult, Query, fetch, settled_end
-from .config import quantile_label
+from .config import DEFAULT_STATISTICS_RATE, quantile_label
 from .cost import PriceBook
 from .cycle import MAX_CATCH_UP, Cycle
 from .discounts import Discounts
 from .inventory import QUIET_STATUSES, Endpoint, Inventory, Variant
 from .listing import Listing, list_metrics
+from .metric_statistics import RateLimiter
 from .serverless import ServerlessPrices
 from .series import (ASYNC, COMPONENT_COUNTERS, COMPONENT_NS, COMPONENT_UTILIZATION, COUNTER_SERIES, COUNTERS,
                      SPILLOVER, SPILLOVER_METRIC,
@@ -82,7 +83,8 @@ class Poller(BackgroundLoop):
                  statistics: list[str] | None = None, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None, idle_after: float = 900.0, idle_poll_interval: float = 600.0,
                  list_metrics_interval: float = 600.0, discounts: Discounts | None = None,
-                 serverless_prices: ServerlessPrices | None = None):
+                 serverless_prices: ServerlessPrices | None = None, statistics_api: str = "auto",
+                 max_statistics_per_second: float = DEFAULT_STATISTICS_RATE):
         self.aws = aws
         self.inventory = inventory
         self.prices = prices
@@ -103,6 +105,9 @@ class Poller(BackgroundLoop):
             self.list_metrics_interval = 0
         self.discounts = discounts or Discounts()
         self.serverless_prices = serverless_prices or ServerlessPrices()
+        self.statistics_api = statistics_api                # auto: GetMetricStatistics where it bills less
+        self.max_statistics_per_second = max_statistics_per_second
+        self.statistics_limiter = RateLimiter(max_statistics_per_second)
         self.clock = clock
         self.rng = rng or random.Random()
         self.failures = 0                   # consecutive failed cycles
@@ -155,6 +160,13 @@ class Poller(BackgroundLoop):
         self.failures = 0 if ok else self.failures + 1
         self.next_delay = backoff_delay(self.poll_interval, self.failures, self.rng)
 
+    def statistics_budget(self) -> int | None:
+        """GetMetricStatistics requests one cycle may make: what fits in the poll interval at the rate cap
+        (None: GetMetricData only)."""
+        if self.statistics_api != "auto":
+            return None
+        return int(min(self.max_statistics_per_second * self.poll_interval + 1e-9, 1e9))
+
     def _series(self, endpoint: Endpoint, variant: Variant) -> list[tuple[str, Query, float]]:
         """(series, query, scale) for one variant; instance metrics only where they can be normalised."""
         dims = (("EndpointName", endpoint.name), ("VariantName", variant.name))
@@ -199,6 +211,9 @@ class Poller(BackgroundLoop):
                     key = (endpoint.name, variant.name, series)
                     out.append((series, Query(key, INSTANCE_NS, metric, "Average", dims, "utilization"),
                                 1 / (100 * count)))
+        if self.aws.target.owning_account:  # a linked source account's metrics, read in the monitoring account
+            out = [(series, replace(query, account_id=self.aws.target.owning_account), scale)
+                   for series, query, scale in out]
         return out
 
     def fetch(self, queries: list[Query], start: float, end: float, period: float) -> FetchResult:
