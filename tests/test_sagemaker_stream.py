@@ -279,7 +279,7 @@ def test_metric_stream_per_region_or_for_every_region():
     from mlscope.settings import Config
     c = Config({"regions": sc.regions(["us-east-1", {"region": "eu-west-1",
                                                       "metric_stream": {"bucket": "eu-stream", "prefix": "cw/"}}]),
-                "role_arn": None, "external_id": None, "endpoint_url": None, "accounts": [],
+                "role_arn": None, "external_id": None, "endpoint_url": None, "accounts": [], "linked_accounts": False,
                 "metric_stream": sc.metric_stream({"bucket": "all-streams"})})
     assert [(t.region, t.metric_stream) for t in sc.targets(c, environ={})] == [
         ("us-east-1", MetricStream("all-streams", "")), ("eu-west-1", MetricStream("eu-stream", "cw/"))]
