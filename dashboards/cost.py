@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .panels import (Q, Section, bargauge_panel, build_dashboard, color_column, high_bad, neutral, stat_panel, steps,
                      table_panel, timeseries_panel, GREEN, ORANGE, RED)
+from .promql import one_replica
 
 UID = "mlscope-cost"
 TITLE = "MLScope / Cost"
@@ -110,8 +111,8 @@ def build():
         ], "currencyUSD", neutral(), min_val=0, fill=0),
         table_panel(
             "Over / under-provisioned variants",
-            [Q(FINDING), Q(f"sum by ({VARIANT}) (sagemaker_variant_instances)"),
-             Q(f"sum by ({VARIANT}) (sagemaker_variant_hourly_cost_dollars)")],
+            [Q(FINDING), Q(f"sum by ({VARIANT}) ({one_replica('sagemaker_variant_instances')})"),
+             Q(f"sum by ({VARIANT}) ({one_replica('sagemaker_variant_hourly_cost_dollars')})")],
             "none", neutral(), w=14, h=9, merge=True, hide=("Time",),
             rename={"Value #A": "savings $/month", "Value #B": "instances", "Value #C": "$/hour"},
             column_units={"savings $/month": "currencyUSD", "$/hour": "currencyUSD"},
