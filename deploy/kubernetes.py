@@ -147,12 +147,12 @@ def service_monitor(name: str, interval: str) -> dict:
 
 def replica_monitor(name: str, interval: str) -> dict:
     """The SageMaker exporter's ServiceMonitor: an HA pair of pods polls the same shard (docs/scale.md).
-    `instance` is the shard (the Service), `replica` the pod, and the pod label goes, so the rules'
-    `max without (instance, replica)` merges the pair. Honoured labels: the series' own `endpoint` (the
-    SageMaker endpoint) must not become `exported_endpoint` under the operator's port-name label."""
+    `replica` is the pod and the pod label goes, so the rules' `max without (instance, replica)` merges
+    the pair; `instance` stays the pod's address, so Alertmanager holds back only the alerts of a replica
+    that is down. Honoured labels: the series' own `endpoint` (the SageMaker endpoint) must not become
+    `exported_endpoint` under the operator's port-name label."""
     monitor = service_monitor(name, interval)
     monitor["spec"]["endpoints"][0].update({"honorLabels": True, "relabelings": [
-        {"sourceLabels": ["__meta_kubernetes_service_name"], "targetLabel": "instance", "action": "replace"},
         {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "replica", "action": "replace"},
         {"regex": "pod", "action": "labeldrop"}]})
     return monitor

@@ -214,7 +214,7 @@ def test_sagemaker_exporter_runs_two_replicas_told_apart_by_a_replica_label():
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["honorLabels"] is True
     assert {r.get("targetLabel"): r.get("sourceLabels") for r in endpoint["relabelings"]} == {
-        "instance": ["__meta_kubernetes_service_name"], "replica": ["__meta_kubernetes_pod_name"], None: None}
+        "replica": ["__meta_kubernetes_pod_name"], None: None}
 
 
 def _serve(text: str) -> tuple[ThreadingHTTPServer, str]:
@@ -239,7 +239,8 @@ def _serve(text: str) -> tuple[ThreadingHTTPServer, str]:
 def test_the_sagemaker_monitor_keeps_the_endpoint_label_and_lets_the_rules_merge_the_pair(tmp_path: Path):
     """The ServiceMonitor's relabelings, after the operator's own (namespace, service, pod, container,
     endpoint = the port's name), in a real Prometheus scraping two pods: each pod's series carry its
-    `replica`, the shard's `instance`, no `pod`, and the SageMaker `endpoint` label as exported."""
+    `replica`, its own `instance` (the pod's address), no `pod`, and the SageMaker `endpoint` label as
+    exported; `max without (instance, replica)` gives one series."""
     [monitor] = [m for m in by_kind("ServiceMonitor") if m["metadata"]["name"] == "sagemaker-exporter"]
     [endpoint] = monitor["spec"]["endpoints"]
     operator = [{"source_labels": [f"__meta_kubernetes_{src}"], "target_label": dst}
@@ -261,8 +262,9 @@ def test_the_sagemaker_monitor_keeps_the_endpoint_label_and_lets_the_rules_merge
     try:
         raw = prom.wait_for("sagemaker_invocations_total", min_results=2)
         assert sorted(r["metric"]["replica"] for r in raw) == ["sagemaker-exporter-7d9f-a", "sagemaker-exporter-7d9f-b"]
+        assert sorted(r["metric"]["instance"] for r in raw) == sorted(address for _, address in pods)
         for r in raw:
-            assert r["metric"]["endpoint"] == "bert" and r["metric"]["instance"] == "sagemaker-exporter"
+            assert r["metric"]["endpoint"] == "bert"
             assert "pod" not in r["metric"] and "exported_endpoint" not in r["metric"]
         merged = prom.query("max without (instance, replica) (sagemaker_invocations_total)")
         assert [(r["metric"]["endpoint"], r["value"][1]) for r in merged] == [("bert", "5000")]
