@@ -272,3 +272,4 @@ def test_the_sagemaker_monitor_keeps_the_endpoint_label_and_lets_the_rules_merge
         prom.stop()
         for server, _ in pods:
             server.shutdown()
+            server.server_close()
