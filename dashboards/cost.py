@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .panels import (Q, Section, bargauge_panel, build_dashboard, color_column, high_bad, neutral, stat_panel, steps,
                      table_panel, timeseries_panel, GREEN, ORANGE, RED)
+from .promql import one_replica
 
 UID = "mlscope-cost"
 TITLE = "MLScope / Cost"
@@ -161,8 +162,8 @@ def build():
         ], "currencyUSD", neutral(), min_val=0, fill=0),
         table_panel(
             "Over / under-provisioned variants",
-            [Q(FINDING), Q(f"sum by ({VARIANT}) (sagemaker_variant_instances)"),
-             Q(f"sum by ({VARIANT}) (sagemaker_variant_hourly_cost_dollars)")],
+            [Q(FINDING), Q(f"sum by ({VARIANT}) ({one_replica('sagemaker_variant_instances')})"),
+             Q(f"sum by ({VARIANT}) ({one_replica('sagemaker_variant_hourly_cost_dollars')})")],
             "none", neutral(), w=14, h=9, merge=True, hide=("Time",),
             rename={"Value #A": "savings $/month", "Value #B": "instances", "Value #C": "$/hour"},
             column_units={"savings $/month": "currencyUSD", "$/hour": "currencyUSD"},
@@ -197,7 +198,8 @@ def build():
         bargauge_panel("CloudWatch $/month by query kind", [
             Q(f"sort_desc(sum by (kind) (rate(mlscope_cloudwatch_metrics_requested_total[1h])) * 3600 * {HOURS_PER_MONTH}"
               f" * {CLOUDWATCH_DOLLARS_PER_METRIC})", "{{kind}}", instant=True),
-            Q("sort_desc(sum by (part) (mlscope_metric_stream_cost_dollars_per_month))", "metric stream: {{part}}",
+            Q(f"sort_desc(sum by (part) ({one_replica('mlscope_metric_stream_cost_dollars_per_month')}))",
+              "metric stream: {{part}}",
               instant=True)],
             "currencyUSD", neutral(), w=12, min_val=0, decimals=2,
             description="What the SageMaker exporter's CloudWatch queries cost (GetMetricData metrics and "

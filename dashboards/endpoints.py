@@ -11,6 +11,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard
 
 from . import promql
+from .promql import one_replica
 from .panels import (Q, Section, build_dashboard, column_link, column_thresholds, high_bad, low_bad, neutral,
                      no_data_text, query_variable, stat_panel, state_panel, steps, table_panel, timeseries_panel,
                      value_text, BLUE, GREEN, ORANGE, RED)
@@ -28,7 +29,7 @@ BURN = steps(GREEN, (promql.BURN_WARN, ORANGE), (promql.BURN_PAGE, RED))
 WORST_N = 10
 # Invocations per second per running instance.
 PER_INSTANCE = (f"variant:sagemaker_requests:rate5m{{{EV}}} / on (account, region, endpoint, variant) "
-                f"(sum by (account, region, endpoint, variant) (sagemaker_variant_instances{{{EV}}}) > 0)")
+                f"(sum by (account, region, endpoint, variant) ({one_replica(f'sagemaker_variant_instances{{{EV}}}')}) > 0)")
 OPEN_ENDPOINT = ("/d/mlscope-endpoints?var-region=${__data.fields.region}&var-endpoint=${__data.fields.endpoint}"
                  "&${__url_time_range}")
 
@@ -136,11 +137,11 @@ def traffic():
                          description="Invocations per second per running instance: the load each instance "
                                      "carries. Rising with flat latency: headroom; with rising latency: saturation."),
         timeseries_panel("Errors/s by type", [
-            Q(f"sum by (endpoint, variant) (rate(sagemaker_invocation_5xx_errors_total{{{EV}}}[5m]))",
+            Q(f"sum by (endpoint, variant) ({one_replica(f'rate(sagemaker_invocation_5xx_errors_total{{{EV}}}[5m])')})",
               "{{endpoint}}/{{variant}} 5xx"),
-            Q(f"sum by (endpoint, variant) (rate(sagemaker_invocation_4xx_errors_total{{{EV}}}[5m]))",
+            Q(f"sum by (endpoint, variant) ({one_replica(f'rate(sagemaker_invocation_4xx_errors_total{{{EV}}}[5m])')})",
               "{{endpoint}}/{{variant}} 4xx"),
-            Q(f"sum by (endpoint, variant) (rate(sagemaker_invocation_model_errors_total{{{EV}}}[5m]))",
+            Q(f"sum by (endpoint, variant) ({one_replica(f'rate(sagemaker_invocation_model_errors_total{{{EV}}}[5m])')})",
               "{{endpoint}}/{{variant}} model"),
         ], "reqps", steps(GREEN, (0.01, RED)), w=6, min_val=0,
             description="Invocation errors per second. Model errors are also counted as 4xx/5xx by SageMaker."),
@@ -164,7 +165,7 @@ def latency():
                                                                                                  "dash": [10, 10]})])
     return Section("Latency", [
         timeseries_panel("Model latency p50 / p95 / p99", [
-            Q(f"sagemaker_model_latency_seconds{{{EV}}}", "{{endpoint}}/{{variant}} q{{quantile}}"),
+            Q(one_replica(f"sagemaker_model_latency_seconds{{{EV}}}"), "{{endpoint}}/{{variant}} q{{quantile}}"),
             Q(f"endpoint:sagemaker_model_latency_seconds:mean5m{{{E}}}", "{{endpoint}} mean"),
             Q(f"endpoint:sagemaker_latency_objective_seconds:value{{{E}}}", "{{endpoint}} objective"),
         ], "s", LATENCY, w=12, min_val=0, fill=0,
@@ -172,7 +173,7 @@ def latency():
                         "mean, and the endpoint's latency objective."),
         load,
         timeseries_panel("Overhead latency p50 / p95 / p99", [
-            Q(f"sagemaker_overhead_latency_seconds{{{EV}}}", "{{endpoint}}/{{variant}} q{{quantile}}"),
+            Q(one_replica(f"sagemaker_overhead_latency_seconds{{{EV}}}"), "{{endpoint}}/{{variant}} q{{quantile}}"),
             Q(f"endpoint:sagemaker_overhead_latency_seconds:mean5m{{{E}}}", "{{endpoint}} mean"),
         ], "s", high_bad(0.05, 0.2), w=12, min_val=0, fill=0,
             description="SageMaker's own overhead added on top of the model (asynchronous endpoints have none)."),
@@ -192,19 +193,19 @@ def _prop(name: str, value):
 def capacity():
     return Section("Capacity", [
         timeseries_panel("Instances", [
-            Q(f"sagemaker_variant_instances{{{EV}}}", "{{endpoint}}/{{variant}} current"),
-            Q(f"sagemaker_variant_desired_instances{{{EV}}}", "{{endpoint}}/{{variant}} desired"),
+            Q(one_replica(f"sagemaker_variant_instances{{{EV}}}"), "{{endpoint}}/{{variant}} current"),
+            Q(one_replica(f"sagemaker_variant_desired_instances{{{EV}}}"), "{{endpoint}}/{{variant}} desired"),
         ], "none", neutral(), w=8, min_val=0, decimals=0, fill=0),
         timeseries_panel("Utilization per instance (CPU, GPU)", [
-            Q(f"sagemaker_instance_cpu_utilization_ratio{{{EV}}}", "{{endpoint}}/{{variant}} CPU"),
-            Q(f"sagemaker_instance_gpu_utilization_ratio{{{EV}}}", "{{endpoint}}/{{variant}} GPU"),
+            Q(one_replica(f"sagemaker_instance_cpu_utilization_ratio{{{EV}}}"), "{{endpoint}}/{{variant}} CPU"),
+            Q(one_replica(f"sagemaker_instance_gpu_utilization_ratio{{{EV}}}"), "{{endpoint}}/{{variant}} GPU"),
         ], "percentunit", UTILIZATION, w=8, min_val=0, max_val=1, fill=0, show_thresholds=True,
             description="CloudWatch sums CPU over vCPUs and GPU over GPUs; MLScope normalises both to 0–1 per "
                         "instance."),
         timeseries_panel("Utilization per instance (memory, GPU memory, disk)", [
-            Q(f"sagemaker_instance_memory_utilization_ratio{{{EV}}}", "{{endpoint}}/{{variant}} memory"),
-            Q(f"sagemaker_instance_gpu_memory_utilization_ratio{{{EV}}}", "{{endpoint}}/{{variant}} GPU memory"),
-            Q(f"sagemaker_instance_disk_utilization_ratio{{{EV}}}", "{{endpoint}}/{{variant}} disk"),
+            Q(one_replica(f"sagemaker_instance_memory_utilization_ratio{{{EV}}}"), "{{endpoint}}/{{variant}} memory"),
+            Q(one_replica(f"sagemaker_instance_gpu_memory_utilization_ratio{{{EV}}}"), "{{endpoint}}/{{variant}} GPU memory"),
+            Q(one_replica(f"sagemaker_instance_disk_utilization_ratio{{{EV}}}"), "{{endpoint}}/{{variant}} disk"),
         ], "percentunit", UTILIZATION, w=8, min_val=0, max_val=1, fill=0, show_thresholds=True),
     ])
 
@@ -212,7 +213,7 @@ def capacity():
 def cost():
     return Section("Cost", [
         timeseries_panel("Cost $/hour", [
-            Q(f"sagemaker_variant_hourly_cost_dollars{{{EV}}}", "{{endpoint}}/{{variant}} ({{instance_type}})"),
+            Q(one_replica(f"sagemaker_variant_hourly_cost_dollars{{{EV}}}"), "{{endpoint}}/{{variant}} ({{instance_type}})"),
         ], "currencyUSD", neutral(), w=8, stack=True, min_val=0,
             description="Price per instance-hour × current instance count, per variant."),
         timeseries_panel("Cost per 1k requests", [
@@ -222,7 +223,7 @@ def cost():
             description="Hourly cost / requests per hour × 1000."),
         stat_panel("Endpoint $/hour", [Q(f"endpoint:sagemaker_cost_dollars_per_hour:sum{{{E}}}", "{{endpoint}}")],
                    "currencyUSD", neutral(), w=8, h=8, names=True, decimals=2),
-        table_panel("Variants", [f"sagemaker_variant_info{{{EV}}}"], "none", steps(BLUE), w=24, h=6,
+        table_panel("Variants", [one_replica(f"sagemaker_variant_info{{{EV}}}")], "none", steps(BLUE), w=24, h=6,
                     hide=("Time", "Value", "__name__", "job"),
                     description="Every selected variant with its instance type (sagemaker_variant_info)."),
     ])

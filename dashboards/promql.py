@@ -3,11 +3,15 @@ health state built from them. Every expression here is tested against known seri
 (tests/test_dashboard_promql.py).
 
 Endpoint-level recording rules are `by (account, region, endpoint)` (alerts/sagemaker.rules.yml); raw
-series are reduced to the same labels first, so joins never meet the scrape's `job`/`instance`.
+series are reduced to the same labels first, so joins never meet the scrape's `job`/`instance`. Raw
+series that are summed or shown one line each go through `one_replica` first: two replicas of one
+exporter shard (docs/scale.md) then count once.
 `sel` narrows every selector, e.g. 'region=~"$region",endpoint=~"$endpoint"'.
 """
 
 from __future__ import annotations
+
+from mlscope.replicas import one_replica
 
 EP = "account, region, endpoint"
 MONTH_SECONDS = 30 * 86400          # the SLO window: a burn rate of 1 spends the budget in exactly this time
@@ -70,7 +74,7 @@ def status(sel: str = "") -> str:
     info = _sel("sagemaker_endpoint_info", sel)
     in_service = f"max by ({EP}) ({_sel('sagemaker_endpoint_info', IN_SERVICE_MATCHER, sel)})"
     serving = f"max by ({EP}) ({info} * on (status) group_left () mlscope:config:sagemaker_serving_status)"
-    no_instance = f"(sum by ({EP}) ({_sel('sagemaker_variant_instances', sel)}) == 0)"
+    no_instance = f"(sum by ({EP}) ({one_replica(_sel('sagemaker_variant_instances', sel))}) == 0)"
     return (f"({in_service} unless on ({EP}) {no_instance}) * {IN_SERVICE}"
             f" or on ({EP}) ({serving} unless on ({EP}) {no_instance}) * {CHANGING}"
             f" or on ({EP}) {serving} * {NO_INSTANCE}"
@@ -111,7 +115,7 @@ def health(sel: str = "") -> str:
     return f"max by ({EP}) ({parts})"
 
 
-__all__ = ["EP", "MONTH_SECONDS", "BURN_WARN", "BURN_PAGE", "LATENCY_WARN", "LATENCY_BAD", "STALE_WARN",
+__all__ = ["one_replica", "EP", "MONTH_SECONDS", "BURN_WARN", "BURN_PAGE", "LATENCY_WARN", "LATENCY_BAD", "STALE_WARN",
            "STALE_BAD", "STATUS_TEXT", "HEALTH_TEXT", "burn_rate", "latency_ratio", "data_age",
            "budget_left", "budget_exhausted_in", "status", "health", "pages", "pages_notifying", "PAGES_UNKNOWN",
            "IN_SERVICE", "CHANGING", "NO_INSTANCE",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .panels import (Q, Section, any_bad, build_dashboard, high_bad, neutral, stat_panel, state_panel, steps,
                      table_panel, timeseries_panel, value_text, GREEN, ORANGE, RED)
+from .promql import one_replica
 
 UID = "mlscope-stack"
 TITLE = "MLScope / Monitoring stack"
@@ -58,7 +59,7 @@ def build():
             Q("prometheus_rule_group_last_duration_seconds", "{{rule_group}}"),
         ], "s", high_bad(5, 30), w=8, min_val=0, fill=0),
         timeseries_panel("CloudWatch data age", [
-            Q("time() - sagemaker_data_timestamp_seconds", "{{region}} {{endpoint}}/{{variant}}")],
+            Q(f"time() - {one_replica('sagemaker_data_timestamp_seconds')}", "{{region}} {{endpoint}}/{{variant}}")],
             "s", high_bad(900, 1800), w=12, min_val=0, fill=0, show_thresholds=True,
             description="Age of the newest settled CloudWatch period per variant. The settle delay keeps it at "
                         "a few minutes."),
@@ -72,7 +73,8 @@ def build():
               "{{region}} {{api}}")], "reqps", neutral(), w=8, min_val=0),
         timeseries_panel("CloudWatch metrics requested", [
             Q("sum by (region) (rate(mlscope_cloudwatch_metrics_requested_total[$__rate_interval]))", "{{region}}")],
-            "cps", neutral(), w=8, min_val=0, description="What CloudWatch bills for ($0.01 per 1,000)."),
+            "cps", neutral(), w=8, min_val=0, description="What CloudWatch bills for ($0.01 per 1,000), summed over the exporters: the "
+                        "two replicas of an HA pair each poll, so the pair pays twice."),
         timeseries_panel("CloudWatch errors", [
             Q("sum by (region, api, code) (rate(mlscope_cloudwatch_errors_total[$__rate_interval]))",
               "{{region}} {{api}} {{code}}")], "cps", steps(GREEN, (0.001, RED)), w=8, min_val=0,

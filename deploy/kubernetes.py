@@ -114,21 +114,22 @@ def sagemaker_exporter() -> list[dict]:
          "metadata": meta(name, annotations={
              "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/mlscope-sagemaker-exporter"})},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(name), "data": {"sagemaker.yml": config}},
-        *deployment(name, main, 9858, serviceAccountName=name,
+        *deployment(name, main, 9858, replicas=2, monitor=replica_monitor(name, "30s"), serviceAccountName=name,
                     volumes=[{"name": "config", "configMap": {"name": name}}]),
     ]
 
 
-def deployment(name: str, main: dict, port: int, interval: str = "30s", **pod_spec) -> list[dict]:
-    """One replica, its Service, and the ServiceMonitor that scrapes it."""
+def deployment(name: str, main: dict, port: int, interval: str = "30s", replicas: int = 1,
+               monitor: dict | None = None, **pod_spec) -> list[dict]:
+    """The replicas, their Service, and the ServiceMonitor that scrapes them."""
     return [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name),
-         "spec": {"replicas": 1, "selector": {"matchLabels": {APP: name}},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": {APP: name}},
                   "template": {"metadata": {"labels": meta(name)["labels"]},
                                "spec": {**pod_spec, "containers": [main],
                                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}}}},
         service(name, port),
-        service_monitor(name, interval),
+        monitor or service_monitor(name, interval),
     ]
 
 
@@ -142,6 +143,19 @@ def service_monitor(name: str, interval: str) -> dict:
             "metadata": meta(name, labels=RELEASE_LABEL),
             "spec": {"selector": {"matchLabels": {APP: name}},
                      "endpoints": [{"port": "metrics", "interval": interval, "scrapeTimeout": "10s"}]}}
+
+
+def replica_monitor(name: str, interval: str) -> dict:
+    """The SageMaker exporter's ServiceMonitor: an HA pair of pods polls the same shard (docs/scale.md).
+    `replica` is the pod and the pod label goes, so the rules' `max without (instance, replica)` merges
+    the pair; `instance` stays the pod's address, so Alertmanager holds back only the alerts of a replica
+    that is down. Honoured labels: the series' own `endpoint` (the SageMaker endpoint) must not become
+    `exported_endpoint` under the operator's port-name label."""
+    monitor = service_monitor(name, interval)
+    monitor["spec"]["endpoints"][0].update({"honorLabels": True, "relabelings": [
+        {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "replica", "action": "replace"},
+        {"regex": "pod", "action": "labeldrop"}]})
+    return monitor
 
 
 def rightsizer() -> list[dict]:

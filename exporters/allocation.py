@@ -18,6 +18,7 @@ import yaml
 
 from .cli import OneLineParser, fail
 from .settings import SettingError, non_negative_number, read_yaml_file
+from .replicas import one_replica
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "alerts" / "allocation.yml"
@@ -129,6 +130,7 @@ def load(path: str | Path = DEFAULT_CONFIG) -> Allocation:
 
 ENDPOINT_BY = "account, region, endpoint"
 ENDPOINT_PER_HOUR = "endpoint:sagemaker_budgeted_cost_dollars_per_hour:sum"
+COST = one_replica("sagemaker_variant_hourly_cost_dollars")
 
 
 def _by(labels: str | None) -> str:
@@ -141,10 +143,10 @@ def spend_expr(label: str) -> str:
     fleet:mlscope_cost_dollars_per_hour:sum."""
     tag = f"tag_{label}"
     endpoints = (f'label_replace(label_replace(\n'
-                 f'      sagemaker_variant_hourly_cost_dollars\n'
+                 f'      {COST}\n'
                  f'        * on (account, region, endpoint) group_left ({tag})\n'
                  f'          max by (account, region, endpoint, {tag}) (sagemaker_endpoint_info)\n'
-                 f'      or on (account, region, endpoint, variant) sagemaker_variant_hourly_cost_dollars,\n'
+                 f'      or on (account, region, endpoint, variant) {COST},\n'
                  f'      "{label}", "$1", "{tag}", "(.+)"), "{label}", "{UNTAGGED}", "{label}", "")')
     hosts = (f'label_replace(max by (instance, {label}) (mlscope_host_hourly_cost_dollars),\n'
              f'      "{label}", "{UNTAGGED}", "{label}", "")')
@@ -237,7 +239,7 @@ def _endpoint_budget_rules(offset: int) -> tuple[list[dict], list[dict], list[di
     (a 31-day subquery per endpoint is not free: endpoints without a budget are left out)."""
     mtd = "endpoint:mlscope_cost_dollars:month_to_date"
     spend = [{"record": ENDPOINT_PER_HOUR,
-              "expr": f"sum by ({ENDPOINT_BY}) (sagemaker_variant_hourly_cost_dollars)\n"
+              "expr": f"sum by ({ENDPOINT_BY}) ({COST})\n"
                       f"and on ({ENDPOINT_BY}) sagemaker_endpoint_budget_monthly_dollars\n"}]
     month = [{"record": mtd, "expr": month_to_date_expr(ENDPOINT_PER_HOUR, ENDPOINT_BY, offset)},
              {"record": "endpoint:mlscope_cost_dollars:forecast_month_end",

@@ -9,7 +9,9 @@ import copy
 import json
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jsonschema
@@ -203,3 +205,71 @@ def test_the_rightsizer_container_command_runs_against_a_real_prometheus(tmp_pat
         prom.stop()
     assert f"no MLScope series at {prom.url} in the 14d before" in log, log[-2000:]
     assert "Traceback" not in log
+
+
+def test_sagemaker_exporter_runs_two_replicas_told_apart_by_a_replica_label():
+    [deployment] = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "sagemaker-exporter"]
+    assert deployment["spec"]["replicas"] == 2
+    [monitor] = [m for m in by_kind("ServiceMonitor") if m["metadata"]["name"] == "sagemaker-exporter"]
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True
+    assert {r.get("targetLabel"): r.get("sourceLabels") for r in endpoint["relabelings"]} == {
+        "replica": ["__meta_kubernetes_pod_name"], None: None}
+
+
+def _serve(text: str) -> tuple[ThreadingHTTPServer, str]:
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = text.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"127.0.0.1:{server.server_port}"
+
+
+@pytest.mark.integration
+def test_the_sagemaker_monitor_keeps_the_endpoint_label_and_lets_the_rules_merge_the_pair(tmp_path: Path):
+    """The ServiceMonitor's relabelings, after the operator's own (namespace, service, pod, container,
+    endpoint = the port's name), in a real Prometheus scraping two pods: each pod's series carry its
+    `replica`, its own `instance` (the pod's address), no `pod`, and the SageMaker `endpoint` label as
+    exported; `max without (instance, replica)` gives one series."""
+    [monitor] = [m for m in by_kind("ServiceMonitor") if m["metadata"]["name"] == "sagemaker-exporter"]
+    [endpoint] = monitor["spec"]["endpoints"]
+    operator = [{"source_labels": [f"__meta_kubernetes_{src}"], "target_label": dst}
+                for src, dst in (("namespace", "namespace"), ("service_name", "service"), ("pod_name", "pod"),
+                                 ("pod_container_name", "container"))]
+    operator.append({"target_label": "endpoint", "replacement": endpoint["port"]})
+    ours = [{"source_labels": r.get("sourceLabels"), "target_label": r.get("targetLabel"), "regex": r.get("regex"),
+             "action": r["action"]} for r in endpoint["relabelings"]]
+    ours = [{k: v for k, v in r.items() if v is not None} for r in ours]
+    line = 'sagemaker_invocations_total{{region="us-east-1",endpoint="bert",variant="AllTraffic"}} {}\n'
+    pods = [_serve(line.format(count)) for count in (5000, 120)]   # the second pod started later
+    targets = [{"targets": [address], "labels": {
+        "__meta_kubernetes_namespace": "mlscope", "__meta_kubernetes_service_name": "sagemaker-exporter",
+        "__meta_kubernetes_pod_name": f"sagemaker-exporter-7d9f-{name}",
+        "__meta_kubernetes_pod_container_name": "sagemaker-exporter"}} for (_, address), name in zip(pods, "ab")]
+    prom = Prometheus({"global": {"scrape_interval": "1s"}, "scrape_configs": [{
+        "job_name": "sagemaker-exporter", "honor_labels": endpoint["honorLabels"], "static_configs": targets,
+        "relabel_configs": operator + ours}]}, tmp_path)
+    try:
+        raw = prom.wait_for("sagemaker_invocations_total", min_results=2)
+        assert sorted(r["metric"]["replica"] for r in raw) == ["sagemaker-exporter-7d9f-a", "sagemaker-exporter-7d9f-b"]
+        assert sorted(r["metric"]["instance"] for r in raw) == sorted(address for _, address in pods)
+        for r in raw:
+            assert r["metric"]["endpoint"] == "bert"
+            assert "pod" not in r["metric"] and "exported_endpoint" not in r["metric"]
+        merged = prom.query("max without (instance, replica) (sagemaker_invocations_total)")
+        assert [(r["metric"]["endpoint"], r["value"][1]) for r in merged] == [("bert", "5000")]
+    finally:
+        prom.stop()
+        for server, _ in pods:
+            server.shutdown()
+            server.server_close()

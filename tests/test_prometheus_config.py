@@ -70,6 +70,10 @@ def test_real_prometheus_loads_it(tmp_path):
         # instance = host without port; the compose exporters share the Docker host's name
         assert ("host", "docker-host") in labels
         assert ("sagemaker", "sagemaker-exporter") in labels
+        # the SageMaker exporter's `replica` (its address) tells the two replicas of an HA pair apart
+        (sagemaker,) = [t["labels"] for t in resp["data"]["activeTargets"] if t["labels"]["job"] == "sagemaker"]
+        assert sagemaker["replica"] == "sagemaker-exporter:9858"
+        assert all("replica" not in t["labels"] for t in resp["data"]["activeTargets"] if t["labels"]["job"] != "sagemaker")
         assert ("prometheus", "localhost") in labels
         assert ("alertmanager", "alertmanager") in labels
         assert ("rightsizer", "rightsizer") in labels

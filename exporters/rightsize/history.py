@@ -22,8 +22,9 @@ ENDPOINT_KEYS = ("account", "region", "endpoint", "variant")
 TRAFFIC = ("instances", "requests", "errors_5xx", "latency_p99")
 
 # No aggregation in the range queries: grouping thousands of series at every step costs Prometheus several
-# times what the selection does, so series are keyed by their subject labels here (duplicates, e.g. two
-# exporters polling the same account, are merged by taking the larger value).
+# times what the selection does, so series are keyed by their subject labels here (duplicates, e.g. the two
+# replicas of an HA exporter pair or two exporters polling the same account, are merged by taking the larger
+# value, as the rules' `max without (instance, replica)` does).
 ENDPOINT_RANGE = {
     "cpu": "max_over_time(sagemaker_instance_cpu_utilization_ratio{{{sel}}}[{w}])",
     "memory": "max_over_time(sagemaker_instance_memory_utilization_ratio{{{sel}}}[{w}])",
