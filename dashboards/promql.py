@@ -97,7 +97,7 @@ def pages_notifying() -> str:
     return f"{pages('notifying')} or vector({PAGES_UNKNOWN})"
 
 
-def _state(expr: str, warn: float, bad: float) -> str:
+def state(expr: str, warn: float, bad: float) -> str:
     return f"(({expr}) >= bool {warn}) + (({expr}) >= bool {bad})"
 
 
@@ -106,10 +106,10 @@ def health(sel: str = "") -> str:
     age and status (serving while changing: at risk; down: failing). A signal without series (no
     latency quantile yet, say) does not count."""
     signals = {
-        "burn": _state(burn_rate("1h", sel), BURN_WARN, BURN_PAGE),
-        "latency": _state(latency_ratio("99", sel), LATENCY_WARN, LATENCY_BAD),
-        "data": _state(data_age(sel), STALE_WARN, STALE_BAD),
-        "status": _state(status(sel), CHANGING, NO_INSTANCE),
+        "burn": state(burn_rate("1h", sel), BURN_WARN, BURN_PAGE),
+        "latency": state(latency_ratio("99", sel), LATENCY_WARN, LATENCY_BAD),
+        "data": state(data_age(sel), STALE_WARN, STALE_BAD),
+        "status": state(status(sel), CHANGING, NO_INSTANCE),
     }
     parts = " or ".join(f'label_replace({expr}, "signal", "{name}", "", "")' for name, expr in signals.items())
     return f"max by ({EP}) ({parts})"

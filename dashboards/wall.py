@@ -11,7 +11,7 @@ no stat shows more than 6 values (tests/test_dashboards.py checks all three).
 from __future__ import annotations
 
 from . import promql
-from .promql import _state as state
+from .promql import state
 from .panels import (Q, Section, build_dashboard, column_link, column_thresholds, high_bad, low_bad, neutral,
                      stat_panel, steps, table_panel, value_range, value_text, BLUE, GREEN, ORANGE, RED)
 from grafana_foundation_sdk.models import dashboard
