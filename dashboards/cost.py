@@ -121,6 +121,20 @@ def _models() -> Section:
     ])
 
 
+
+def cloudwatch_cost_by_kind(w: int = 12):
+    """The SageMaker exporter's own AWS bill by query kind (also on the stack dashboard)."""
+    return bargauge_panel("CloudWatch $/month by query kind", [
+        Q(f"sort_desc(sum by (kind) (rate(mlscope_cloudwatch_metrics_requested_total[1h])) * 3600 * {HOURS_PER_MONTH}"
+          f" * {CLOUDWATCH_DOLLARS_PER_METRIC})", "{{kind}}", instant=True),
+        Q(f"sort_desc(sum by (part) ({one_replica('mlscope_metric_stream_cost_dollars_per_month')}))",
+          "metric stream: {{part}}", instant=True)],
+        "currencyUSD", neutral(), w=w, min_val=0, decimals=2,
+        description="What the SageMaker exporter's CloudWatch queries cost (GetMetricData metrics and "
+                    "GetMetricStatistics requests), by what they are for; targets read from a metric stream: "
+                    "its modelled cost (metric updates, Firehose, S3 requests).")
+
+
 def build():
     summary = Section(None, [
         stat_panel("Spend $/hour", ["fleet:mlscope_cost_dollars_per_hour:sum"], "currencyUSD", neutral(), decimals=2,
@@ -195,16 +209,7 @@ def build():
             "currencyUSD", neutral(), w=6, h=8, decimals=4, graph=False,
             description="$0.01 per 1,000 metrics requested by GetMetricData, or per 1,000 GetMetricStatistics "
                         "requests (one request brings several statistics of one metric)."),
-        bargauge_panel("CloudWatch $/month by query kind", [
-            Q(f"sort_desc(sum by (kind) (rate(mlscope_cloudwatch_metrics_requested_total[1h])) * 3600 * {HOURS_PER_MONTH}"
-              f" * {CLOUDWATCH_DOLLARS_PER_METRIC})", "{{kind}}", instant=True),
-            Q(f"sort_desc(sum by (part) ({one_replica('mlscope_metric_stream_cost_dollars_per_month')}))",
-              "metric stream: {{part}}",
-              instant=True)],
-            "currencyUSD", neutral(), w=12, min_val=0, decimals=2,
-            description="What the SageMaker exporter's CloudWatch queries cost (GetMetricData metrics and "
-                        "GetMetricStatistics requests), by what they are for; targets read from a metric stream: "
-                        "its modelled cost (metric updates, Firehose, S3 requests)."),
+        cloudwatch_cost_by_kind(),
         timeseries_panel("CloudWatch $/hour by region", [
             Q(f"sum by (region) (rate(mlscope_cloudwatch_metrics_requested_total[5m])) * 3600 "
               f"* {CLOUDWATCH_DOLLARS_PER_METRIC}", "{{region}}")],

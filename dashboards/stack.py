@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .panels import (Q, Section, any_bad, build_dashboard, high_bad, neutral, stat_panel, state_panel, steps,
                      table_panel, timeseries_panel, value_text, GREEN, ORANGE, RED)
+from .cost import cloudwatch_cost_by_kind
 from .promql import one_replica
 
 UID = "mlscope-stack"
@@ -79,6 +80,7 @@ def build():
             Q("sum by (region, api, code) (rate(mlscope_cloudwatch_errors_total[$__rate_interval]))",
               "{{region}} {{api}} {{code}}")], "cps", steps(GREEN, (0.001, RED)), w=8, min_val=0,
             description="Throttling, auth and other AWS errors by API and error code."),
+        cloudwatch_cost_by_kind(w=24),
     ])
     delivery = Section("Alert delivery", [
         timeseries_panel("Prometheus → Alertmanager", [
