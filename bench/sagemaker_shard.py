@@ -63,23 +63,24 @@ def use_fake_aws(pollers, endpoints: int, cloudwatch_latency: float = CLOUDWATCH
 
 
 class CycleMeter:
-    """Wraps a poller's run_cycle: its thread's CPU time and wall time per cycle, written as JSON to `path`
-    after every cycle (atomically), with the AWS calls so far."""
+    """Wraps a poller's run_cycle: its thread's CPU time, wall time and AWS calls per cycle, written as JSON to
+    `path` after every cycle (atomically)."""
 
     def __init__(self, poller, path: Path) -> None:
         self.poller = poller
         self.path = path
-        self.cycles: list[tuple[float, float]] = []  # (cpu, wall) seconds
+        self.cycles: list[dict] = []
         self._run_cycle = poller.run_cycle
         poller.run_cycle = self.run_cycle
 
     def run_cycle(self) -> bool:
+        calls = Counter(self.poller.aws.stats.snapshot()["requests"])
         cpu, wall = time.thread_time(), time.monotonic()
         ok = self._run_cycle()
-        self.cycles.append((time.thread_time() - cpu, time.monotonic() - wall))
+        self.cycles.append({"cpu_s": time.thread_time() - cpu, "wall_s": time.monotonic() - wall,
+                            "calls": dict(Counter(self.poller.aws.stats.snapshot()["requests"]) - calls)})
         partial = self.path.with_suffix(".tmp")
-        partial.write_text(json.dumps({"cycles": [{"cpu_s": c, "wall_s": w} for c, w in self.cycles],
-                                       "calls": self.poller.aws.stats.snapshot()["requests"]}))
+        partial.write_text(json.dumps({"cycles": self.cycles}))
         os.replace(partial, self.path)
         return ok
 
@@ -147,11 +148,17 @@ def cycle_wall(run: dict, cloudwatch_latency: float = CLOUDWATCH_LATENCY,
     return run["cpu_s"] + cw * cloudwatch_latency + other * sagemaker_latency
 
 
+def split_cycles(cycles: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(steady, refresh) cycles after the start-up one (cycle 0 describes every endpoint and its config, and
+    fetches no counters); a refresh cycle re-describes the endpoints (each inventory_interval)."""
+    runs = cycles[1:]
+    return ([r for r in runs if not r["calls"].get("DescribeEndpoint")],
+            [r for r in runs if r["calls"].get("DescribeEndpoint")])
+
+
 def summarise(result: dict) -> dict:
     """Steady and inventory-refresh cycles: median CPU, calls, and wall time at the assumed latencies."""
-    runs = result["cycles"][1:]  # cycle 0 is the start-up (every config described, no counters fetched)
-    refresh = [r for r in runs if r["calls"].get("DescribeEndpoint")]
-    steady = [r for r in runs if not r["calls"].get("DescribeEndpoint")]
+    steady, refresh = split_cycles(result["cycles"])
 
     def median(rs: list[dict], f) -> float:
         return statistics.median(f(r) for r in rs) if rs else float("nan")

@@ -48,9 +48,9 @@ def test_a_shard_process_serves_its_region_s_endpoints_after_waiting_the_fake_la
         "ep-0000", "ep-0001", "ep-0002", "ep-0010", "ep-0011", "ep-0012"]
     assert {v for _, v in parsed["sagemaker_variant_instances"]} == {2.0}
     # the start-up cycle: every endpoint described (3 calls each), each call after LATENCY seconds
-    calls = cycles["calls"]
-    assert (calls["DescribeEndpoint"], calls["DescribeEndpointConfig"], calls["ListTags"]) == (20, 20, 20)
     first = cycles["cycles"][0]
+    calls = first["calls"]
+    assert (calls["DescribeEndpoint"], calls["DescribeEndpointConfig"], calls["ListTags"]) == (20, 20, 20)
     assert first["wall_s"] >= sum(calls.values()) * LATENCY
     assert 0 < first["cpu_s"] < first["wall_s"]
 
@@ -61,6 +61,8 @@ def test_sizing_tells_start_up_steady_and_inventory_refresh_cycles_apart():
     assert [r["calls"].get("DescribeEndpoint", 0) for r in runs] == [20, 0, 0, 0, 0, 20, 0]  # refresh at 300 s
     assert [r["calls"].get("DescribeEndpointConfig", 0) for r in runs] == [20, 0, 0, 0, 0, 0, 0]  # configs: once
     assert all(r["ok"] for r in runs)
+    steady, refresh = shard.split_cycles(runs)
+    assert (len(steady), len(refresh)) == (5, 1)
     summary = shard.summarise(result)
     assert summary["refresh_calls"] - summary["steady_calls"] == 2 * ENDPOINTS  # DescribeEndpoint + ListTags
     # at least 25 series per busy variant (19 + the two latencies' p50/p95/p99), 27 with GPU utilization
