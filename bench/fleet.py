@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sagemaker-latency", type=float, default=shard.SAGEMAKER_LATENCY,
                         help="seconds the fake AWS takes per other call")
     parser.add_argument("--cycles-file", type=Path, help="the SageMaker poller's CPU and wall time per cycle (JSON)")
+    parser.add_argument("--endpoint-url", help="the SageMaker shard polls this AWS emulator (mlscope demo aws) "
+                                               "through boto3 instead of the fake AWS")
     parser.add_argument("--targets-file", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -87,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     from mlscope.host import SPEC as HOST
     from mlscope.sagemaker import SPEC as SAGEMAKER
 
-    def fake_aws(parts: Parts) -> None:
-        shard.use_fake_aws(parts.services, args.sagemaker_endpoints, args.cloudwatch_latency, args.sagemaker_latency)
+    def prepare_shard(parts: Parts) -> None:
+        if not args.endpoint_url:
+            shard.use_fake_aws(parts.services, args.sagemaker_endpoints, args.cloudwatch_latency,
+                               args.sagemaker_latency)
         if args.cycles_file:
             for poller in parts.services:
                 shard.CycleMeter(poller, args.cycles_file)
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     gpu_servers, gpu_services = serve_many(GPU, args.gpu_hosts, {"simulate": str(args.gpus_per_host)})
     host_servers, host_services = serve_many(HOST, args.host_hosts, {})
     sm_servers, sm_services = serve_many(SAGEMAKER, int(args.sagemaker_endpoints > 0),
-                                         shard.flags(args.region), fake_aws)
+                                         shard.flags(args.region, args.endpoint_url), prepare_shard)
     targets = {"gpu": [f"127.0.0.1:{s.server_address[1]}" for s in gpu_servers],
                "host": [f"127.0.0.1:{s.server_address[1]}" for s in host_servers],
                "sagemaker": [f"127.0.0.1:{s.server_address[1]}" for s in sm_servers]}

@@ -85,9 +85,10 @@ class CycleMeter:
         return ok
 
 
-def flags(region: str) -> dict[str, str]:
-    """The shard's exporter settings, as flags."""
-    return {"regions": region, "poll_interval": str(POLL_INTERVAL)}
+def flags(region: str, endpoint_url: str | None = None) -> dict[str, str]:
+    """The shard's exporter settings, as flags; with `endpoint_url`, an AWS emulator's (slow) answers are waited for."""
+    emulator = {"endpoint_url": endpoint_url, "aws_timeout": "600"} if endpoint_url else {}
+    return {"regions": region, "poll_interval": str(POLL_INTERVAL), **emulator}
 
 
 def build_shard(endpoints: int, region: str = "us-east-1", **latency: float):

@@ -30,6 +30,7 @@ from . import dashboards
 from . import sagemaker_shard as shard
 from .host import cpu_seconds, rss_mb
 from mlscope.local import free_port
+from mlscope.supervisor import launch, terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = [int(n) for n in os.environ.get("MLSCOPE_BENCH_SCALE_HOSTS", "500").split(",")]
@@ -44,6 +45,7 @@ ENDPOINTS_PER_SHARD = 250
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "eu-central-1", "ap-southeast-2",
            "us-east-2", "ca-central-1"]
 SIZING = [250, 500, 1000, 2000]
+EMULATOR_ENDPOINTS = int(os.environ.get("MLSCOPE_BENCH_SCALE_EMULATOR", "0"))  # 0: no emulator probe
 
 
 def get(url: str, timeout: float = 30) -> bytes:
@@ -71,23 +73,16 @@ class Processes:
         self.tmp = tmp
         self.procs: dict[str, object] = {}
 
-    def start(self, name: str, args: list[str], cwd: Path | None = None):
-        import subprocess
-        log = open(self.tmp / f"{name}.log", "wb")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd)
+    def start(self, name: str, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None):
+        proc = launch(args, {**os.environ, **(env or {})}, cwd, self.tmp / f"{name}.log")
         self.procs[name] = proc
         return proc
 
     def stop(self, *names: str) -> None:
         for name in names or list(self.procs):
             proc = self.procs.pop(name, None)
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except Exception:
-                    proc.kill()
-                    proc.wait()
+            if proc is not None:
+                terminate(proc)
 
 
 def vm_query(vm: str, expr: str) -> list[dict]:
@@ -243,6 +238,47 @@ def main() -> None:
           f"{shard.CLOUDWATCH_LATENCY * 1000:.0f} ms per GetMetricData, {shard.SAGEMAKER_LATENCY * 1000:.0f} ms per "
           f"other call")
     shard.print_sizing(shard.sizing(SIZING))
+    if EMULATOR_ENDPOINTS:
+        print_emulator(EMULATOR_ENDPOINTS, emulator_probe(EMULATOR_ENDPOINTS))
+
+
+def emulator_probe(endpoints: int, timeout: float = 900) -> dict:
+    """One SageMaker shard polling `mlscope demo aws` (moto with MLScope's patches) through real boto3 instead of
+    the fake AWS: how long the demo takes to create the endpoints with 10 minutes of metrics, then the start-up
+    and the next cycles' wall time and CPU time (the poller thread's: boto3's work included, moto's not)."""
+    tmp = Path(tempfile.mkdtemp(prefix="mlscope-bench-emulator-"))
+    procs = Processes(tmp)
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        aws = procs.start("aws", [sys.executable, "-m", "mlscope", "demo", "aws", f"--listen=127.0.0.1:{port}",
+                                  "--retention=1h"], cwd=ROOT, env=env)
+        wait_http(url + "/-/healthy", aws)
+        t0 = time.monotonic()
+        demo = procs.start("traffic", [sys.executable, "-m", "mlscope", "demo", "traffic", f"--aws-endpoint={url}",
+                                       f"--endpoints={endpoints}", "--backfill=10m", "--once", "--other-kinds=false",
+                                       "--second-account=false"], cwd=ROOT, env=env)
+        if demo.wait(timeout) != 0:
+            raise RuntimeError(f"mlscope demo traffic failed; see {tmp / 'traffic.log'}")
+        setup = time.monotonic() - t0
+        procs.start("sagemaker-0", [sys.executable, "-m", "bench.fleet", f"--sagemaker-endpoints={endpoints}",
+                                    f"--endpoint-url={url}", f"--cycles-file={tmp / 'cycles-0.json'}",
+                                    f"--targets-file={tmp / 'targets.json'}"], cwd=ROOT, env=env)
+        cycles = poll_cycles(tmp, 1, wait_for=2, timeout=timeout)[0]
+        return {"setup_s": setup, "cycles": cycles}
+    finally:
+        procs.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_emulator(endpoints: int, probe: dict) -> None:
+    print(f"\nThe same shard against `mlscope demo aws` (moto) with {endpoints} endpoints through boto3 (creating them "
+          f"with 10 minutes of metrics took {probe['setup_s']:.0f} s):")
+    for i, cycle in enumerate(probe["cycles"]):
+        gmd = cycle["calls"].get("GetMetricData", 0)
+        print(f"  cycle {i}{' (start-up)' if i == 0 else ''}: wall {cycle['wall_s']:.1f} s, poller CPU "
+              f"{cycle['cpu_s']:.2f} s, {sum(cycle['calls'].values())} AWS calls ({gmd} GetMetricData)")
 
 
 COMPONENTS = [("GPU fleet", "fleet", "gpu"), ("SageMaker exporters", "sagemaker-", "sagemaker"),
