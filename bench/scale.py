@@ -156,12 +156,14 @@ def run_case(procs: Processes, tmp: Path, targets: dict[str, list[str]], shards:
     return {"ingested": ingested, "jobs": jobs, "cpu": cpu, "rss": rss, "wall_p95": wall}
 
 
-def wall_p95(port: int) -> tuple[float, int, int, int]:
-    """p95 of the wall's queries (ms), and how many queries ran, failed, and returned no series."""
+def wall_p95(port: int) -> tuple[float, int, int, int, str]:
+    """p95 of the wall's queries (ms), how many queries ran, failed, and returned no series, and the slowest
+    query's panel and its median."""
     notes: list[str] = []
     client = dashboards.Client(port)
     times: list[float] = []
     failed = empty = 0
+    slowest = (0.0, "")
     try:
         queries = dashboards.wall_queries(900, notes)
         for query in queries:
@@ -170,9 +172,13 @@ def wall_p95(port: int) -> tuple[float, int, int, int]:
             times += timing.times_ms
             failed += timing.error is not None
             empty += timing.error is None and timing.series == 0
+            if timing.times_ms:
+                slowest = max(slowest, (percentile(timing.times_ms, 0.5), query.panel))
     finally:
         client.close()
-    return percentile(times, 0.95), len(queries), failed, empty
+    for note in notes:
+        print(f"  ({note})")
+    return percentile(times, 0.95), len(queries), failed, empty, f"{slowest[1]!r} {slowest[0]:.0f} ms"
 
 
 def start_fleet(procs: Processes, tmp: Path, hosts: int, endpoints: int) -> tuple[dict[str, list[str]], list[str]]:
@@ -289,7 +295,7 @@ def print_case(hosts: int, endpoints: int, sm_shards: int, shards: int, r: dict)
     wall = r["wall_p95"]
     print(f"\n{hosts} GPU hosts ({hosts * GPUS_PER_HOST:,} GPUs) + {endpoints:,} endpoints ({sm_shards} SageMaker "
           f"shards), {shards} vmagent shard{'s' if shards > 1 else ''}: {r['ingested']:,.0f} samples/s ingested; "
-          f"wall p95 {wall[0]:.1f} ms ({wall[1]} queries, {wall[2]} failed, {wall[3]} empty)")
+          f"wall p95 {wall[0]:.1f} ms ({wall[1]} queries, {wall[2]} failed, {wall[3]} empty; slowest {wall[4]})")
     print(f"  {'component':<20} {'procs':>5} {'up':>9} {'samples/s':>10} {'scrape p99':>10} {'CPU':>15} {'RSS':>11}")
     for title, prefix, job in COMPONENTS:
         names = [n for n in r["cpu"] if n == prefix or (prefix.endswith("-") and n.startswith(prefix))]
