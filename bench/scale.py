@@ -157,12 +157,13 @@ def run_case(procs: Processes, tmp: Path, targets: dict[str, list[str]], shards:
 
 
 def wall_p95(port: int) -> tuple[float, int, int, int, str]:
-    """p95 of the wall's queries (ms), how many queries ran, failed, and returned no series, and the slowest
-    query's panel and its median."""
+    """p95 of the wall's queries (ms), how many queries ran, failed, and returned no series (their panels are
+    printed), and the slowest query's panel and its median."""
     notes: list[str] = []
     client = dashboards.Client(port)
     times: list[float] = []
-    failed = empty = 0
+    failed = 0
+    empty: list[str] = []
     slowest = (0.0, "")
     try:
         queries = dashboards.wall_queries(900, notes)
@@ -171,14 +172,17 @@ def wall_p95(port: int) -> tuple[float, int, int, int, str]:
             timing = dashboards.time_query(client, query.expr, query.instant, int(time.time()), 900, reps=3)
             times += timing.times_ms
             failed += timing.error is not None
-            empty += timing.error is None and timing.series == 0
+            if timing.error is None and timing.series == 0:
+                empty.append(query.panel)
             if timing.times_ms:
                 slowest = max(slowest, (percentile(timing.times_ms, 0.5), query.panel))
     finally:
         client.close()
+    if empty:
+        notes.append(f"wall panels without data: {', '.join(sorted(set(empty)))}")
     for note in notes:
         print(f"  ({note})")
-    return percentile(times, 0.95), len(queries), failed, empty, f"{slowest[1]!r} {slowest[0]:.0f} ms"
+    return percentile(times, 0.95), len(queries), failed, len(empty), f"{slowest[1]!r} {slowest[0]:.0f} ms"
 
 
 def start_fleet(procs: Processes, tmp: Path, hosts: int, endpoints: int) -> tuple[dict[str, list[str]], list[str]]:
@@ -294,7 +298,7 @@ COMPONENTS = [("GPU fleet", "fleet", "gpu"), ("SageMaker exporters", "sagemaker-
 def print_case(hosts: int, endpoints: int, sm_shards: int, shards: int, r: dict) -> None:
     wall = r["wall_p95"]
     print(f"\n{hosts} GPU hosts ({hosts * GPUS_PER_HOST:,} GPUs) + {endpoints:,} endpoints ({sm_shards} SageMaker "
-          f"shards), {shards} vmagent shard{'s' if shards > 1 else ''}: {r['ingested']:,.0f} samples/s ingested; "
+          f"shard{'s' if sm_shards > 1 else ''}), {shards} vmagent shard{'s' if shards > 1 else ''}: {r['ingested']:,.0f} samples/s ingested; "
           f"wall p95 {wall[0]:.1f} ms ({wall[1]} queries, {wall[2]} failed, {wall[3]} empty; slowest {wall[4]})")
     print(f"  {'component':<20} {'procs':>5} {'up':>9} {'samples/s':>10} {'scrape p99':>10} {'CPU':>15} {'RSS':>11}")
     for title, prefix, job in COMPONENTS:
