@@ -13,6 +13,10 @@ Other exporters' strategies are counted from their documented behaviour for the 
 - YACE: GetMetricData with every listed metric-statistic (ListMetrics without RecentlyActive lists metrics
   for two weeks, so idle and dormant endpoints cost as much as busy ones), 500 per call.
 GetMetricData is billed per metric requested, GetMetricStatistics/ListMetrics per request: $0.01 per 1,000.
+
+Cycle wall time: one more steady cycle per row with every fake CloudWatch call taking CALL_LATENCY (an assumed
+in-region round trip), GetMetricData calls one after another, GetMetricStatistics requests on the exporter's
+pool (WORKERS threads) behind its default rate cap (max_get_metric_statistics_per_second).
 """
 
 from __future__ import annotations
@@ -20,17 +24,20 @@ from __future__ import annotations
 import datetime as dt
 import math
 import statistics
+import sys
 import threading
 import time
 
+import boto3
 import requests
 
 from mlscope.health import Health
 from mlscope.sagemaker.aws import Aws, Stats
 from mlscope.sagemaker.collector import SageMakerCollector
-from mlscope.sagemaker.config import Target
+from mlscope.sagemaker.config import DEFAULT_STATISTICS_RATE, Target
 from mlscope.sagemaker.cost import PriceBook
 from mlscope.sagemaker.inventory import Inventory
+from mlscope.sagemaker.metric_statistics import WORKERS, RateLimiter
 from mlscope.sagemaker.poller import Poller
 from mlscope.web import MetricsServer, WebConfig
 
@@ -38,16 +45,20 @@ PRICE_PER_1000 = 0.01
 CYCLES_PER_MONTH_60S = 30 * 24 * 60
 GPU_SHARE = 0.3
 STATISTICS = ["p50", "p95", "p99"]
+CALL_LATENCY = 0.02  # seconds per fake CloudWatch call in the wall-time cycle
 SAGEMAKER_METRICS = ["Invocations", "Invocation4XXErrors", "Invocation5XXErrors", "InvocationModelErrors",
                      "ModelLatency", "OverheadLatency"]
 CPU_METRICS = ["CPUUtilization", "MemoryUtilization", "DiskUtilization"]
 GPU_METRICS = ["GPUUtilization", "GPUMemoryUtilization"]
 # Each step adds one change to the one before (knobs of the Poller; the last row is the exporter's default).
+GMD = dict(statistics_api="get_metric_data")
 STEPS = [
-    ("0 every metric, every cycle (before)", dict(list_metrics_interval=0, idle_after=math.inf), True),
-    ("1 + percentiles/utilization only with traffic", dict(list_metrics_interval=0, idle_after=math.inf), False),
-    ("2 + ListMetrics (RecentlyActive=PT3H)", dict(list_metrics_interval=600, idle_after=math.inf), False),
-    ("3 + idle variants: Invocations only", dict(list_metrics_interval=600, idle_after=900), False),
+    ("0 every metric, every cycle (before)", dict(list_metrics_interval=0, idle_after=math.inf, **GMD), True),
+    ("1 + percentiles/utilization only with traffic", dict(list_metrics_interval=0, idle_after=math.inf, **GMD),
+     False),
+    ("2 + ListMetrics (RecentlyActive=PT3H)", dict(list_metrics_interval=600, idle_after=math.inf, **GMD), False),
+    ("3 + idle variants: Invocations only", dict(list_metrics_interval=600, idle_after=900, **GMD), False),
+    ("4 + multi-statistic metrics via GetMetricStatistics", dict(list_metrics_interval=600, idle_after=900), False),
 ]
 FLEETS = {  # name -> shares of (busy, idle, dormant)
     "all busy": (1.0, 0.0, 0.0),
@@ -101,6 +112,7 @@ class FakeCloudWatch:
 
     def __init__(self, states: dict[str, str]):
         self.states = states
+        self.latency = 0.0
         listed = []
         for i, (name, state) in enumerate(sorted(states.items())):
             names = CPU_METRICS + (GPU_METRICS if is_gpu(i) else [])
@@ -109,16 +121,30 @@ class FakeCloudWatch:
                 listed += [("AWS/SageMaker", m, name) for m in SAGEMAKER_METRICS]
         self.listed = listed
 
+    def _periods(self, namespace: str, endpoint: str, start: dt.datetime, end: dt.datetime, period: int) -> list:
+        quiet = namespace == "AWS/SageMaker" and self.states[endpoint] != "busy"
+        count = 0 if quiet else int((end - start).total_seconds() // period)
+        return [start + dt.timedelta(seconds=period * k) for k in range(count)]
+
+    def get_metric_statistics(self, Namespace, MetricName, Dimensions, StartTime, EndTime, Period, Statistics=(),
+                              ExtendedStatistics=()):
+        time.sleep(self.latency)
+        endpoint = next(d["Value"] for d in Dimensions if d["Name"] == "EndpointName")
+        stamps = self._periods(Namespace, endpoint, StartTime, EndTime, Period)
+        points = [{"Timestamp": ts, **{s: 12.0 for s in Statistics}} for ts in stamps]
+        for point in points if ExtendedStatistics else []:
+            point["ExtendedStatistics"] = {s: 12.0 for s in ExtendedStatistics}
+        return {"Label": MetricName, "Datapoints": points}
+
     def get_metric_data(self, MetricDataQueries, StartTime, EndTime, ScanBy=None, NextToken=None):
+        time.sleep(self.latency)
         results = []
         for q in MetricDataQueries:
             ms = q["MetricStat"]
             dims = {d["Name"]: d["Value"] for d in ms["Metric"]["Dimensions"]}
-            period = ms["Period"]
-            quiet = ms["Metric"]["Namespace"] == "AWS/SageMaker" and self.states[dims["EndpointName"]] != "busy"
-            count = 0 if quiet else int((EndTime - StartTime).total_seconds() // period)
-            stamps = [StartTime + dt.timedelta(seconds=period * k) for k in range(count)]
-            results.append({"Id": q["Id"], "StatusCode": "Complete", "Timestamps": stamps, "Values": [12.0] * count})
+            stamps = self._periods(ms["Metric"]["Namespace"], dims["EndpointName"], StartTime, EndTime, ms["Period"])
+            results.append({"Id": q["Id"], "StatusCode": "Complete", "Timestamps": stamps,
+                            "Values": [12.0] * len(stamps)})
         return {"MetricDataResults": results, "Messages": []}
 
     def list_metrics(self, Namespace, RecentlyActive=None, NextToken=None):
@@ -157,9 +183,11 @@ def build(states: dict[str, str], knobs: dict, poll_interval: float = 60) -> tup
 
 
 def steady(states: dict[str, str], knobs: dict, before: bool = False, cycles: int = 30,
-           warmup: int = 20) -> dict:
-    """Average per cycle over `cycles` cycles after `warmup` (idle detection needs 15 minutes)."""
+           warmup: int = 20, wall: bool = False) -> dict:
+    """Average per cycle over `cycles` cycles after `warmup` (idle detection needs 15 minutes); with `wall`, the
+    wall time of one more cycle at CALL_LATENCY per call."""
     poller, clock, health = build(states, knobs)
+    poller.statistics_limiter = RateLimiter(math.inf)  # no waiting in the counted cycles: they take no real time
     if before:
         poller.idle_poll_interval = 60  # every metric every cycle: the exporter before these changes
     for _ in range(warmup):
@@ -176,9 +204,16 @@ def steady(states: dict[str, str], knobs: dict, before: bool = False, cycles: in
     metrics = sum(last["metrics_requested"].values()) - sum(first["metrics_requested"].values())
     calls = {api: n - first["requests"].get(api, 0) for api, n in last["requests"].items()}
     out = {"poller": poller, "health": health, "metrics": metrics / cycles,
-           "gmd": calls.get("GetMetricData", 0) / cycles,
-           "other": sum(v for k, v in calls.items() if k != "GetMetricData") / cycles,
+           "gmd": calls.get("GetMetricData", 0) / cycles, "gms": calls.get("GetMetricStatistics", 0) / cycles,
+           "other": sum(v for k, v in calls.items() if k not in ("GetMetricData", "GetMetricStatistics")) / cycles,
            "cpu_ms": statistics.median(cpu) * 1000}
+    if wall:
+        poller.aws.client("cloudwatch").latency = CALL_LATENCY
+        poller.statistics_limiter = RateLimiter(DEFAULT_STATISTICS_RATE)
+        t0 = time.perf_counter()
+        assert poller.run_cycle()
+        out["wall_s"] = time.perf_counter() - t0
+        poller.aws.client("cloudwatch").latency = 0.0
     if before:  # the exporter before: 8 counters + 6 percentiles + 3/5 utilization for every variant
         out["metrics"] = sum(17 + (2 if is_gpu(i) else 0) for i in range(len(states)))
     return out
@@ -213,6 +248,42 @@ def scrape_latency(poller: Poller, health: Health, scrapes: int = 50) -> tuple[f
     return times[len(times) // 2] * 1000, times[int(len(times) * 0.99) - 1] * 1000, size
 
 
+def client_cpu_per_request(requests_made: int = 200, gmd_calls: int = 5) -> tuple[float, float]:
+    """The exporter process's own CPU (boto3: signing, HTTP, parsing) per GetMetricStatistics request and per
+    GetMetricData query, over real HTTP to the AWS emulator running as another process."""
+    import os
+
+    from helpers import Process, free_port
+    port = free_port()
+    emulator = Process([sys.executable, "-m", "mlscope", "demo", "aws", "--listen", f"127.0.0.1:{port}"])
+    try:
+        emulator.wait_http(f"http://127.0.0.1:{port}/moto-api/", timeout=60)
+        os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+        cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{port}",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        t = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) - dt.timedelta(minutes=10)
+        dims = [{"Name": "EndpointName", "Value": "ep"}, {"Name": "VariantName", "Value": "AllTraffic"}]
+        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+            {"MetricName": "ModelLatency", "Dimensions": dims, "Timestamp": t, "Values": [1e4, 2e4, 3e4]}])
+        window = dict(StartTime=t, EndTime=t + dt.timedelta(minutes=5))
+        c0 = time.process_time()
+        for i in range(requests_made):
+            stats = {"ExtendedStatistics": STATISTICS} if i % 2 else {"Statistics": ["Sum", "SampleCount"]}
+            cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=dims,
+                                     Period=60, **window, **stats)
+        per_request = (time.process_time() - c0) / requests_made
+        queries = [{"Id": f"q{i}", "MetricStat": {"Metric": {"Namespace": "AWS/SageMaker", "MetricName":
+                                                             "ModelLatency", "Dimensions": dims},
+                                                  "Period": 60, "Stat": "Sum"}} for i in range(500)]
+        c0 = time.process_time()
+        for _ in range(gmd_calls):
+            cw.get_metric_data(MetricDataQueries=queries, **window)
+        per_query = (time.process_time() - c0) / gmd_calls / 500
+    finally:
+        emulator.stop()
+    return per_request, per_query
+
+
 def dollars(units_per_cycle: float, cycles: int = CYCLES_PER_MONTH_60S) -> float:
     return units_per_cycle * cycles * PRICE_PER_1000 / 1000
 
@@ -226,20 +297,28 @@ def main(n: int = 1000) -> None:
     print(f"YACE (GetMetricData, every listed metric): {other['yace_billed']:,} metrics/cycle = ${yace:,.0f}/month; "
           f"cloudwatch_exporter (GetMetricStatistics): {other['cwe_billed']:,} requests/cycle = "
           f"${dollars(other['cwe_billed']):,.0f}/month")
-    header = (f"{'fleet':<32} | {'step':<46} | {'metrics/cycle':>13} {'other calls':>11} {'$/month':>9} "
-              f"{'vs YACE':>8} | {'CPU ms/cycle':>12}")
+    print(f"billed/cycle: metrics requested by GetMetricData + GetMetricStatistics requests (GMS); wall: one cycle "
+          f"at {CALL_LATENCY * 1000:.0f} ms per call, {WORKERS} GMS threads, at most {DEFAULT_STATISTICS_RATE:g} GMS/s")
+    header = (f"{'fleet':<32} | {'step':<52} | {'billed/cycle':>12} {'GMS':>6} {'other':>5} {'$/month':>9} "
+              f"{'vs YACE':>8} | {'CPU ms/cycle':>12} {'wall s':>6}")
     print(header)
     print("-" * len(header))
     default_run = None
     for fleet, shares in FLEETS.items():
         states = fleet_states(n, shares)
         for name, knobs, before in STEPS:
-            run = steady(states, knobs, before=before)
+            run = steady(states, knobs, before=before, wall=not before)
             cost = dollars(run["metrics"]) + dollars(run["other"])
-            print(f"{fleet:<32} | {name:<46} | {run['metrics']:>13,.0f} {run['other']:>11.1f} {cost:>9,.0f} "
-                  f"{yace / cost:>7.2f}x | {run['cpu_ms']:>12.1f}")
-            if default_run is None and not before and knobs.get("idle_after") == 900:
+            wall = f"{run['wall_s']:>6.1f}" if "wall_s" in run else f"{'-':>6}"
+            print(f"{fleet:<32} | {name:<52} | {run['metrics']:>12,.0f} {run['gms']:>6,.0f} {run['other']:>5.1f} "
+                  f"{cost:>9,.0f} {yace / cost:>7.2f}x | {run['cpu_ms']:>12.1f} {wall}")
+            if default_run is None and "statistics_api" not in knobs:
                 default_run = run
+    gms_cpu, gmd_cpu = client_cpu_per_request()
+    print(f"\nexporter CPU in boto3 over HTTP (not in the CPU column: the fake clients skip botocore): "
+          f"{gms_cpu * 1000:.2f} ms per GetMetricStatistics request, {gmd_cpu * 1000:.3f} ms per GetMetricData "
+          f"query; at {n} busy endpoints (4 requests instead of 10 queries each per cycle): "
+          f"{n * 4 * gms_cpu:.1f} s vs {n * 10 * gmd_cpu:.1f} s of CPU per cycle")
     print()
     for size in (100, 1000):
         run = steady(fleet_states(size, (1.0, 0.0, 0.0)), STEPS[-1][1], cycles=3, warmup=2)

@@ -1,6 +1,10 @@
 """mlscope-cost: what the fleet costs, who spends it (allocation keys, budgets, month to date, forecast),
-what it costs per 1k requests, what is wasted, and what the monitoring itself costs in CloudWatch API calls.
-No variables: everything is shown.
+what it costs per 1k requests, what is wasted, what each self-hosted model costs, and what the monitoring
+itself costs in CloudWatch API calls. No variables: everything is shown.
+
+Self-hosted models run on hosts: their $/hour (model:cost_dollars_per_hour:sum, alerts/models.rules.yml) is
+a split of their hosts' GPU spend, so it is inside "Hosts $/hour", the fleet total and the host's team and
+project, never added to them again.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ UID = "mlscope-cost"
 TITLE = "MLScope / Cost"
 
 HOURS_PER_MONTH = 730
-CLOUDWATCH_DOLLARS_PER_METRIC = "0.01 / 1000"   # GetMetricData: $0.01 per 1,000 metrics requested
+CLOUDWATCH_DOLLARS_PER_METRIC = "0.01 / 1000"   # per 1,000 GetMetricData metrics or GetMetricStatistics requests
 VARIANT = "region, endpoint, variant"
 # The rightsizer's finding (`mlscope rightsize --serve`) is the one definition of over/under-provisioned;
 # the value is what its rank-1 option would save per month.
@@ -20,6 +24,13 @@ FINDING = (f'max by ({VARIANT}, finding) (mlscope_rightsizing_finding{{kind="sag
            f'* on ({VARIANT}) group_left () '
            f'max by ({VARIANT}) (mlscope_rightsizing_estimated_monthly_savings_dollars{{kind="sagemaker_variant"}})')
 
+
+MODEL = "job, instance, model"
+# A model without a request in the last hour is idle, as an endpoint is (alerts/cost.rules.yml).
+IDLE_MODELS = "sum(model:cost_dollars_per_hour:sum and on (job, instance, model) (model:requests:rate1h == 0))"
+# A model's spend goes to its host's team (the host's `team` label, as team:mlscope_cost_dollars_per_hour:sum).
+MODEL_BY_TEAM = ('sum by (team) (label_replace(model:cost_dollars_per_hour:sum * on (instance) group_left (team) '
+                 'group by (instance, team) (mlscope_host_hourly_cost_dollars), "team", "(untagged)", "team", ""))')
 
 UNTAGGED_SHARE = ('(sum({key}:mlscope_cost_dollars_per_hour:sum{{{key}="(untagged)"}}) or vector(0))'
                   ' / sum({key}:mlscope_cost_dollars_per_hour:sum)')
@@ -66,6 +77,46 @@ def _allocation() -> Section:
               "{{endpoint}} ({{account}})", instant=True)], "percentunit", BUDGET_USED, w=24, h=6, min_val=0,
             max_val=1.2, decimals=0,
             description="Endpoints tagged mlscope:budget-monthly-dollars: share of that budget spent this month."),
+    ])
+
+
+def _models() -> Section:
+    """Self-hosted models: their share of host spend, idle spend and cost per request and per token."""
+    return Section("Self-hosted models", [
+        stat_panel("Models $/hour", ["sum(model:cost_dollars_per_hour:sum) or vector(0)"], "currencyUSD", neutral(),
+                   w=6, decimals=2,
+                   description="What the model servers' GPUs cost: each GPU's share of its host's price, split among "
+                               "the processes on it by GPU memory. Part of Hosts $/hour, not in addition to it."),
+        stat_panel("Models share of host spend", [
+            "(sum(model:cost_dollars_per_hour:sum) or vector(0)) / fleet:node_cost_dollars_per_hour:sum"],
+            "percentunit", neutral(), w=6, decimals=1,
+            description="Models $/hour ÷ Hosts $/hour. The rest pays for GPUs no model server holds, other "
+                        "processes and CPU-only hosts."),
+        stat_panel("Idle models $/month", [f"({IDLE_MODELS} or vector(0)) * {HOURS_PER_MONTH}"], "currencyUSD",
+                   steps(GREEN, (1, ORANGE)), w=6, decimals=0,
+                   description=f"Models without a request in the last hour, × {HOURS_PER_MONTH} h: the same rule as "
+                               "idle endpoints. It overlaps Idle $/month above (an idle model's GPUs are usually "
+                               "under 10 % busy), so the two are not added."),
+        bargauge_panel("Model $/hour by team", [Q(f"sort_desc({MODEL_BY_TEAM})", "{{team}}", instant=True)],
+                       "currencyUSD", neutral(), w=6, min_val=0, decimals=2,
+                       description="Each model's $/hour goes to its host's team label ((untagged) without one): "
+                                   "already inside Spend by team."),
+        table_panel(
+            "Cost per model",
+            [Q(f"sum by ({MODEL}) (model:cost_dollars_per_hour:sum)"),
+             Q(f"sum by ({MODEL}) (model:cost_per_1k_requests_dollars:1h)"),
+             Q(f"sum by ({MODEL}) (model:cost_per_1m_tokens_dollars:1h)"),
+             Q(f"sum by ({MODEL}) (model:requests:rate1h)")],
+            "none", neutral(), w=12, h=9, merge=True, hide=("Time",),
+            rename={"Value #A": "$/hour", "Value #B": "$ per 1k requests", "Value #C": "$ per 1M tokens",
+                    "Value #D": "req/s (1h)"},
+            column_units={"$/hour": "currencyUSD", "$ per 1k requests": "currencyUSD",
+                          "$ per 1M tokens": "currencyUSD", "req/s (1h)": "reqps"},
+            sort_by="$/hour",
+            description="Per model: $/hour, and over the last hour $/hour ÷ requests × 1000 and ÷ generated tokens "
+                        "× 10⁶ (tokens: vLLM only). Empty cells: no request (idle) or no token count, never NaN."),
+        timeseries_panel("$/hour by model", [Q("model:cost_dollars_per_hour:sum", "{{model}} ({{instance}})")],
+                         "currencyUSD", neutral(), w=12, h=9, stack=True, min_val=0, legend_table=True),
     ])
 
 
@@ -141,12 +192,14 @@ def build():
         stat_panel("CloudWatch $ in time range", [
             f"sum(increase(mlscope_cloudwatch_metrics_requested_total[$__range])) * {CLOUDWATCH_DOLLARS_PER_METRIC}"],
             "currencyUSD", neutral(), w=6, h=8, decimals=4, graph=False,
-            description="GetMetricData bills $0.01 per 1,000 metrics requested."),
+            description="$0.01 per 1,000 metrics requested by GetMetricData, or per 1,000 GetMetricStatistics "
+                        "requests (one request brings several statistics of one metric)."),
         bargauge_panel("CloudWatch $/month by query kind", [
             Q(f"sort_desc(sum by (kind) (rate(mlscope_cloudwatch_metrics_requested_total[1h])) * 3600 * {HOURS_PER_MONTH}"
               f" * {CLOUDWATCH_DOLLARS_PER_METRIC})", "{{kind}}", instant=True)],
             "currencyUSD", neutral(), w=12, min_val=0, decimals=2,
-            description="What the SageMaker exporter's GetMetricData queries cost, by what they are for."),
+            description="What the SageMaker exporter's CloudWatch queries cost (GetMetricData metrics and "
+                        "GetMetricStatistics requests), by what they are for."),
         timeseries_panel("CloudWatch $/hour by region", [
             Q(f"sum by (region) (rate(mlscope_cloudwatch_metrics_requested_total[5m])) * 3600 "
               f"* {CLOUDWATCH_DOLLARS_PER_METRIC}", "{{region}}")],
@@ -154,9 +207,9 @@ def build():
     ])
     return build_dashboard(
         UID, TITLE, "Spend by team and project, month to date and forecast against budgets, spend by endpoint "
-                    "and host, cost per 1k requests, idle and over-provisioned capacity, and the CloudWatch bill of "
-                    "monitoring itself.",
-        [summary, _allocation(), spend, efficiency, monitoring], extra_tags=["cost"])
+                    "and host, cost per 1k requests, idle and over-provisioned capacity, cost per self-hosted model, "
+                    "and the CloudWatch bill of monitoring itself.",
+        [summary, _allocation(), spend, efficiency, _models(), monitoring], extra_tags=["cost"])
 
 
 __all__ = ["UID", "TITLE", "build"]

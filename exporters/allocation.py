@@ -26,7 +26,7 @@ DEFAULT_KEYS = ("team", "project", "cost-center")
 UNTAGGED = "(untagged)"
 RUNBOOK = "{{ $externalLabels.runbook_base }}#"  # runbook_base: an external label (prometheus.yml)
 _LABEL_RE = re.compile(r"[^a-zA-Z0-9_]")
-_OFFSET_RE = re.compile(r"^([+-])(\d{1,2}):00$")
+_OFFSET_RE = re.compile(r"^([+-])(\d{1,2}):(00|30|45)$")
 
 
 def label_of(key: str) -> str:
@@ -37,7 +37,7 @@ def label_of(key: str) -> str:
 @dataclass(frozen=True)
 class Allocation:
     keys: tuple[str, ...] = DEFAULT_KEYS
-    utc_offset_hours: int = 0
+    utc_offset_minutes: int = 0
     fleet_budget: float | None = None
     budgets: dict[str, dict[str, float]] = field(default_factory=dict)   # key label -> value -> $/month
 
@@ -47,18 +47,31 @@ class Allocation:
 
 
 def _offset(raw: Any) -> int:
-    """Whole hours: `"+02:00"` (quoted: YAML 1.1 reads an unquoted 2:00 as 120) or a number of hours."""
-    hours = None
+    """Minutes east of UTC: `"+05:30"` (quoted: YAML 1.1 reads an unquoted 2:00 as 120) or a number of hours;
+    whole hours, or :30 and :45 as time zones have them (India +05:30, Nepal +05:45)."""
+    minutes = None
     if isinstance(raw, int) and not isinstance(raw, bool):
-        hours = raw
+        minutes = raw * 60
     elif isinstance(raw, str) and (match := _OFFSET_RE.match(raw.strip())):
-        hours = int(match.group(2)) * (-1 if match.group(1) == "-" else 1)
-    if hours is None or not -12 <= hours <= 14:
-        raise ValueError(f'must be whole hours from -12 to +14, as a number or a quoted "+02:00", got {raw!r}')
-    return hours
+        minutes = (int(match.group(2)) * 60 + int(match.group(3))) * (-1 if match.group(1) == "-" else 1)
+    if minutes is None or not -12 * 60 <= minutes <= 14 * 60:
+        raise ValueError('must be from -12:00 to +14:00, whole hours or :30 or :45, as a number of hours or a '
+                         f'quoted "+05:30", got {raw!r}')
+    return minutes
 
 
-def _keys(raw: Any) -> tuple[str, ...]:
+def step_seconds(offset_minutes: int) -> int:
+    """The month-to-date rules sum steps that never straddle local midnight: an hour, or the offset's half or
+    quarter hour."""
+    return 3600 if offset_minutes % 60 == 0 else 1800 if offset_minutes % 30 == 0 else 900
+
+
+def allocation_keys(raw: Any) -> tuple[str, ...]:
+    """Tag keys that allocate cost: a YAML list, or `team,cost-center` from a flag or an env var."""
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",") if part.strip()]
+    if isinstance(raw, tuple):
+        raw = list(raw)
     if not isinstance(raw, list) or not raw or not all(isinstance(k, str) for k in raw):
         raise ValueError("must be a non-empty list of tag keys")
     labels = [label_of(k) for k in raw]
@@ -80,7 +93,7 @@ def parse(doc: Any, source: str = "allocation config") -> Allocation:
     if unknown:
         raise SettingError(f"{source}: unknown setting {sorted(unknown)[0]!r}")
     try:
-        keys = _keys(doc.get("allocation_keys", list(DEFAULT_KEYS)))
+        keys = allocation_keys(doc.get("allocation_keys", list(DEFAULT_KEYS)))
     except ValueError as exc:
         raise SettingError(f"allocation_keys in {source}: {exc}") from None
     try:
@@ -141,26 +154,30 @@ def spend_expr(label: str) -> str:
 
 
 def _local_time(offset: int) -> str:
-    return f"(time() + {offset * 3600})" if offset else "time()"
+    return f"(time() + {offset * 60})" if offset else "time()"
 
 
 def month_to_date_expr(per_hour: str, by_labels: str | None, offset: int) -> str:
-    """Hourly cost integrated over the calendar month: each whole hour is the mean of its samples ([59m]: a
-    range includes both ends, and the sample on the previous hour mark is that hour's), labelled with the
-    month it lies in, and only the current month's hours are summed (a 31-day window holds every
-    hour of the month); the running hour adds the current rate x the part of it that has passed."""
+    """Hourly cost integrated over the calendar month: each whole hour (half or quarter hour at a :30 or :45
+    offset) is the mean of its samples ([59m]: a range includes both ends, and the sample on the previous hour
+    mark is that hour's) x its length in hours, labelled with the month it lies in, and only the current
+    month's steps are summed (a 31-day window holds every one of the month); the running step adds the current
+    rate x the part of it that has passed."""
     t = _local_time(offset)
+    step = step_seconds(offset)
     by = f"sum by {_by(by_labels)}"
+    every = "1h" if step == 3600 else f"{step // 60}m"
+    hours = "" if step == 3600 else f" * {step / 3600:g}"
     return (f"{by} (\n"
             f"    (\n"
             f"      sum_over_time((\n"
-            f"        avg_over_time({per_hour}[59m])\n"
-            f'          * on () group_left (month) count_values("month", month(vector({t} - 3600)))\n'
-            f"      )[31d:1h])\n"
+            f"        avg_over_time({per_hour}[{step // 60 - 1}m])\n"
+            f'          * on () group_left (month) count_values("month", month(vector({t} - {step})))\n'
+            f"      )[31d:{every}]){hours}\n"
             f'      and on (month) count_values("month", month(vector({t})))\n'
             f"    )\n"
             f"  or\n"
-            f'    label_replace({per_hour} * ({t} % 3600 / 3600), "month", "running hour", "", "")\n'
+            f'    label_replace({per_hour} * ({t} % {step} / 3600), "month", "running hour", "", "")\n'
             f")\n")
 
 
@@ -232,15 +249,15 @@ def _endpoint_budget_rules(offset: int) -> tuple[list[dict], list[dict], list[di
 
 def rule_groups(cfg: Allocation) -> list[dict]:
     levels: list[tuple[str, str | None]] = [(label, label) for label in cfg.labels] + [("fleet", None)]
-    spend, month, budgets, alerts = _endpoint_budget_rules(cfg.utc_offset_hours)
+    spend, month, budgets, alerts = _endpoint_budget_rules(cfg.utc_offset_minutes)
     for level, label in levels:
         per_hour = f"{level}:mlscope_cost_dollars_per_hour:sum"
         mtd = f"{level}:mlscope_cost_dollars:month_to_date"
         if label:
             spend.append({"record": per_hour, "expr": spend_expr(label)})
-        month.append({"record": mtd, "expr": month_to_date_expr(per_hour, label, cfg.utc_offset_hours)})
+        month.append({"record": mtd, "expr": month_to_date_expr(per_hour, label, cfg.utc_offset_minutes)})
         month.append({"record": f"{level}:mlscope_cost_dollars:forecast_month_end",
-                      "expr": forecast_expr(mtd, per_hour, label, cfg.utc_offset_hours)})
+                      "expr": forecast_expr(mtd, per_hour, label, cfg.utc_offset_minutes)})
         values = {"": cfg.fleet_budget} if label is None and cfg.fleet_budget is not None else \
             cfg.budgets.get(label, {}) if label else {}
         if values:
@@ -269,7 +286,8 @@ def render(cfg: Allocation, source: str = "alerts/allocation.yml") -> str:
                 rule["expr"] = _Literal(rule["expr"].lstrip())
     dumper = type("Dumper", (yaml.SafeDumper,), {})
     dumper.add_representer(_Literal, _literal)
-    offset = f"{cfg.utc_offset_hours:+03d}:00"
+    sign, minutes = "-" if cfg.utc_offset_minutes < 0 else "+", abs(cfg.utc_offset_minutes)
+    offset = f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
     head = (f"# GENERATED by `mlscope allocation` from {Path(source).name}: edit that, not this (docs/cost.md).\n"
             f"# Allocation keys: {', '.join(cfg.keys)}; calendar months at UTC{offset}.\n")
     return head + yaml.dump({"groups": groups}, Dumper=dumper, sort_keys=False, width=120)
@@ -304,4 +322,4 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-__all__ = ["Allocation", "label_of", "load", "main", "parse", "render", "rule_groups"]
+__all__ = ["Allocation", "allocation_keys", "label_of", "load", "main", "parse", "render", "rule_groups"]

@@ -59,6 +59,14 @@ class Moto:
         self.server.stop()
 
 
+@pytest.fixture(scope="module")
+def moto():
+    """One emulator per test module (tests reset it, or use their own regions)."""
+    server = Moto()
+    yield server
+    server.stop()
+
+
 def client(url: str, service: str, region: str = "us-east-1"):
     return boto3.client(service, region_name=region, endpoint_url=url, aws_access_key_id="testing",
                         aws_secret_access_key="testing")
@@ -66,9 +74,9 @@ def client(url: str, service: str, region: str = "us-east-1"):
 
 def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | None = None,
                     tags: dict | None = None, region: str = "us-east-1", serverless: list[str] = (),
-                    asynchronous: bool = False) -> None:
-    """variants: [(variant, instance type, count)]; `serverless`: variant names with a ServerlessConfig;
-    `asynchronous`: an AsyncInferenceConfig (an asynchronous endpoint)."""
+                    asynchronous: bool = False, provisioned: int = 0) -> None:
+    """variants: [(variant, instance type, count)]; `serverless`: variant names with a ServerlessConfig (2 GB,
+    MaxConcurrency 5, `provisioned` ProvisionedConcurrency if not 0); `asynchronous`: an AsyncInferenceConfig."""
     sm = client(url, "sagemaker", region)
     try:
         sm.create_model(ModelName="model", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img"})
@@ -78,7 +86,8 @@ def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | 
     for vname, itype, count in variants or [("AllTraffic", "ml.m5.xlarge", 1)]:
         pv = {"VariantName": vname, "ModelName": "model"}
         if vname in serverless:
-            pv["ServerlessConfig"] = {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
+            pv["ServerlessConfig"] = {"MemorySizeInMB": 2048, "MaxConcurrency": 5,
+                                      **({"ProvisionedConcurrency": provisioned} if provisioned else {})}
         else:
             pv.update(InitialInstanceCount=count, InstanceType=itype)
         pvs.append(pv)
@@ -86,6 +95,15 @@ def create_endpoint(url: str, name: str, variants: list[tuple[str, str, int]] | 
     sm.create_endpoint_config(EndpointConfigName=f"{name}-config", ProductionVariants=pvs, **extra)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config",
                        Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()])
+
+
+def put_latencies(url: str, endpoint: str, ts: float, values: list[float], counts: list[float],
+                  variant: str = "AllTraffic") -> None:
+    """ModelLatency samples (microseconds) as CloudWatch takes them from a client: values and their counts."""
+    client(url, "cloudwatch").put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+        "MetricName": "ModelLatency", "Timestamp": dt.datetime.fromtimestamp(ts, dt.timezone.utc),
+        "Values": values, "Counts": counts,
+        "Dimensions": [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]}])
 
 
 def put(url: str, endpoint: str, metric: str, ts: float, value: float | None = None, variant: str = "AllTraffic",
@@ -115,7 +133,8 @@ def base_time() -> float:
 def make_poller(url: str, clock, region: str = "us-east-1", statistics=(), delay: float = 120, period: float = 60,
                 poll_interval: float = 60, health: Health | None = None, timeout: float = 5, max_attempts: int = 2,
                 prices: dict | None = None, idle_after: float = 900, idle_poll_interval: float = 60,
-                list_metrics_interval: float = 0, **inventory_kw) -> Poller:
+                list_metrics_interval: float = 0, statistics_api: str = "auto",
+                max_statistics_per_second: float = 100.0, **inventory_kw) -> Poller:
     """A poller on a test clock. Unlike the exporter's defaults, it asks for every metric (no ListMetrics)
     and fetches utilization of variants without traffic every minute, unless a test says otherwise."""
     aws = Aws(Target(region, url), Stats(), max_attempts=max_attempts, timeout=timeout)
@@ -123,7 +142,8 @@ def make_poller(url: str, clock, region: str = "us-east-1", statistics=(), delay
     return Poller(aws, inventory, PriceBook.load(overrides=prices), health or Health(), poll_interval=poll_interval,
                   period=period, delay=delay, statistics=None if statistics is None else list(statistics),
                   clock=clock, idle_after=idle_after, idle_poll_interval=idle_poll_interval,
-                  list_metrics_interval=list_metrics_interval)
+                  list_metrics_interval=list_metrics_interval, statistics_api=statistics_api,
+                  max_statistics_per_second=max_statistics_per_second)
 
 
 def summed(text: str, name: str, **labels) -> float:

@@ -121,7 +121,8 @@ def test_without_budgets_only_the_endpoint_tag_budgets():
     ("budgets: {team: {genai: -5}}", "budgets.team in"),
     ("budgets: {owner: {x: 5}}", "budgets.owner in .*not an allocation key"),
     ("budgets: {fleet: lots}", "budgets.fleet in .*must be a number"),
-    ("utc_offset: '+02:30'", "utc_offset in .*whole hours"),
+    ("utc_offset: '+02:20'", "utc_offset in .*whole hours or :30 or :45"),
+    ("utc_offset: '+14:30'", "utc_offset in .*from -12:00 to \\+14:00"),
     ("utc_offset: +2:00", "utc_offset in .*got 120"),   # YAML 1.1 reads 2:00 as 120 (base 60)
     ("allocation_keys: [Team]", "allocation_keys in .*lower-case"),
     ("allocation_keys: [cost-center, cost_center]", "same label"),
@@ -143,38 +144,71 @@ def test_missing_allocation_file_exits_2(tmp_path):
     assert result.returncode == 2 and "--config" in result.stderr and "cannot read" in result.stderr
 
 
-@pytest.mark.integration
-def test_months_follow_the_utc_offset(tmp_path):
-    """At UTC+2 February starts at Jan 31 22:00 UTC (742h after promtool's time 0, 1970-01-01 00:00 UTC)."""
+MTD, FORECAST = "team:mlscope_cost_dollars:month_to_date", "team:mlscope_cost_dollars:forecast_month_end"
+
+
+def assert_months(tmp_path, utc_offset: str, step: str, points: int, expected: list[tuple[str, str, float]]):
+    """promtool: a host of team ml at $1/h from time 0 (1970-01-01 00:00 UTC), one sample and one rule evaluation
+    per `step`; `expected` holds (rule, eval time, value)."""
     promtool = helpers.require_binary("promtool")
     (tmp_path / "allocation.rules.yml").write_text(
-        allocation.render(allocation.parse({"allocation_keys": ["team"], "utc_offset": "+02:00"})))
+        allocation.render(allocation.parse({"allocation_keys": ["team"], "utc_offset": utc_offset})))
     test = {
         "rule_files": ["allocation.rules.yml"],
-        "evaluation_interval": "1h",
+        "evaluation_interval": step,
         "group_eval_order": ["mlscope-allocation", "mlscope-allocation-month"],
         "tests": [{
-            "interval": "1h",
+            "interval": step,
             "input_series": [{"series": 'mlscope_host_hourly_cost_dollars{instance="n1",team="ml"}',
-                              "values": "1x746"}],
-            "promql_expr_test": [
-                # local Jan 31 23:00: 741 hours of data in the local January, + 1: the first sample (local
-                # Jan 1 02:00) stands for the hour that ends with it (docs/cost.md: a new series' first hour)
-                {"expr": "team:mlscope_cost_dollars:month_to_date", "eval_time": "741h",
-                 "exp_samples": [{"labels": 'team:mlscope_cost_dollars:month_to_date{team="ml"}', "value": 742}]},
-                # local Feb 1 00:00: a new month
-                {"expr": "team:mlscope_cost_dollars:month_to_date", "eval_time": "742h",
-                 "exp_samples": [{"labels": 'team:mlscope_cost_dollars:month_to_date{team="ml"}', "value": 0}]},
-                {"expr": "team:mlscope_cost_dollars:month_to_date", "eval_time": "745h",
-                 "exp_samples": [{"labels": 'team:mlscope_cost_dollars:month_to_date{team="ml"}', "value": 3}]},
-                # local Feb 1 03:00: 3 + $1 x (28 days x 24 - 3) h left = 672
-                {"expr": "team:mlscope_cost_dollars:forecast_month_end", "eval_time": "745h",
-                 "exp_samples": [{"labels": 'team:mlscope_cost_dollars:forecast_month_end{team="ml"}',
-                                  "value": 672}]},
-            ],
+                              "values": f"1x{points}"}],
+            "promql_expr_test": [{"expr": name, "eval_time": at,
+                                  "exp_samples": [{"labels": f'{name}{{team="ml"}}', "value": value}]}
+                                 for name, at, value in expected],
         }],
     }
     (tmp_path / "offset.test.yml").write_text(yaml.safe_dump(test))
     result = subprocess.run([promtool, "test", "rules", "offset.test.yml"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+@pytest.mark.integration
+def test_months_follow_the_utc_offset(tmp_path):
+    """At UTC+2 February starts at Jan 31 22:00 UTC (742h after promtool's time 0, 1970-01-01 00:00 UTC)."""
+    assert_months(tmp_path, "+02:00", "1h", 746, [
+        # local Jan 31 23:00: 741 hours of data in the local January, + 1: the first sample (local
+        # Jan 1 02:00) stands for the hour that ends with it (docs/cost.md: a new series' first hour)
+        (MTD, "741h", 742),
+        (MTD, "742h", 0),            # local Feb 1 00:00: a new month
+        (MTD, "745h", 3),
+        (FORECAST, "745h", 672),     # local Feb 1 03:00: 3 + $1 x (28 days x 24 - 3) h left = 672
+    ])
+
+
+def test_half_hour_offsets_sum_half_hours_and_keep_whole_hour_offsets_unchanged():
+    assert allocation.parse({"utc_offset": "+05:30"}).utc_offset_minutes == 330
+    assert allocation.parse({"utc_offset": "-03:30"}).utc_offset_minutes == -210
+    assert allocation.parse({"utc_offset": "+05:45"}).utc_offset_minutes == 345
+    assert allocation.parse({"utc_offset": -5}).utc_offset_minutes == -300
+    assert [allocation.step_seconds(m) for m in (0, 120, -300, 330, -210, 345)] == [3600] * 3 + [1800] * 2 + [900]
+    text = allocation.render(allocation.parse({"allocation_keys": ["team"], "utc_offset": "+05:30"}))
+    assert "calendar months at UTC+05:30" in text
+    assert "[31d:30m]) * 0.5" in text and "[29m]" in text and "(time() + 19800) % 1800 / 3600" in text
+    assert "[31d:1h]" not in allocation.render(allocation.parse({"utc_offset": "-03:30"}))
+    assert "calendar months at UTC-03:30" in allocation.render(allocation.parse({"utc_offset": "-03:30"}))
+
+
+@pytest.mark.integration
+def test_months_follow_a_half_hour_utc_offset(tmp_path):
+    """At UTC+05:30 February starts at Jan 31 18:30 UTC, 738.5 h after promtool's time 0 (1970-01-01 00:00 UTC,
+    local 05:30): a step of an hour would put 18:00-19:00 UTC in one month; the rules sum half hours instead."""
+    assert_months(tmp_path, "+05:30", "30m", 1500, [
+        # local Jan 31 23:30: 1,477 half hours at $1/h (0 h .. 738 h; the first sample stands for the
+        # half hour that ends with it, docs/cost.md)
+        (MTD, "738h", 738.5),
+        (MTD, "738h30m", 0),         # local Feb 1 00:00: a new month
+        (MTD, "739h", 0.5),          # local 00:30: the half hour 00:00-00:30
+        (MTD, "739h30m", 1),         # hourly steps would give 0: 18:00-19:00 UTC labelled January
+        (MTD, "740h", 1.5),
+        (FORECAST, "740h", 672),     # local Feb 1 01:30: 1.5 + $1/h x (28 days x 24 h - 1.5 h) left = 672
+    ])

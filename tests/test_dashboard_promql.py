@@ -186,6 +186,116 @@ def test_wall_stats_show_one_value_each(tmp_path):
     ])
 
 
+# ------------------------------------------------------------------ the wall: self-hosted models
+
+# Model series as the rules record them (alerts/models.rules.yml); at 40m:
+#   model       job, instance       req/s  errors 1h  slow 1h  mean (s)  target            health
+#   m-ok        vllm, h1              2     0.0005    0.005     -        up                OK (burns 0.5, 0.5)
+#   m-errors    vllm, h2              1     0.02      0         -        up                FAILING (error burn 20)
+#   m-slow      model-http, h3        1     0         0.02      -        up (names model)  AT RISK (latency burn 2)
+#   m-mean      triton, h1            3     0         -         0.9      up                AT RISK (0.9 s ÷ 1 s)
+#   m-idle      triton, h4            0     0         -         -        up                IDLE
+#   m-failed    vllm, h5              0     0.5       0         -        up                FAILING (idle now, burned)
+#   m-dead      vllm, h6           series end at 20m            -        down from 21m     DOWN
+#   sentiment   model-http, h7     never any series             -        down (names it)   DOWN
+#   m-gone      vllm, h8           series end at 20m            -        target removed    (no row)
+MODELS = {
+    "m-ok": ("vllm", "h1", 2, 0.0005, 0.005, None),
+    "m-errors": ("vllm", "h2", 1, 0.02, 0, None),
+    "m-slow": ("model-http", "h3", 1, 0, 0.02, None),
+    "m-mean": ("triton", "h1", 3, 0, None, 0.9),
+    "m-idle": ("triton", "h4", 0, 0, None, None),
+    "m-failed": ("vllm", "h5", 0, 0.5, 0, None),
+}
+
+
+def model(name: str, job: str, instance: str) -> str:
+    return f'job="{job}",instance="{instance}",model="{name}"'
+
+
+def model_series() -> dict[str, str]:
+    series = {}
+    for name, (job, instance, rate, errors, slow, mean) in MODELS.items():
+        m = model(name, job, instance)
+        series[f"model:requests:rate5m{{{m}}}"] = f"{rate}x40"
+        series[f"model:errors:ratio_rate1h{{{m}}}"] = f"{errors}x40"
+        if slow is not None:
+            series[f"model:latency_slo_violations:ratio_rate1h{{{m}}}"] = f"{slow}x40"
+        if mean is not None:
+            series[f"model:latency_seconds:mean5m{{{m}}}"] = f"{mean}x40"
+        target = f'job="{job}",instance="{instance}"' + (f',model="{name}"' if job == "model-http" else "")
+        series[f"up{{{target}}}"] = "1x40"
+    for name, instance in (("m-dead", "h6"), ("m-gone", "h8")):
+        series[f"model:requests:rate5m{{{model(name, 'vllm', instance)}}}"] = "1x20"
+    series['up{job="vllm",instance="h6",process="vllm"}'] = "1x20 0x20"
+    series['up{job="vllm",instance="h8",process="vllm"}'] = "1x20"
+    series['up{job="model-http",instance="h7",model="sentiment"}'] = "0x40"
+    series['up{job="host",instance="h6"}'] = "1x40"          # the machine is up; its model server is not
+    return series
+
+
+def test_wall_model_health_grid(tmp_path):
+    health = {"m-ok": 0, "m-errors": 2, "m-slow": 1, "m-mean": 1, "m-idle": -1, "m-failed": 2}
+    rows = [(f"{{{model(n, MODELS[n][0], MODELS[n][1])}}}", v) for n, v in health.items()]
+    rows += [(f"{{{model('m-dead', 'vllm', 'h6')}}}", 3), (f"{{{model('sentiment', 'model-http', 'h7')}}}", 3)]
+    promtool(tmp_path, model_series(), [
+        (expr("mlscope-wall", "Model health", "A"), "40m", rows),
+        (expr("mlscope-wall", "Model health", "B"), "40m",
+         [(f"{{{model(n, job, i)}}}", rate) for n, (job, i, rate, *_rest) in MODELS.items()]),
+        # errors burn = ratio ÷ 0.001: 0.0005 -> 0.5, 0.02 -> 20, 0.5 -> 500
+        (f'round(({expr("mlscope-wall", "Model health", "C")}) * 1000)', "40m",
+         [(f"{{{model(n, job, i)}}}", round(errors / 0.001 * 1000))
+          for n, (job, i, _, errors, *_rest) in MODELS.items()]),
+        # latency burn = slow share ÷ 0.01: 0.005 -> 0.5, 0.02 -> 2; none for Triton (no histogram)
+        (f'round(({expr("mlscope-wall", "Model health", "D")}) * 1000)', "40m",
+         [(f"{{{model(n, job, i)}}}", round(slow / 0.01 * 1000))
+          for n, (job, i, _, _e, slow, _m) in MODELS.items() if slow is not None]),
+        # before m-dead's server died it was serving (OK); m-gone too, until its target was removed
+        (expr("mlscope-wall", "Model health", "A"), "15m",
+         rows[:-2] + [(f"{{{model('m-dead', 'vllm', 'h6')}}}", 0), (f"{{{model('m-gone', 'vllm', 'h8')}}}", 0),
+                      (f"{{{model('sentiment', 'model-http', 'h7')}}}", 3)]),
+    ])
+
+
+def test_wall_model_health_with_the_shipped_rules(tmp_path):
+    """Raw server series through the real recording rules: a server that dies, one that restarts, an idle one."""
+    llama = 'job="vllm",instance="gpu-node-1",model_name="llama",model="llama"'
+    resnet = 'job="triton",instance="gpu-node-2",model="resnet",version="1"'
+    quiet = 'job="vllm",instance="gpu-node-3",model_name="quiet",model="quiet"'
+    series = {
+        # vLLM: 1 request/s, all within 1 s to the first token, until the server dies at 30m
+        f'vllm:request_success_total{{{llama},finished_reason="stop"}}': "0+60x30",
+        f'vllm:time_to_first_token_seconds_bucket{{{llama},le="1.0"}}': "0+60x30",
+        f'vllm:time_to_first_token_seconds_bucket{{{llama},le="+Inf"}}': "0+60x30",
+        f"vllm:time_to_first_token_seconds_count{{{llama}}}": "0+60x30",
+        'up{job="vllm",instance="gpu-node-1",process="vllm"}': "1x30 0x20",
+        # Triton: 1 request/s at 50 ms (3 s of handling a minute); the server restarts at 21m (one scrape
+        # fails, its counters start again from 0)
+        f"nv_inference_request_success{{{resnet}}}": "0+60x20 _ 0+60x29",
+        f"nv_inference_request_duration_us{{{resnet}}}": "0+3e6x20 _ 0+3e6x29",
+        'up{job="triton",instance="gpu-node-2",process="tritonserver"}': "1x20 0 1x29",
+        # vLLM with no request at all: counters flat
+        f'vllm:request_success_total{{{quiet},finished_reason="stop"}}': "0x50",
+        f'vllm:time_to_first_token_seconds_bucket{{{quiet},le="1.0"}}': "0x50",
+        f'vllm:time_to_first_token_seconds_bucket{{{quiet},le="+Inf"}}': "0x50",
+        f"vllm:time_to_first_token_seconds_count{{{quiet}}}": "0x50",
+        'up{job="vllm",instance="gpu-node-3",process="vllm"}': "1x50",
+    }
+    ok_llama = '{job="vllm",instance="gpu-node-1",model="llama"}'
+    ok_resnet = '{job="triton",instance="gpu-node-2",model="resnet"}'
+    idle = '{job="vllm",instance="gpu-node-3",model="quiet"}'
+    health = expr("mlscope-wall", "Model health", "A")
+    promtool(tmp_path, series, [
+        (health, "20m", [(ok_llama, 0), (ok_resnet, 0), (idle, -1)]),
+        (health, "21m", [(ok_llama, 0), (ok_resnet, 3), (idle, -1)]),     # restarting: down for one scrape
+        # restarted: the counter reset is no error, and Triton's mean latency (50 ms ÷ 1 s) keeps it OK
+        (health, "25m", [(ok_llama, 0), (ok_resnet, 0), (idle, -1)]),
+        (health, "45m", [(ok_llama, 3), (ok_resnet, 0), (idle, -1)]),     # dead for 15 minutes: still DOWN
+        # req/s: the idle model shows 0 (not empty, not NaN); the restarted server its full rate again
+        (expr("mlscope-wall", "Model health", "B"), "30m", [(ok_llama, 1), (ok_resnet, 1), (idle, 0)]),
+    ], rules=True)
+
+
 # ------------------------------------------------------------------ endpoints
 
 

@@ -173,6 +173,12 @@ def test_check_flag(tmp_path):
     assert result.returncode == 1 and "mlscope-wall.json" in result.stderr
     assert run("--out", str(out)).returncode == 0          # regenerating repairs it
     assert run("--check", "--out", str(out)).returncode == 0
+    (out / "mlscope-retired.json").write_text("{}")        # a dashboard that was removed from the code
+    result = run("--check", "--out", str(out))
+    assert result.returncode == 1 and "mlscope-retired.json: nothing generates this file" in result.stderr
+    result = run("--out", str(out))
+    assert result.returncode == 0 and f"deleted {out / 'mlscope-retired.json'}" in result.stdout
+    assert not (out / "mlscope-retired.json").exists() and (out / "mlscope-wall.json").is_file()
 
 
 # ------------------------------------------------------------------ dashboards
@@ -235,6 +241,10 @@ def test_wall_is_a_tv_dashboard(models):
     assert [p["title"] for p in golden] == ["Availability 30d", "Requests/s", "Latency ÷ objective",
                                             "Error budget left", "Spend $/hour", "Rightsizing savings"]
     assert any(p["title"] == "Data age" for p in panels), "no data-freshness clock"
+    # the self-hosted models' grid sits beside the endpoints', as tall, above the golden numbers
+    models_grid = next(p for p in panels if p["title"] == "Model health")
+    assert models_grid["type"] == "table"
+    assert models_grid["gridPos"]["y"] == grid["gridPos"]["y"] and models_grid["gridPos"]["h"] == grid["gridPos"]["h"]
 
 
 def test_wall_banner_counts_pages_only(models):
@@ -255,6 +265,17 @@ def test_health_grid_links_to_the_endpoint(models):
              for prop in o["properties"] if prop["id"] == "links"]
     assert links and "var-endpoint=${__data.fields.endpoint}" in links[0][0]["url"]
     assert "/d/mlscope-endpoints" in links[0][0]["url"]
+
+
+def test_model_grid_links_to_the_model_and_names_every_state(models):
+    grid = next(p for p in models["mlscope-wall"]["panels"] if p["title"] == "Model health")
+    props = {prop["id"]: prop["value"] for o in grid["fieldConfig"]["overrides"]
+             for prop in o["properties"] if o["matcher"]["options"] in ("model", "health")}
+    assert "/d/mlscope-models?var-model=${__data.fields.model}" in props["links"][0]["url"]
+    # idle reads IDLE in blue (not red, not "no data"), a dead server DOWN in red; the rest as the endpoints'
+    states = {value: (r["text"], r["color"]) for value, r in props["mappings"][0]["options"].items()}
+    assert states == {"-1": ("IDLE", "blue"), "0": ("OK", "green"), "1": ("AT RISK", "orange"),
+                      "2": ("FAILING", "red"), "3": ("DOWN", "red")}
 
 
 def test_worst_endpoints_table_links_carry_var_endpoint(models):

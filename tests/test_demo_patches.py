@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from mlscope.demo import patches
 from mlscope.demo.aws import start_emulator
-from helpers import utc
+from helpers import assert_one_line_error, run_cli, utc
 
 DIMS = [{"Name": "EndpointName", "Value": "e1"}, {"Name": "VariantName", "Value": "AllTraffic"}]
 # a clock minute well inside CloudWatch's "less than 15 days old" rounding rule
@@ -351,3 +351,100 @@ def test_inference_components_create_describe_list_update_delete(url, region):
         sm.create_inference_component(InferenceComponentName="x", EndpointName="nope", VariantName="AllTraffic",
                                       Specification=spec, RuntimeConfig={"CopyCount": 1})
     assert "Could not find endpoint" in str(info.value)
+
+
+# ---------------------------------------------------------------- 11. cross-account observability
+
+MONITORING = "123456789012"  # moto's account for credentials that belong to no role
+SOURCE_A, SOURCE_B, UNLINKED = "111111111111", "222222222222", "333333333333"
+
+
+def account_client(url: str, service: str, region: str, account: str):
+    """A client in `account`: moto gives credentials from AssumeRole the role's account."""
+    creds = client(url, "sts", region).assume_role(RoleArn=f"arn:aws:iam::{account}:role/test",
+                                                   RoleSessionName="test")["Credentials"]
+    return boto3.client(service, endpoint_url=url, region_name=region, aws_access_key_id=creds["AccessKeyId"],
+                        aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+
+
+@pytest.fixture
+def links():
+    patches.link_accounts(MONITORING, [SOURCE_A, SOURCE_B])
+    yield
+    patches.unlink_accounts(MONITORING)
+
+
+def _put_invocations(cw, value: float, endpoint: str = "e1", ts: float = T0) -> None:
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+        "MetricName": "Invocations", "Value": value, "Timestamp": utc(ts),
+        "Dimensions": [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}]}])
+
+
+def test_list_metrics_include_linked_accounts_names_each_metrics_owner(url, region, links):
+    for account, value in ((SOURCE_A, 4), (SOURCE_B, 9), (UNLINKED, 1)):
+        _put_invocations(account_client(url, "cloudwatch", region, account), value)
+    _put_invocations(client(url, "cloudwatch", region), 2, endpoint="own")
+    cw = client(url, "cloudwatch", region)
+
+    plain = cw.list_metrics(Namespace="AWS/SageMaker")
+    assert [dict((d["Name"], d["Value"]) for d in m["Dimensions"])["EndpointName"] for m in plain["Metrics"]] == \
+        ["own"]
+    assert "OwningAccounts" not in plain or plain["OwningAccounts"] == []
+
+    linked = cw.list_metrics(Namespace="AWS/SageMaker", IncludeLinkedAccounts=True, RecentlyActive="PT3H")
+    owners = sorted(zip(linked["OwningAccounts"],
+                        (dict((d["Name"], d["Value"]) for d in m["Dimensions"])["EndpointName"]
+                         for m in linked["Metrics"])))
+    assert owners == [(SOURCE_A, "e1"), (MONITORING, "own"), (SOURCE_B, "e1")]  # never the unlinked account
+
+    only_b = cw.list_metrics(Namespace="AWS/SageMaker", IncludeLinkedAccounts=True, OwningAccount=SOURCE_B)
+    assert only_b["OwningAccounts"] == [SOURCE_B] and len(only_b["Metrics"]) == 1
+    assert cw.list_metrics(Namespace="AWS/SageMaker", IncludeLinkedAccounts=True,
+                           OwningAccount=UNLINKED)["Metrics"] == []
+    # a source account sees only its own metrics
+    assert account_client(url, "cloudwatch", region, SOURCE_A).list_metrics(
+        Namespace="AWS/SageMaker", IncludeLinkedAccounts=True)["OwningAccounts"] == [SOURCE_A]
+
+
+def test_list_metrics_of_linked_accounts_pages_with_next_token(url, region, links):
+    cw_a = account_client(url, "cloudwatch", region, SOURCE_A)
+    for chunk in range(0, 520, 20):
+        cw_a.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+            {"MetricName": "Invocations", "Value": 1, "Timestamp": utc(T0),
+             "Dimensions": [{"Name": "EndpointName", "Value": f"e{i}"}]} for i in range(chunk, chunk + 20)])
+    cw = client(url, "cloudwatch", region)
+    first = cw.list_metrics(Namespace="AWS/SageMaker", IncludeLinkedAccounts=True)
+    assert len(first["Metrics"]) == len(first["OwningAccounts"]) == 500 and first["NextToken"]
+    second = cw.list_metrics(Namespace="AWS/SageMaker", IncludeLinkedAccounts=True, NextToken=first["NextToken"])
+    assert len(second["Metrics"]) == 20 and second["OwningAccounts"] == [SOURCE_A] * 20
+    assert "NextToken" not in second
+    with pytest.raises(ClientError, match="NextToken"):
+        cw.list_metrics(Namespace="AWS/SageMaker", IncludeLinkedAccounts=True, NextToken=first["NextToken"])
+
+
+def test_get_metric_data_reads_a_linked_account_by_account_id_and_forbids_others(url, region, links):
+    for account, value in ((SOURCE_A, 4), (SOURCE_B, 9), (UNLINKED, 1)):
+        _put_invocations(account_client(url, "cloudwatch", region, account), value)
+    _put_invocations(client(url, "cloudwatch", region), 2)
+    dims = [{"Name": "EndpointName", "Value": "e1"}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    queries = [{**query(f"q{i}", "Sum", "Invocations", dims=dims), **({"AccountId": account} if account else {})}
+               for i, account in enumerate([None, MONITORING, SOURCE_A, SOURCE_B, UNLINKED])]
+    resp = client(url, "cloudwatch", region).get_metric_data(
+        MetricDataQueries=queries, StartTime=utc(T0), EndTime=utc(T0 + 60), ScanBy="TimestampAscending")
+    by_id = {r["Id"]: r for r in resp["MetricDataResults"]}
+    assert [by_id[f"q{i}"]["Values"] for i in range(4)] == [[2.0], [2.0], [4.0], [9.0]]
+    assert all(by_id[f"q{i}"]["StatusCode"] == "Complete" for i in range(4))
+    assert by_id["q4"]["StatusCode"] == "Forbidden" and by_id["q4"]["Values"] == []
+    assert by_id["q4"]["Messages"][0]["Code"] == "Forbidden"
+    assert UNLINKED in by_id["q4"]["Messages"][0]["Value"]
+    # once unlinked, a source account's data is forbidden too
+    patches.unlink_accounts(MONITORING, [SOURCE_B])
+    resp = client(url, "cloudwatch", region).get_metric_data(
+        MetricDataQueries=[queries[3]], StartTime=utc(T0), EndTime=utc(T0 + 60))
+    assert resp["MetricDataResults"][0]["StatusCode"] == "Forbidden"
+
+
+def test_demo_aws_rejects_bad_linked_accounts_in_one_line():
+    for bad, message in (("12345", "12-digit"), (MONITORING, "is the monitoring account itself")):
+        assert_one_line_error(run_cli("demo", "aws", "--listen", "127.0.0.1:0", "--linked-accounts", bad),
+                              "--linked-accounts: ", message)

@@ -45,13 +45,14 @@ CONTRACT = {
     "gpu_graphics_active_ratio": set(),
     "gpu_sm_active_ratio": set(), "gpu_sm_occupancy_ratio": set(), "gpu_tensor_active_ratio": set(),
     "gpu_dram_active_ratio": set(),
-    "gpu_process_memory_used_bytes": {"pid", "process", "container"},
-    # issue 11's additions: NVLink, MIG instances
+    # issue 13 added mig_uuid (empty without MIG): the MIG instance a process runs in, for pod attribution
+    "gpu_process_memory_used_bytes": {"pid", "process", "container", "mig_uuid"},
+    # issue 11's additions: NVLink, MIG instances (issue 13: mig_uuid, and the instance's compute share)
     "gpu_nvlink_up": {"link"}, "gpu_nvlink_errors_total": {"link", "type"},
     "gpu_nvlink_transmit_bytes_total": set(), "gpu_nvlink_receive_bytes_total": set(),
-    **{f"gpu_mig_{what}": {"gpu_i_id", "gpu_i_profile"} for what in (
+    **{f"gpu_mig_{what}": {"gpu_i_id", "gpu_i_profile", "mig_uuid"} for what in (
         "memory_used_bytes", "memory_free_bytes", "memory_total_bytes", "graphics_active_ratio", "sm_active_ratio",
-        "sm_occupancy_ratio", "tensor_active_ratio", "dram_active_ratio")},
+        "sm_occupancy_ratio", "tensor_active_ratio", "dram_active_ratio", "compute_slices_ratio")},
 }
 
 

@@ -54,6 +54,43 @@ def test_mig_instances_memory_and_gpm_with_instance_labels(fake, clock):
     assert helpers.value(parsed, "gpu_up", gpu="0") == 1
 
 
+def test_mig_instances_carry_their_mig_uuid_and_share_of_the_gpu(fake, clock):
+    """The MIG device UUID (what the device plugin hands a pod) on every gpu_mig_* series and on the processes
+    running in the instance; the instance's compute slices over the H100's 7 as its share of the GPU."""
+    fake.configure_mig(2, ["3g.40gb", "2g.20gb", "1g.10gb"])
+    parsed = scrape_after_two_samples(fake, clock)
+    fake.nvmlInit()
+    try:
+        parent = fake.nvmlDeviceGetHandleByIndex(2)
+        handles = [fake.nvmlDeviceGetMigDeviceHandleByIndex(parent, i) for i in range(3)]
+        expected = {str(fake.nvmlDeviceGetGpuInstanceId(h)): fake.nvmlDeviceGetUUID(h) for h in handles}
+    finally:
+        fake.nvmlShutdown()
+    assert all(uuid.startswith("MIG-") for uuid in expected.values()) and len(set(expected.values())) == 3
+    for name in ("gpu_mig_memory_used_bytes", "gpu_mig_sm_active_ratio", "gpu_mig_compute_slices_ratio"):
+        assert {lbl["gpu_i_id"]: lbl["mig_uuid"] for lbl, _ in parsed[name]} == expected, name
+    slices = {lbl["gpu_i_profile"]: v for lbl, v in parsed["gpu_mig_compute_slices_ratio"]}
+    assert slices == pytest.approx({"3g.40gb": 3 / 7, "2g.20gb": 2 / 7, "1g.10gb": 1 / 7})
+    # GPU 2's three processes, spread over the instances in turn (NVML's gpuInstanceId on each process)
+    on_gpu2 = sorted((int(lbl["pid"]), lbl["mig_uuid"]) for lbl, _ in parsed["gpu_process_memory_used_bytes"]
+                     if lbl["gpu"] == "2")
+    assert [mig for _pid, mig in on_gpu2] == [expected["1"], expected["3"], expected["5"]]
+    assert {lbl["mig_uuid"] for lbl, _ in parsed["gpu_process_memory_used_bytes"] if lbl["gpu"] != "2"} == {""}
+
+
+def test_the_fake_lists_a_mig_devices_own_processes_on_its_handle(fake):
+    fake.configure_mig(1, ["4g.40gb", "3g.40gb"])
+    fake.nvmlInit()
+    try:
+        parent = fake.nvmlDeviceGetHandleByIndex(1)
+        every = fake.nvmlDeviceGetComputeRunningProcesses(parent)
+        assert [(p.gpuInstanceId, p.computeInstanceId) for p in every] == [(1, 0), (3, 0)]
+        second = fake.nvmlDeviceGetMigDeviceHandleByIndex(parent, 1)
+        assert [p.pid for p in fake.nvmlDeviceGetComputeRunningProcesses(second)] == [every[1].pid]
+    finally:
+        fake.nvmlShutdown()
+
+
 def test_mig_in_dcgm_names_carries_gpu_i_id_and_profile(fake, clock):
     fake.configure_mig(1, ["7g.80gb"])
     fake.set_values(1, utilization=0.4)

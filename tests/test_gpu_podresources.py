@@ -1,16 +1,19 @@
 """GPU → pod attribution: the GPU exporter (simulated GPUs) asks a gRPC server that speaks the kubelet's
 pod-resources v1 API (stubs generated from the published api.proto) which pod holds which GPU, labels
-that GPU's series, follows pods as they start and end, and survives the kubelet going away."""
+that GPU's series, follows pods as they start and end, and survives the kubelet going away. With MIG (the fake
+NVML's H100 instances, configured in the running exporter through its control file) the pod holding a slice
+labels that instance's series, under both MIG strategies of NVIDIA's device plugin."""
 
 from __future__ import annotations
 
+import json
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 import pytest
 
-from helpers import promtool_check_metrics, samples, scrape, start_exporter
+from helpers import promtool_check_metrics, samples, scrape, start_exporter, value
 from mlscope.gpu.proto import podresources_v1_pb2 as pb
 from mlscope.gpu.proto import podresources_v1_pb2_grpc as pb_grpc
 from mlscope.gpu.proto.__main__ import generate
@@ -110,3 +113,94 @@ def test_the_committed_stubs_are_generated_from_the_committed_proto(tmp_path: Pa
     package = Path(pb.__file__).parent
     for path in generated:
         assert path.read_text() == (package / path.name).read_text(), f"run python -m mlscope.gpu.proto"
+
+
+NOBODY = ("", "", "")
+
+
+def owners_by_instance(parsed: dict, name: str) -> dict[tuple[str, str], tuple[str, str, str]]:
+    return {(l["gpu"], l["gpu_i_id"]): (l["namespace"], l["pod"], l["container"]) for l, _ in parsed[name]}
+
+
+def start_mig_exporter(tmp_path: Path, mig: dict[str, list[str]], *args: str):
+    """A simulated 3-GPU exporter whose fake NVML has these MIG instances; returns it, its URL and the MIG UUIDs
+    {(gpu, GPU instance id): MIG-…} as it exports them."""
+    control = tmp_path / "fakenvml.json"
+    control.write_text(json.dumps({"mig": mig}))
+    proc, base = start_exporter("gpu-exporter", "--simulate", "3", "--pod-resources-socket",
+                                str(tmp_path / "kubelet.sock"), *args, env={"MLSCOPE_FAKENVML_CONTROL": str(control)})
+    parsed = samples(scrape(base))
+    uuids = {labels["gpu"]: labels["uuid"] for labels, _ in parsed["gpu_info"]}
+    migs = {(l["gpu"], l["gpu_i_id"]): l["mig_uuid"] for l, _ in parsed["gpu_mig_memory_total_bytes"]}
+    return proc, base, uuids, migs
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_mig_slices_carry_the_pod_that_holds_them_mixed_strategy(kubelet: Kubelet, tmp_path: Path):
+    """Mixed strategy: each profile is its own resource (nvidia.com/mig-3g.40gb), device ids are MIG UUIDs."""
+    proc, base, uuids, migs = start_mig_exporter(tmp_path, {"1": ["3g.40gb", "1g.10gb"]})
+    try:
+        assert set(migs) == {("1", "1"), ("1", "3")} and all(m.startswith("MIG-") for m in migs.values())
+        kubelet.pods = [
+            pod("ml", "train-0", "main", "nvidia.com/mig-3g.40gb", migs[("1", "1")]),
+            pod("serve", "llm-7f9", "vllm", "nvidia.com/mig-1g.10gb", migs[("1", "3")]),
+            pod("ml", "whole-0", "main", "nvidia.com/gpu", uuids["0"] + "::3"),  # a time-sliced whole GPU
+        ]
+        text = scrape(base)
+        parsed = samples(text)
+        expected = {("1", "1"): ("ml", "train-0", "main"), ("1", "3"): ("serve", "llm-7f9", "vllm")}
+        for name in ("gpu_mig_memory_used_bytes", "gpu_mig_memory_total_bytes", "gpu_mig_compute_slices_ratio"):
+            assert owners_by_instance(parsed, name) == expected, name
+        assert value(parsed, "gpu_mig_compute_slices_ratio", pod="train-0") == pytest.approx(3 / 7)
+        assert value(parsed, "gpu_mig_compute_slices_ratio", pod="llm-7f9") == pytest.approx(1 / 7)
+        # the MIG-enabled GPU as a whole is shared: no pod; the time-sliced GPU 0 is whole-0's, not a slice's
+        assert owners_by_gpu(parsed, "gpu_info") == {"0": ("ml", "whole-0", "main"), "1": NOBODY, "2": NOBODY}
+        # GPU 1's two processes run one in each instance (the fake spreads them): each has its slice's pod
+        processes = {l["mig_uuid"]: (l["namespace"], l["pod"], l["container"])
+                     for l, _ in parsed["gpu_process_memory_used_bytes"] if l["gpu"] == "1"}
+        assert processes == {migs[key]: owner for key, owner in expected.items()}
+        assert {l["mig_uuid"] for l, _ in parsed["gpu_process_memory_used_bytes"] if l["gpu"] != "1"} == {""}
+        assert promtool_check_metrics(text).returncode == 0
+
+        # train-0 ends and train-1 gets the same 3g slice; llm-7f9 ends: the very next scrape shows both
+        kubelet.pods = [pod("ml", "train-1", "main", "nvidia.com/mig-3g.40gb", migs[("1", "1")])]
+        parsed = samples(scrape(base))
+        assert owners_by_instance(parsed, "gpu_mig_memory_used_bytes") == {
+            ("1", "1"): ("ml", "train-1", "main"), ("1", "3"): NOBODY}
+        assert {l["pod"] for l, _ in parsed["gpu_process_memory_used_bytes"]} == {"train-1", ""}
+        assert value(parsed, "mlscope_collector_up", collector="podresources") == 1
+
+        # the kubelet goes away: the slices are still served, unattributed, and the collector says so
+        kubelet.stop()
+        parsed = samples(scrape(base))
+        assert set(owners_by_instance(parsed, "gpu_mig_memory_used_bytes").values()) == {NOBODY}
+        assert value(parsed, "mlscope_collector_up", collector="podresources") == 0
+        assert value(parsed, "mlscope_collector_up", collector="gpu") == 1
+    finally:
+        output = proc.stop()
+    assert "Traceback" not in output
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_mig_slices_single_strategy_and_dcgm_names(kubelet: Kubelet, tmp_path: Path):
+    """Single strategy: slices are plain nvidia.com/gpu with MIG UUIDs as device ids (a shared one with a `::N`
+    replica suffix). In dcgm names the slice's samples (GPU_I_ID, the parent's UUID, as dcgm-exporter) carry its
+    pod; the GPU's own samples none."""
+    proc, base, uuids, migs = start_mig_exporter(tmp_path, {"2": ["1g.10gb", "1g.10gb"]}, "--names", "both")
+    try:
+        kubelet.pods = [pod("batch", "job-1", "worker", "nvidia.com/gpu", migs[("2", "3")]),
+                        pod("batch", "job-2", "worker", "nvidia.com/gpu", migs[("2", "1")] + "::2"),  # shared MIG
+                        pod("ml", "whole-0", "main", "nvidia.com/gpu", uuids["0"])]
+        parsed = samples(scrape(base))
+        assert owners_by_instance(parsed, "gpu_mig_memory_used_bytes") == {
+            ("2", "1"): ("batch", "job-2", "worker"), ("2", "3"): ("batch", "job-1", "worker")}
+        assert value(parsed, "gpu_mig_compute_slices_ratio", pod="job-1") == pytest.approx(1 / 7)
+        fb = {(l["gpu"], l.get("GPU_I_ID")): (l["namespace"], l["pod"], l["container"])
+              for l, _ in parsed["DCGM_FI_DEV_FB_USED"]}
+        assert fb[("2", "3")] == ("batch", "job-1", "worker") and fb[("2", "1")] == ("batch", "job-2", "worker")
+        assert fb[("0", None)] == ("ml", "whole-0", "main") and fb[("2", None)] == NOBODY
+    finally:
+        output = proc.stop()
+    assert "Traceback" not in output

@@ -112,3 +112,47 @@ def test_library_reads_tags_with_a_token_and_logs_one_line_on_failure(imds, capl
         assert cost.ec2_tag_labels(["team"], url) == {}
     assert [r.getMessage() for r in caplog.records] == [
         f"EC2 instance tags not read from {url}: tags are not allowed in instance metadata; no labels from tags"]
+
+
+def test_tag_keys_are_configurable_and_map_to_label_names(imds):
+    _, url = imds
+    Imds.tags = {"team": "ml-platform", "owner": "alice", "cost-center": "cc-7"}
+    series = cost_series("--ec2-tags", "--ec2-metadata-url", url, "--ec2-tag-keys", "owner,cost-center")
+    # team is a tag but not one of the keys asked for: not read, not a label
+    assert series == [({"instance_type": "g5.xlarge", "owner": "alice", "cost_center": "cc-7"}, 1.5)]
+    assert ("GET", "/latest/meta-data/tags/instance/team", TOKEN) not in Imds.seen
+
+
+def test_tag_keys_from_the_config_file_and_env_var_flag_wins_over_both(imds, tmp_path):
+    _, url = imds
+    Imds.tags = {"team": "ml", "project": "ranking", "business-unit": "ads"}
+    config = tmp_path / "host.yml"
+    config.write_text(f"ec2_tags: true\nec2_metadata_url: {url}\nec2_tag_keys: [business-unit]\n")
+    assert cost_series("--config", str(config)) == [
+        ({"instance_type": "g5.xlarge", "business_unit": "ads"}, 1.5)]
+    proc, base = helpers.start_exporter("host-exporter", "--config", str(config), "--hourly-cost-dollars", "2",
+                                        "--instance-type", "g5.xlarge", env={"MLSCOPE_EC2_TAG_KEYS": "project"})
+    try:
+        assert helpers.samples(helpers.scrape(base))["mlscope_host_hourly_cost_dollars"] == [
+            ({"instance_type": "g5.xlarge", "project": "ranking"}, 2.0)]
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("keys, needles", [
+    ("Team", ["--ec2-tag-keys", "'Team'", "lower-case letter"]),
+    ("team,instance-type", ["--ec2-tag-keys", "'instance-type'", "instance_type label"]),
+    ("cost-center,cost_center", ["--ec2-tag-keys", "same label"]),
+    (",", ["--ec2-tag-keys", "non-empty list"]),
+])
+def test_invalid_tag_keys_exit_2_with_one_line(keys, needles):
+    result = helpers.run_cli("host-exporter", "--listen", f"127.0.0.1:{helpers.free_port()}", "--ec2-tags",
+                             "--ec2-tag-keys", keys)
+    helpers.assert_one_line_error(result, *needles)
+
+
+def test_invalid_tag_keys_in_the_config_file_name_the_setting(tmp_path):
+    config = tmp_path / "host.yml"
+    config.write_text("ec2_tag_keys: {team: true}\n")
+    result = helpers.run_cli("host-exporter", "--listen", f"127.0.0.1:{helpers.free_port()}", "--config", str(config))
+    helpers.assert_one_line_error(result, f"ec2_tag_keys in {config}", "non-empty list of tag keys")

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import ROOT, Process, Prometheus, free_port, mlscope_args, promtool_check_metrics, samples, scrape
 from mlscope.demo import modelserver
-from model_servers import one, shipped_job
+from model_servers import one, shipped_job, wait_until
 
 VLLM_E2E_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
                     240.0, 480.0, 960.0, 1920.0, 7680.0]
@@ -103,3 +103,36 @@ def test_model_rules_on_the_demo(demo, tmp_path):
         assert values and all(math.isfinite(v) for v in values)  # no NaN, no Inf
     finally:
         prom.stop()
+
+
+@pytest.mark.integration
+def test_the_walls_model_grid_on_the_demo_and_when_it_dies(tmp_path):
+    """The wall's Model health query on the real demo through the shipped jobs and rules: a row per model
+    while it serves, and DOWN (3), not an empty grid, once the server is gone."""
+    from dashboards.queries import panel_targets, substitute
+
+    (health,) = [substitute(t["expr"], {}) for title, t in panel_targets("mlscope-wall")
+                 if title == "Model health" and t["refId"] == "A"]
+    vllm, triton = free_port(), free_port()
+    server = Process(mlscope_args("demo", "model-server", "--listen", f"127.0.0.1:{vllm}",
+                                  "--triton-listen", f"127.0.0.1:{triton}"), cwd=ROOT)
+    prom = None
+    try:
+        server.wait_http(f"http://127.0.0.1:{vllm}/-/healthy")
+        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                  "scrape_configs": [shipped_job("vllm", f"127.0.0.1:{vllm}"),
+                                     shipped_job("triton", f"127.0.0.1:{triton}")]}
+        prom = Prometheus(config, tmp_path, rule_files=[ROOT / "alerts" / "models.rules.yml"])
+        prom.wait_for('model:requests:rate5m{model="demo-resnet"}', timeout=60)
+        prom.wait_for('model:requests:rate5m{model="demo-llama"}', timeout=60)
+        states = {r["metric"]["model"]: float(r["value"][1]) for r in prom.query(health)}
+        # serving: OK, AT RISK or FAILING by its error and latency burn rates (never IDLE, never DOWN)
+        assert set(states) == {"demo-llama", "demo-resnet"} and all(v in (0, 1, 2) for v in states.values()), states
+        server.stop()
+        wait_until(lambda: {r["metric"]["model"]: float(r["value"][1]) for r in prom.query(health)}
+                   == {"demo-llama": 3, "demo-resnet": 3}, 30, "DOWN for both demo models",
+                   lambda: str(prom.query(health)))
+    finally:
+        server.stop()
+        if prom:
+            prom.stop()

@@ -168,7 +168,11 @@ def test_bad_settings_exit_2_with_one_line(tmp_path):
                             ("regions: [us-east-1, [eu-west-1]]\n", "regions"),
                             ("regions: [us-east-1]\ndiscounts: {instance_types: {ml.g5.xlarge: 120%}}\n",
                              "discounts in"),
-                            ("regions: [us-east-1]\ndiscounts: {accounts: {'42': 0.1}}\n", "12-digit")]:
+                            ("regions: [us-east-1]\ndiscounts: {accounts: {'42': 0.1}}\n", "12-digit"),
+                            ("regions: [us-east-1]\nstatistics_api: get_metric_statistics\n",
+                             "must be one of auto, get_metric_data"),
+                            ("regions: [us-east-1]\nmax_get_metric_statistics_per_second: 0\n",
+                             "must be a number of requests per second above 0")]:
         bad.write_text(content)
         result = run_cli("sagemaker-exporter", "--config", str(bad))
         assert result.returncode == 2, (content, result.stderr)

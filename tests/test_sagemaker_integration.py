@@ -11,17 +11,11 @@ import time
 import pytest
 
 from helpers import promtool_check_metrics, samples, value
-from sagemaker_fixtures import aws_env  # noqa: F401 (autouse: test credentials)
-from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, Moto, base_time, create_endpoint,
-                                exposition, load_policy, make_poller, put, summed)
+from sagemaker_fixtures import aws_env, moto  # noqa: F401 (autouse: test credentials; one emulator per module)
+from sagemaker_fixtures import (INSTANCE_NS, BlackHole, Clock, FaultProxy, base_time, create_endpoint,
+                                exposition, load_policy, make_poller, put, put_latencies, summed)
 
 from mlscope.health import Health
-
-@pytest.fixture(scope="module")
-def moto():
-    server = Moto()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -211,7 +205,7 @@ def test_more_than_500_queries_take_several_requests(aws):
         create_endpoint(aws, f"ep{e}", variants)          # 50 variants x 11 queries = 550 per cycle
     base = base_time()
     clock = Clock(base + 600)
-    poller = make_poller(aws, clock)
+    poller = make_poller(aws, clock, statistics_api="get_metric_data")   # GetMetricData's 500-query limit
     poller.run_cycle()                                     # gauges only: 50 x 3 = 150 queries, 1 request
     put(aws, "ep4", "Invocations", base + 480 + 1, 9, variant="v9")   # last query of the last batch
     text = exposition(poller)
@@ -345,6 +339,7 @@ def test_every_aws_operation_is_allowed_by_the_shipped_iam_policy(aws):
     for service in ("sagemaker", "cloudwatch"):
         poller.aws.client(service).meta.events.register("before-call", record)
     put(aws, "ep", "Invocations", base + 481, 1)
+    put(aws, "ep", "ModelLatency", base + 481, 2000)   # Sum and SampleCount: one GetMetricStatistics request
     for now in (base + 600, base + 660, base + 720):
         clock.now = now
         assert poller.run_cycle()
@@ -424,20 +419,10 @@ def test_requests_within_the_latency_objective_count_once_per_settled_period(aws
     assert poller.statistics == ["p50", "p95", "p99"]
     assert poller.run_cycle()                                        # end = base+480: watermarks only
     p0, p1 = base + 480, base + 540
-    from sagemaker_fixtures import client
-    cw = client(aws, "cloudwatch")
-
-    def latencies(endpoint, ts, values, counts):
-        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
-            "MetricName": "ModelLatency", "Timestamp": ts, "Values": values, "Counts": counts,
-            "Dimensions": [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}]}])
-
-    import datetime as dt
-    at = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc)  # noqa: E731
     # p0: 30 x 50 ms, 10 x 250 ms (on the objective: within), 10 x 400 ms -> 40 within, p50 50 ms, p95 400 ms
-    latencies("ep", at(p0 + 5), [50_000.0, 250_000.0, 400_000.0], [30.0, 10.0, 10.0])
+    put_latencies(aws, "ep", p0 + 5, [50_000.0, 250_000.0, 400_000.0], [30.0, 10.0, 10.0])
     put(aws, "ep", "Invocations", p0 + 5, 50)
-    latencies("no-objective", at(p0 + 5), [50_000.0], [7.0])
+    put_latencies(aws, "no-objective", p0 + 5, [50_000.0], [7.0])
     clock.now = base + 660
     assert poller.run_cycle()
     text = exposition(poller)
@@ -449,7 +434,7 @@ def test_requests_within_the_latency_objective_count_once_per_settled_period(aws
     assert names(text, "sagemaker_model_latency_within_objective_total") == {"ep"}
 
     # p1: 5 x 100 ms, 5 x 300 ms -> 5 more; a re-poll of the same settled end adds nothing
-    latencies("ep", at(p1 + 5), [100_000.0, 300_000.0], [5.0, 5.0])
+    put_latencies(aws, "ep", p1 + 5, [100_000.0, 300_000.0], [5.0, 5.0])
     put(aws, "ep", "Invocations", p1 + 5, 10)
     clock.now = base + 720
     assert poller.run_cycle()
@@ -519,12 +504,15 @@ def kinds(text: str) -> dict[str, float]:
     return {lbls["kind"]: v for lbls, v in samples(text).get("mlscope_cloudwatch_metrics_requested_total", [])}
 
 
-def test_idle_variants_cost_one_query_a_cycle_and_catch_up_exactly_when_they_wake(aws):
+@pytest.mark.parametrize("api", ["get_metric_data", "auto"])
+def test_idle_variants_cost_one_query_a_cycle_and_catch_up_exactly_when_they_wake(aws, api):
     create_endpoint(aws, "ep", [("AllTraffic", "ml.m5.xlarge", 1)])   # 3 utilization metrics (no GPU)
     base = base_time()
     e0 = base + 480
     clock = Clock(base + 600)
-    poller = make_poller(aws, clock, statistics=["p50"], idle_after=180, idle_poll_interval=600)
+    poller = make_poller(aws, clock, statistics=["p50"], idle_after=180, idle_poll_interval=600, statistics_api=api)
+    # latency Sum and SampleCount: 2 metrics each of ModelLatency, OverheadLatency (GetMetricData), or 1 request
+    per_metric = 2 if api == "get_metric_data" else 1
     assert poller.run_cycle()                       # end e0: watermarks; no traffic: coarse utilization (3)
     assert kinds(exposition(poller)) == {"utilization": 3}
     put(aws, "ep", "Invocations", e0 + 1, 10)
@@ -535,14 +523,14 @@ def test_idle_variants_cost_one_query_a_cycle_and_catch_up_exactly_when_they_wak
         assert poller.run_cycle()
     text = exposition(poller)
     # 8 counters x 3 cycles; percentiles (2) and utilization (3) only for the window with traffic
-    assert kinds(text) == {"utilization": 6, "counts": 12, "latency_counters": 12, "percentiles": 2}
+    assert kinds(text) == {"utilization": 6, "counts": 12, "latency_counters": 6 * per_metric, "percentiles": 2}
     assert value(text, "sagemaker_invocations_total", endpoint="ep") == 10
     assert "sagemaker_model_latency_seconds" not in samples(text)   # no traffic in the newest window: no p50
 
     clock.now = base + 600 + 240                     # end e0+240: 180 s without Invocations -> idle
     assert poller.run_cycle()
     assert kinds(exposition(poller))["counts"] == 13          # Invocations only
-    assert kinds(exposition(poller))["latency_counters"] == 12
+    assert kinds(exposition(poller))["latency_counters"] == 6 * per_metric
 
     put(aws, "ep", "Invocations", e0 + 240 + 1, 7)            # wakes up in period e0+240
     put(aws, "ep", "Invocation5XXErrors", e0 + 240 + 1, 2)
@@ -557,7 +545,7 @@ def test_idle_variants_cost_one_query_a_cycle_and_catch_up_exactly_when_they_wak
     assert value(text, "sagemaker_model_latency_seconds", endpoint="ep", quantile="0.5") == pytest.approx(0.03)
     assert value(text, "sagemaker_data_timestamp_seconds", endpoint="ep") == e0 + 300
     # phase 1: Invocations; phase 2: the 7 held counters, 2 percentiles, 3 utilization
-    assert kinds(text) == {"utilization": 9, "counts": 17, "latency_counters": 16, "percentiles": 4}
+    assert kinds(text) == {"utilization": 9, "counts": 17, "latency_counters": 8 * per_metric, "percentiles": 4}
 
 
 def test_only_listed_metrics_are_asked_for_and_late_listed_ones_catch_up_exactly(aws):
@@ -632,8 +620,6 @@ def test_discounts_apply_to_the_cost_and_the_list_price_stays_visible(aws):
 def test_serverless_compute_and_cost_from_mean_latency_rounded_up_to_the_millisecond(aws):
     from mlscope.sagemaker.discounts import discounts
     from mlscope.sagemaker.serverless import ServerlessPrices
-    from sagemaker_fixtures import client
-    import datetime as dt
     create_endpoint(aws, "sls", [("AllTraffic", "", 0)], serverless=["AllTraffic"])   # 2048 MB, concurrency 5
     base = base_time()
     p0, p1 = base + 480, base + 540
@@ -646,16 +632,8 @@ def test_serverless_compute_and_cost_from_mean_latency_rounded_up_to_the_millise
     assert value(text, "sagemaker_variant_serverless_memory_bytes", endpoint="sls") == 2048 * 1024 * 1024
     assert value(text, "sagemaker_variant_serverless_max_concurrency", endpoint="sls") == 5
     assert value(text, "sagemaker_serverless_compute_seconds_total", endpoint="sls") == 0
-    cw = client(aws, "cloudwatch")
-
-    def latencies(ts, values, counts):
-        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
-            "MetricName": "ModelLatency", "Timestamp": dt.datetime.fromtimestamp(ts, dt.timezone.utc),
-            "Values": values, "Counts": counts,
-            "Dimensions": [{"Name": "EndpointName", "Value": "sls"}, {"Name": "VariantName", "Value": "AllTraffic"}]}])
-
-    latencies(p0 + 1, [10_400.0, 20_000.0], [2.0, 2.0])   # 4 requests, mean 15.2 ms -> billed 4 x 16 ms
-    latencies(p1 + 1, [1_000_000.0], [1.0])                # 1 request of exactly 1 s -> 1 s
+    put_latencies(aws, "sls", p0 + 1, [10_400.0, 20_000.0], [2.0, 2.0])  # 4 requests, mean 15.2 ms: 4 x 16 ms
+    put_latencies(aws, "sls", p1 + 1, [1_000_000.0], [1.0])               # 1 request of exactly 1 s -> 1 s
     put(aws, "sls", "Invocations", p0 + 1, 4)
     put(aws, "sls", "Invocations", p1 + 1, 1)
     clock.now = base + 660
@@ -679,6 +657,60 @@ def test_serverless_compute_and_cost_from_mean_latency_rounded_up_to_the_millise
     assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="sls", instance_type="serverless") \
         == pytest.approx(p1_cost * 60 * 0.75)
     assert "sagemaker_variant_instances" not in samples(text)
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.integration
+def test_serverless_provisioned_concurrency_is_billed_while_provisioned_and_spillover_at_the_on_demand_rate(aws):
+    """ProvisionedConcurrency goes through boto3 and moto unchanged (no emulator patch): 2 copies x 2 GB kept warm
+    cost by the second from the first poll, the requests they serve cost the provisioned inference rate, and the
+    spilled-over ones (ServerlessProvisionedConcurrencySpilloverInvocations) the on-demand rate."""
+    from mlscope.sagemaker.discounts import discounts
+    from mlscope.sagemaker.serverless import ServerlessPrices
+    create_endpoint(aws, "pc", [("AllTraffic", "", 0)], serverless=["AllTraffic"], provisioned=2)   # 2 GB, 2 warm
+    base = base_time()
+    p0, p1 = base + 480, base + 540
+    clock = Clock(base + 600)
+    poller = make_poller(aws, clock)
+    poller.serverless_prices = ServerlessPrices(per_gb_second=0.00002, per_request=0.0000002,
+                                                provisioned_per_gb_second=0.000005,
+                                                provisioned_inference_per_gb_second=0.00001)
+    poller.discounts = discounts({"instance_types": {"serverless": "25%"}})
+    assert poller.run_cycle()
+    text = exposition(poller)
+    assert value(text, "sagemaker_variant_serverless_provisioned_concurrency", endpoint="pc") == 2
+    assert value(text, "sagemaker_serverless_list_cost_dollars_total", endpoint="pc") == 0
+    warm_hourly = 2 * 2 * 3600 * 0.000005                  # $0.072 an hour before any request
+    assert value(text, "sagemaker_variant_hourly_list_cost_dollars", endpoint="pc") == pytest.approx(warm_hourly)
+    assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="pc") == pytest.approx(warm_hourly * 0.75)
+    put_latencies(aws, "pc", p0 + 1, [10_400.0, 20_000.0], [2.0, 2.0])   # 4 requests, mean 15.2 ms: 4 x 16 ms
+    put(aws, "pc", "ServerlessProvisionedConcurrencySpilloverInvocations", p0 + 1, 1)   # 1 of them on demand
+    put_latencies(aws, "pc", p1 + 1, [1_000_000.0], [1.0])   # 1 request of 1 s, served warm (no spill-over datum)
+    put(aws, "pc", "Invocations", p0 + 1, 4)
+    put(aws, "pc", "Invocations", p1 + 1, 1)
+    clock.now = base + 660
+    assert poller.run_cycle()                              # p0 settled; 60 s more provisioned
+    text = exposition(poller)
+    warm_minute = 2 * 2 * 60 * 0.000005                    # $0.0012
+    p0_cost = 3 * 0.016 * 2 * 0.00001 + 1 * 0.016 * 2 * 0.00002 + 4 * 0.0000002   # $0.0000024
+    assert value(text, "sagemaker_serverless_spillover_invocations_total", endpoint="pc") == 1
+    assert value(text, "sagemaker_serverless_compute_seconds_total", endpoint="pc") == pytest.approx(0.064)
+    assert value(text, "sagemaker_serverless_list_cost_dollars_total", endpoint="pc") == \
+        pytest.approx(warm_minute + p0_cost)
+    assert value(text, "sagemaker_variant_hourly_list_cost_dollars", endpoint="pc") == \
+        pytest.approx(warm_hourly + p0_cost * 60)
+    clock.now = base + 720
+    assert poller.run_cycle()                              # p1 settled
+    text = exposition(poller)
+    p1_cost = 1.0 * 2 * 0.00001 + 0.0000002                # $0.0000202
+    assert value(text, "sagemaker_serverless_compute_seconds_total", endpoint="pc") == pytest.approx(1.064)
+    assert value(text, "sagemaker_serverless_list_cost_dollars_total", endpoint="pc") == \
+        pytest.approx(2 * warm_minute + p0_cost + p1_cost)                    # $0.0024226
+    assert value(text, "sagemaker_serverless_cost_dollars_total", endpoint="pc") == \
+        pytest.approx((2 * warm_minute + p0_cost + p1_cost) * 0.75)
+    assert value(text, "sagemaker_variant_hourly_cost_dollars", endpoint="pc", instance_type="serverless") == \
+        pytest.approx((warm_hourly + p1_cost * 60) * 0.75)
     check = promtool_check_metrics(text)
     assert check.returncode == 0, check.stdout + check.stderr
 

@@ -36,10 +36,14 @@ def test_settings_parse_and_reject():
     assert (c.delay, c.poll_interval, c.period) == (180, 60, 60.0)
     assert [sc.quantile_label(s) for s in c.statistics] == ["0.5", "0.999"]
     assert c.endpoint_tags["team"].fullmatch("ml-infra") and not c.endpoint_tags["env"].fullmatch("dev")
+    assert (c.statistics_api, c.max_get_metric_statistics_per_second) == ("auto", 100.0)
+    assert cfg(statistics_api="GET_METRIC_DATA", max_get_metric_statistics_per_second="2.5").statistics_api == \
+        "get_metric_data"
     for bad in [{"regions": "us east"}, {"period": "90"}, {"statistics": "avg"}, {"delay": "soon"},
                 {"role_arn": "arn:aws:iam::1:user/x"}, {"endpoint_tags": "novalue"}, {"poll_interval": "0"},
                 {"poll_interval": "9.9"}, {"endpoint_url": "127.0.0.1:5000"}, {"endpoint_url": "http://"},
-                {"endpoint_url": "http://h:99999"}]:
+                {"endpoint_url": "http://h:99999"}, {"statistics_api": "both"},
+                {"max_get_metric_statistics_per_second": "-1"}, {"max_get_metric_statistics_per_second": "inf"}]:
         with pytest.raises(SettingError) as err:
             cfg(**bad)
         assert list(bad)[0].upper() in str(err.value)
@@ -70,7 +74,7 @@ def test_backoff_doubles_with_jitter_is_capped_and_never_below_the_interval():
 
 def test_targets_regions_accounts_and_names():
     c = Config({"regions": sc.regions(["us-east-1", {"region": "eu-west-1", "endpoint_url": "http://x"}]),
-                "role_arn": None, "external_id": None, "endpoint_url": "http://default",
+                "role_arn": None, "external_id": None, "endpoint_url": "http://default", "linked_accounts": False,
                 "accounts": sc.accounts([{"role_arn": "arn:aws:iam::111122223333:role/r", "external_id": "e",
                                           "regions": ["us-west-2"]}])})
     ts = sc.targets(c, environ={})
@@ -203,6 +207,19 @@ def test_serverless_billing_rounds_the_mean_latency_up_to_the_millisecond():
     assert billed.dollars == pytest.approx(0.05 * 4 * 0.00002 + 5 * 0.001)
     assert prices.bill({0: 5.0}, {0: 0.0}, 1).seconds == 0      # no requests, nothing billed
 
+
+
+def test_provisioned_concurrency_bills_warm_copies_and_spillover_at_the_on_demand_rate():
+    from mlscope.sagemaker.serverless import ServerlessPrices
+    prices = ServerlessPrices(per_gb_second=0.00002, per_request=0.0, provisioned_per_gb_second=0.000005,
+                              provisioned_inference_per_gb_second=0.00001)
+    # period 0: 10 requests of 100 ms, 4 spilled over; period 60: 2 requests, a spill-over count above it is capped
+    billed = prices.bill({0: 1_000_000.0, 60: 200_000.0}, {0: 10.0, 60: 2.0}, 2, {0: 4.0, 60: 7.0}, provisioned=3)
+    assert billed.seconds == pytest.approx(1.2)
+    assert billed.dollars == pytest.approx(6 * 0.1 * 2 * 0.00001 + 4 * 0.1 * 2 * 0.00002 + 2 * 0.1 * 2 * 0.00002)
+    # without provisioned concurrency a spill-over count changes nothing: all on demand
+    assert prices.bill({0: 1_000_000.0}, {0: 10.0}, 2, {0: 4.0}).dollars == pytest.approx(1.0 * 2 * 0.00002)
+    assert prices.provisioned(3, 2, 3600) == pytest.approx(0.108)   # 3 copies x 2 GB x 1 h x $0.000005
 
 def test_inference_component_shares_add_up_and_oversubscription_is_scaled_down():
     from mlscope.sagemaker.cost import InstanceSpec

@@ -16,18 +16,21 @@ import socket
 import threading
 from typing import Any, Callable, Sequence
 
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
 from ..cli import OneLineParser, add_setting_flags, stop_on_signals
 from .. import logs
+from ..sagemaker.config import account_ids
 from ..settings import Setting, SettingError, choice, duration, listen_address, resolve
 from . import patches
 
 log = logging.getLogger("mlscope.demo.aws")
 
 DEFAULT_PORT = 5000
+DEFAULT_ACCOUNT = DEFAULT_ACCOUNT_ID  # moto's account for credentials that belong to no role
 HEALTH_PATH = "/-/healthy"
 
 
@@ -116,6 +119,8 @@ SETTINGS = [
             f"address to serve on, HOST:PORT (use 127.0.0.1:{DEFAULT_PORT} for loopback only)"),
     Setting("retention", duration, patches.DEFAULT_RETENTION_SECONDS,
             "how long CloudWatch data is kept, e.g. 6h (memory stays bounded)"),
+    Setting("linked_accounts", account_ids, (), "source accounts linked to the default account (" +
+            DEFAULT_ACCOUNT + ") as their CloudWatch monitoring account, comma-separated ids"),
     Setting("log_level", choice("debug", "info", "warning", "error"), "info", "log level"),
 ]
 
@@ -132,6 +137,9 @@ def main(argv: Sequence[str]) -> int:
     if retention <= 0:
         raise SettingError("--retention: must be more than zero")
     logs.setup(cfg.log_level or "info")
+    linked = cfg.linked_accounts or ()
+    if DEFAULT_ACCOUNT in linked:
+        raise SettingError(f"--linked-accounts: {DEFAULT_ACCOUNT} is the monitoring account itself")
     host, port = listen
     try:
         server, url = start_emulator(host or "0.0.0.0", port, retention_seconds=retention)
@@ -139,6 +147,9 @@ def main(argv: Sequence[str]) -> int:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise SettingError(f"--listen: cannot listen on {host or '0.0.0.0'}:{port}: {reason}") from None
 
+    patches.link_accounts(DEFAULT_ACCOUNT, linked)
+    if linked:
+        log.info("CloudWatch of account %s is the monitoring account of %s", DEFAULT_ACCOUNT, ", ".join(linked))
     stop = stop_on_signals(log)
     bound_host, bound_port = server.get_host_and_port()
     log.info("AWS emulator (moto, patched) listening on http://%s:%s (health: %s)",

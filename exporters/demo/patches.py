@@ -76,6 +76,19 @@ the patch does:
     Describe, List (filters, pagination), UpdateInferenceComponentRuntimeConfig and Delete,
     per account and region, with the API reference's shapes.
 
+11. **Cross-account observability** (`list_metrics` IncludeLinkedAccounts / OwningAccount,
+    `get_metric_data` MetricDataQuery.AccountId). moto ignores all three and has no
+    Observability Access Manager (no sinks or links). The emulator declares links itself:
+    `link_accounts(monitoring, sources)` (`mlscope demo aws --linked-accounts ID,ID` links them
+    to the default account, 123456789012). In a monitoring account, ListMetrics with
+    `IncludeLinkedAccounts=true` lists its own metrics and those of its linked source accounts
+    (same region), with `OwningAccounts` parallel to `Metrics`; `OwningAccount` narrows it to one
+    account (an unlinked one lists nothing). GetMetricData reads a query's `AccountId` from that
+    account's CloudWatch when it is linked (or is the caller's own); for any other account the
+    query answers no data with StatusCode `Forbidden` and a `Forbidden` message, the status the
+    API reference lists for data the caller may not read (real CloudWatch's exact wording for an
+    unlinked account is not documented). Without IncludeLinkedAccounts nothing changes.
+
 Metric math and Metrics Insights queries are passed to moto's own code unchanged (metric
 math returns empty results there; SageMaker's exporter does not use it).
 """
@@ -90,7 +103,7 @@ import re
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from moto.cloudwatch import models as cw_models
 from moto.cloudwatch import responses as cw_responses
@@ -253,11 +266,19 @@ def _get_filtered_metrics(self: Any, metric_name: str, namespace: str, dimension
 RECENTLY_ACTIVE_SECONDS = 3 * 3600
 
 
+def _recently_active(backend: Any, metrics: list) -> list:
+    since = time.time() - RECENTLY_ACTIVE_SECONDS
+    received = _received(backend)
+    return [m for m in metrics if not isinstance(m, WeightedDatum) or received.get(m.key, 0) >= since]
+
+
 def _response_list_metrics(self: Any) -> ActionResult:
     recently = self._get_param("RecentlyActive")
     if recently not in (None, "", "PT3H"):
         raise InvalidParameterValue(f"The value {recently} for parameter RecentlyActive is invalid: only PT3H is "
                                     "supported.")
+    if self._get_bool_param("IncludeLinkedAccounts", False):
+        return _list_linked_metrics(self, bool(recently))
     backend = self.cloudwatch_backend
     next_token = self._get_param("NextToken")
     if next_token:
@@ -266,11 +287,71 @@ def _response_list_metrics(self: Any) -> ActionResult:
         metrics = backend.get_filtered_metrics(self._get_param("MetricName"), self._get_param("Namespace"),
                                                self._get_params().get("Dimensions", []))
         if recently:
-            since = time.time() - RECENTLY_ACTIVE_SECONDS
-            received = _received(backend)
-            metrics = [m for m in metrics if not isinstance(m, WeightedDatum) or received.get(m.key, 0) >= since]
+            metrics = _recently_active(backend, metrics)
         next_token, metrics = backend._get_paginated(metrics)
     return ActionResult({"Metrics": metrics, "NextToken": next_token})
+
+
+# ---------------------------------------------------------------- 11. cross-account observability
+
+_LINKS: dict[str, set[str]] = {}  # monitoring account -> its linked source accounts
+LIST_PAGE = 500
+
+
+def link_accounts(monitoring: str, sources: Iterable[str]) -> None:
+    """Link source accounts to a monitoring account (what OAM CreateSink + CreateLink do in AWS)."""
+    with _LOCK:
+        _LINKS.setdefault(str(monitoring), set()).update(str(s) for s in sources)
+
+
+def unlink_accounts(monitoring: str, sources: Iterable[str] | None = None) -> None:
+    """Remove some links of a monitoring account, or all of them (sources None)."""
+    with _LOCK:
+        if sources is None:
+            _LINKS.pop(str(monitoring), None)
+        else:
+            _LINKS.get(str(monitoring), set()).difference_update(str(s) for s in sources)
+
+
+def linked_accounts(monitoring: str) -> set[str]:
+    with _LOCK:
+        return set(_LINKS.get(str(monitoring), ()))
+
+
+def _readable(self: Any, account: str | None) -> Any:
+    """The CloudWatch backend of `account` as seen by the caller: its own, a linked one, or None (forbidden)."""
+    own = self.current_account
+    if not account or account == own:
+        return self.cloudwatch_backend
+    if account in linked_accounts(own):
+        return cw_models.cloudwatch_backends[account][self.region]
+    return None
+
+
+def _list_linked_metrics(self: Any, recently: bool) -> ActionResult:
+    own = self.current_account
+    pages = self.cloudwatch_backend.__dict__.setdefault("_mlscope_linked_pages", {})
+    token = self._get_param("NextToken")
+    if token:
+        if token not in pages:
+            raise InvalidParameterValue("Request parameter NextToken is invalid")
+        pairs = pages.pop(token)
+    else:
+        owning = self._get_param("OwningAccount")
+        accounts = [own, *sorted(linked_accounts(own))]
+        pairs = []
+        for account in ([owning] if owning in accounts else []) if owning else accounts:
+            backend = cw_models.cloudwatch_backends[account][self.region]
+            metrics = backend.get_filtered_metrics(self._get_param("MetricName"), self._get_param("Namespace"),
+                                                   self._get_params().get("Dimensions", []))
+            pairs += [(m, account) for m in (_recently_active(backend, metrics) if recently else metrics)]
+    next_token = None
+    if len(pairs) > LIST_PAGE:
+        next_token = str(cw_models.mock_random.uuid4())
+        pages[next_token] = pairs[LIST_PAGE:]
+        pairs = pairs[:LIST_PAGE]
+    return ActionResult({"Metrics": [m for m, _ in pairs], "OwningAccounts": [a for _, a in pairs],
+                         "NextToken": next_token})
 
 
 # ---------------------------------------------------------------- 3. statistics
@@ -417,8 +498,9 @@ def _validate_queries(queries: list[dict]) -> None:
                     "it must be 1, 5, 10, 20, 30 or a multiple of 60.")
 
 
-def get_metric_data_results(backend: Any, queries: list[dict], start: float, end: float,
+def get_metric_data_results(backend_of: Callable[[str | None], Any], queries: list[dict], start: float, end: float,
                             scan_by: str) -> list[dict]:
+    """`backend_of(AccountId)`: the CloudWatch backend a query reads, None when the caller may not read it."""
     results = []
     for q in queries:
         if "MetricStat" not in q:
@@ -426,6 +508,13 @@ def get_metric_data_results(backend: Any, queries: list[dict], start: float, end
         ms = q["MetricStat"]
         metric = ms["Metric"]
         stat, period = ms["Stat"], int(ms["Period"])
+        backend = backend_of(q.get("AccountId"))
+        if backend is None:
+            results.append({"Id": q["Id"], "Label": q.get("Label") or metric["MetricName"], "Timestamps": [],
+                            "Values": [], "StatusCode": "Forbidden", "_return": q.get("ReturnData", True),
+                            "Messages": [{"Code": "Forbidden", "Value": f"Account {q['AccountId']} is not a source "
+                                          "account linked to this monitoring account."}]})
+            continue
         timestamps, values = [], []
         for ts, datums in buckets(backend, metric["Namespace"], metric["MetricName"],
                                   metric.get("Dimensions") or [], ms.get("Unit"), start, end, period):
@@ -467,7 +556,7 @@ def _response_get_metric_data(self: Any) -> ActionResult:
     scan_by = params.get("ScanBy") or "TimestampDescending"
     max_points = int(params.get("MaxDatapoints") or MAX_DATAPOINTS)
     backend = self.cloudwatch_backend
-    stat_results = get_metric_data_results(backend, queries, start, end, scan_by)
+    stat_results = get_metric_data_results(lambda account: _readable(self, account), queries, start, end, scan_by)
 
     # metric math and Metrics Insights: moto's own code, fed with our results
     others = [q for q in queries if "MetricStat" not in q]
@@ -603,6 +692,7 @@ def undo() -> None:
                 else:
                     setattr(owner, name, original)
             _ORIGINALS.clear()
+            _LINKS.clear()
 
 
 def applied() -> bool:

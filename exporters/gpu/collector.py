@@ -23,7 +23,9 @@ from .sampler import Sampler
 log = logging.getLogger("mlscope.gpu")
 
 _MISSING = object()
+NO_INSTANCE = 0xFFFFFFFF
 GPU_LABELS = ["gpu", "uuid"]
+MIG_LABELS = ["gpu_i_id", "gpu_i_profile", "mig_uuid"]  # mig_uuid: the MIG device's, as pods are allocated it
 
 # (family name, help, extra labels, counter?)
 FAMILIES = [
@@ -61,7 +63,9 @@ FAMILIES = [
     ("gpu_sm_occupancy_ratio", "GPM: resident warps over the theoretical maximum (0-1).", [], False),
     ("gpu_tensor_active_ratio", "GPM: fraction of time any tensor pipe was active (0-1).", [], False),
     ("gpu_dram_active_ratio", "GPM: DRAM bandwidth used over the maximum (0-1).", [], False),
-    *((f"gpu_mig_{what}", f"MIG GPU instance: {help_}", ["gpu_i_id", "gpu_i_profile"], False) for what, help_ in (
+    *((f"gpu_mig_{what}", f"MIG GPU instance: {help_}", MIG_LABELS, False) for what, help_ in (
+        ("compute_slices_ratio", "the instance's compute slices over the GPU's (3g.40gb on a 7-slice H100: 3/7); "
+                                 "its share of the GPU's cost."),
         ("memory_used_bytes", "device memory used."),
         ("memory_free_bytes", "device memory free."),
         ("memory_total_bytes", "device memory of the instance."),
@@ -73,7 +77,8 @@ FAMILIES = [
     )),
     *nvlink.FAMILIES,
     ("gpu_process_memory_used_bytes", "Device memory used by a process; container is the Docker/Kubernetes "
-     "container id from its cgroup, empty when none.", ["pid", "process", "container"], False),
+     "container id from its cgroup, empty when none; mig_uuid the MIG instance it runs on, empty without MIG.",
+     ["pid", "process", "container", "mig_uuid"], False),
 ]
 _EXTRA = {name: extra for name, _h, extra, _c in FAMILIES}
 
@@ -235,7 +240,9 @@ class GpuCollector:
             rows = []
             for instance in found:
                 mem = self.nvml.nvmlDeviceGetMemoryInfo(instance.handle)
-                extra = [str(instance.gi_id), instance.profile]
+                extra = mig.mig_labels(instance)
+                if instance.slice_ratio:
+                    rows.append(("gpu_mig_compute_slices_ratio", extra, instance.slice_ratio))
                 rows += [("gpu_mig_memory_used_bytes", extra, float(mem.used)),
                          ("gpu_mig_memory_free_bytes", extra, float(mem.free)),
                          ("gpu_mig_memory_total_bytes", extra, float(mem.total))]
@@ -250,6 +257,7 @@ class GpuCollector:
 
     def _read_processes(self, dev: Device, add: Any) -> None:
         used: dict[int, int] = {}
+        instance_of: dict[int, int] = {}  # pid -> GPU instance id (MIG mode; NVML says 0xFFFFFFFF otherwise)
         for key, function in (("procs_compute", "nvmlDeviceGetComputeRunningProcesses"),
                               ("procs_graphics", "nvmlDeviceGetGraphicsRunningProcesses")):
             procs = self._get(dev, key, function)
@@ -261,9 +269,12 @@ class GpuCollector:
                     continue
                 pid = int(proc.pid)
                 used[pid] = max(used.get(pid, 0), int(mem))
+                instance_of[pid] = int(getattr(proc, "gpuInstanceId", NO_INSTANCE))
+        mig_uuids = {m.gi_id: m.uuid for m in dev.static.get("mig_instances", ())}
         for pid, mem in used.items():
             name, container = self.resolver.resolve(pid)
-            add(("gpu_process_memory_used_bytes", [str(pid), name, container], float(mem)))
+            mig_uuid = mig_uuids.get(instance_of[pid], "")
+            add(("gpu_process_memory_used_bytes", [str(pid), name, container, mig_uuid], float(mem)))
         self._seen_pids.update(used)
 
     # -- the scrape --
@@ -327,6 +338,11 @@ class GpuCollector:
             return result
         dcgm = dcgm_families(result, identity, self._throttle_bits, self.xid.last() if self.xid is not None else {})
         return result + dcgm if self.names == "both" else dcgm
+
+    def mig_uuids(self) -> dict[tuple[str, str], str]:
+        """(GPU UUID, GPU instance id) -> MIG device UUID, for the instances the last scrape found."""
+        return {(dev.uuid, str(m.gi_id)): m.uuid for dev in list(self.session.devices)
+                for m in dev.static.get("mig_instances", ())}
 
     def _dcgm_identity(self, dev: Device) -> dict[str, str]:
         """dcgm-exporter's labels of one GPU; `device` is nvidia<minor number>, as in /dev."""

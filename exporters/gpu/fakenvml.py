@@ -14,8 +14,10 @@ It is both the simulator behind `mlscope gpu-exporter --simulate N` and the test
 Environment (read at import and by `configure_from_env`):
   MLSCOPE_FAKENVML_GPUS      number of GPUs (default 2)
   MLSCOPE_FAKENVML_FAULTS    e.g. "nvmlInit=LibraryNotFound;1:nvmlDeviceGetPowerUsage=NotSupported;2:*=GpuIsLost"
-  MLSCOPE_FAKENVML_CONTROL   JSON file: {"faults": ["2:*=GpuIsLost"], "xid": [[0, 79]], "values": {"0": {"utilization": 0.5}}}
-                             "xid" is cumulative: each new entry is delivered once as an event.
+  MLSCOPE_FAKENVML_CONTROL   JSON file: {"faults": ["2:*=GpuIsLost"], "xid": [[0, 79]], "values": {"0": {"utilization": 0.5}},
+                                         "mig": {"0": ["3g.40gb", "1g.10gb"]}}
+                             "xid" is cumulative: each new entry is delivered once as an event. "mig" is
+                             configure_mig per GPU ([] turns MIG off), applied when it differs from the GPU's.
 """
 
 from __future__ import annotations
@@ -207,6 +209,10 @@ class FakeMigInstance:
     uuid: str = ""
     integrals: dict = field(default_factory=lambda: {k: 0.0 for k in _GPM_METRICS.values()})
     overrides: dict = field(default_factory=dict)
+
+    @property
+    def profile(self) -> str:
+        return H100_MIG_PROFILES[self.profile_index][3].removeprefix("MIG ")
 
     @property
     def memory_total(self) -> int:
@@ -408,6 +414,9 @@ def _control() -> None:
     _S.faults = [f for f in _S.faults if f.source != "file"] + parse_faults(data.get("faults", []), "file")
     for gpu, values in (data.get("values") or {}).items():
         set_values(int(gpu), **values)
+    for gpu, profiles in (data.get("mig") or {}).items():
+        if int(gpu) < len(_S.gpus) and [i.profile for i in _S.gpus[int(gpu)].mig] != list(profiles):
+            configure_mig(int(gpu), list(profiles))
     xids = data.get("xid") or []
     for gpu, xid in xids[_S.control_xids:]:
         emit_xid(int(gpu), int(xid))
@@ -694,11 +703,24 @@ def nvmlDeviceGetPcieThroughput(device: Any, counter: int) -> int:
 
 
 def _process_list(function: str, handle: Any) -> list:
-    gpu, t = _dev(function, handle)
+    """As NVML: on a MIG-enabled GPU each process carries its GPU/compute instance ids (on the parent's handle
+    every instance's processes, on a MIG device's handle its own); 0xFFFFFFFF without MIG. The simulated
+    processes are spread over the instances in turn."""
+    with _S.lock:
+        mig = _mig(handle)
+        if mig is not None:
+            _check(function, mig[0])
+            (gpu, only), t = mig, _S.clock()
+        else:
+            (gpu, t), only = _dev(function, handle), None
     out = []
-    for pid, mem in gpu.process_memory(t).items():
+    for n, (pid, mem) in enumerate(gpu.process_memory(t).items()):
+        instance = gpu.mig[n % len(gpu.mig)] if gpu.mig_mode and gpu.mig else None
+        if only is not None and instance is not only:
+            continue
+        gi, ci = (instance.gi_id, 0) if instance is not None else (0xFFFFFFFF, 0xFFFFFFFF)
         out.append(_pynvml.nvmlFriendlyObject({"pid": pid, "usedGpuMemory": mem,
-                                               "gpuInstanceId": 0xFFFFFFFF, "computeInstanceId": 0xFFFFFFFF}))
+                                               "gpuInstanceId": gi, "computeInstanceId": ci}))
     return out
 
 

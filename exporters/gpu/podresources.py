@@ -2,9 +2,13 @@
 
 Every scrape lists the node's allocations afresh (a local call of a few milliseconds), so a pod that
 ended loses its labels on the next scrape and a new pod gains them: there is no watch to fall behind.
-Device ids are GPU UUIDs (`nvidia.com/gpu`), with a `::N` replica suffix under time-slicing.
-Each series of an allocated GPU gains `namespace`, `pod` and `container`; on per-process series
-`container` becomes the Kubernetes container's name, and stays the cgroup container id otherwise.
+Device ids are GPU UUIDs (`nvidia.com/gpu`), with a `::N` replica suffix under time-slicing, or MIG device
+UUIDs (`MIG-…`) under either MIG strategy of NVIDIA's device plugin (`single`: resource `nvidia.com/gpu`;
+`mixed`: `nvidia.com/mig-3g.40gb`, …). Each series of an allocated GPU gains `namespace`, `pod` and
+`container`; on per-process series `container` becomes the Kubernetes container's name, and stays the cgroup
+container id otherwise. A MIG slice's pod goes on that instance's series only (gpu_mig_* by `mig_uuid`, its
+processes, dcgm names' samples with its GPU_I_ID): the whole-GPU series of a MIG-enabled GPU get no pod,
+several pods share it.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class PodResourcesClient:
         self.rpc_error = grpc.RpcError
 
     def owners(self) -> dict[str, Owner]:
-        """GPU UUID -> the container it is allocated to, for every pod the kubelet lists now."""
+        """Device id (GPU or MIG UUID) -> the container it is allocated to, for every pod the kubelet lists now."""
         response = self._stub.List(self._request, timeout=self.timeout)
         found: dict[str, Owner] = {}
         for pod in response.pod_resources:
@@ -86,7 +90,8 @@ class PodAttribution:
                 self._warned = True
         if self.health is not None:
             self.health.observe(NAME, ok, time.perf_counter() - start)
-        return [attribute(family, owners) for family in families]
+        holders = Holders(owners, getattr(self.inner, "mig_uuids", dict)())
+        return [attribute(family, holders) for family in families]
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -98,15 +103,30 @@ class PodAttribution:
         pass
 
 
-def attribute(family: Metric, owners: dict[str, Owner]) -> Metric:
+class Holders:
+    """Who holds the device a sample is about, from one List and the MIG instances the collector found."""
+
+    def __init__(self, by_device: dict[str, Owner], mig_uuids: dict[tuple[str, str], str]) -> None:
+        self.by_device = by_device
+        self.mig_uuids = mig_uuids  # (GPU UUID, GPU instance id) -> MIG device UUID
+
+    def of(self, labels: dict[str, str]) -> Owner | None:
+        mig_uuid = labels.get("mig_uuid") or self.mig_uuids.get((labels.get("UUID", ""), labels.get("GPU_I_ID", "")))
+        if mig_uuid:
+            return self.by_device.get(mig_uuid)
+        if "GPU_I_ID" in labels or "gpu_i_id" in labels:  # an instance without a known MIG UUID: not the GPU's
+            return None
+        return self.by_device.get(next((labels[label] for label in UUID_LABELS if label in labels), ""))
+
+
+def attribute(family: Metric, holders: Holders) -> Metric:
     """The family with namespace/pod/container on each sample of a GPU; untouched if it has no GPU label."""
     if not family.samples or not any(label in family.samples[0].labels for label in UUID_LABELS):
         return family
     out = Metric(family.name, family.documentation, family.type, family.unit)
     for sample in family.samples:
         labels = dict(sample.labels)
-        uuid = next((labels[label] for label in UUID_LABELS if label in labels), "")
-        owner = owners.get(uuid)
+        owner = holders.of(labels)
         if owner is not None:
             labels.update(zip(POD_LABELS, owner))
         else:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..health import Health
 from ..spec import BackgroundLoop
+from .mig import mig_labels
 from .nvml import DEVICE, UNSUPPORTED, Device, Session, classify, describe
 
 log = logging.getLogger("mlscope.gpu")
@@ -185,7 +186,7 @@ class Sampler(BackgroundLoop):
                     log.debug("GPU %d: GPM per MIG instance not supported (%s)", dev.index, describe(exc))
                 continue
             if state.have_prev:
-                extra = [str(gi_id), instance.profile]
+                extra = mig_labels(instance)
                 measured: list = []
                 self._metrics(dev, state.prev, state.cur, measured)
                 out += [(name.replace("gpu_", "gpu_mig_", 1), extra, value) for name, _, value in measured]

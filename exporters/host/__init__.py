@@ -28,7 +28,7 @@ from .arp import ArpCollector
 from .bonding import BondingCollector
 from .conntrack import ConntrackCollector
 from .cost import (DEFAULT_REGION, IMDS_URL, PRICE_TABLE, CostCollector, allocation_labels, detect_ec2_instance_type,
-                   ec2_tag_labels, resolve_hourly_cost)
+                   ec2_tag_keys, ec2_tag_labels, resolve_hourly_cost)
 from .cpu import CPUCollector, StatCollector
 from .cpufreq import CpufreqCollector
 from .diskstats import DEFAULT_DISK_DEVICE_EXCLUDE, DiskstatsCollector
@@ -157,8 +157,10 @@ SETTINGS = [
     Setting("labels", allocation_labels, None, "cost allocation labels on mlscope_host_hourly_cost_dollars, "
             "KEY=VALUE[,KEY=VALUE] (file: a mapping), e.g. team=ml-platform,project=search (docs/cost.md)"),
     Setting("detect_instance_type", boolean, True, "read the EC2 instance type from DMI (sysfs) when unset"),
-    Setting("ec2_tags", boolean, False, "on EC2, label the cost with this instance's tags team, project and "
-            "cost-center (IMDSv2; the instance must allow tags in metadata); `labels` override them"),
+    Setting("ec2_tags", boolean, False, "on EC2, label the cost with this instance's tags named in ec2_tag_keys "
+            "(IMDSv2; the instance must allow tags in metadata); `labels` override them"),
+    Setting("ec2_tag_keys", ec2_tag_keys, ALLOCATION_KEYS, "the instance tags ec2_tags reads, KEY[,KEY] (file: a list), "
+            "as allocation_keys in alerts/allocation.yml (cost-center -> label cost_center)"),
     Setting("ec2_metadata_url", string, IMDS_URL, "the EC2 instance metadata service, for ec2_tags"),
     Setting("filesystem_mount_points_exclude", regex, DEFAULT_MOUNT_POINTS_EXCLUDE,
             "regexp of mount points to leave out; the default is node_exporter 1.5's",
@@ -225,7 +227,7 @@ def build(cfg: Config, health: Health) -> Parts:
         log.error("cannot read the price table %s: %s", PRICE_TABLE, exc)
         cost = None
     if cost is not None:
-        tags = ec2_tag_labels(ALLOCATION_KEYS, cfg.ec2_metadata_url) if cfg.ec2_tags else {}
+        tags = ec2_tag_labels(cfg.ec2_tag_keys, cfg.ec2_metadata_url) if cfg.ec2_tags else {}
         scrape["cost"] = CostCollector(*cost, {**tags, **(cfg.labels or {})})
     direct = [NodeScrapeCollector(health, node_collectors), *self_process_collector()]
     return Parts(scrape=scrape, direct=direct)

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
+from ..allocation import allocation_keys, label_of
 from ..prices import CATALOGUE, hourly_prices, load_catalogue
 from .procfs import Paths, family, read_text
 
@@ -90,6 +91,17 @@ def allocation_labels(raw: Any) -> dict[str, str]:
             raise ValueError(f"{key}: the value must be a non-empty string")
         labels[name] = str(value).strip()
     return labels
+
+
+def ec2_tag_keys(raw: Any) -> tuple[str, ...]:
+    """The instance tags `ec2_tags` reads: allocation keys as alerts/allocation.yml lists them (`team,cost-center`),
+    each a label the cost series may carry (`cost-center` -> `cost_center`)."""
+    keys = allocation_keys(raw)
+    reserved = [key for key in keys if label_of(key) in RESERVED_LABELS]
+    if reserved:
+        raise ValueError(f"{reserved[0]!r} cannot be an allocation key here: it would replace the "
+                         f"{label_of(reserved[0])} label")
+    return keys
 
 
 def ec2_tag_labels(keys: Iterable[str], base: str = IMDS_URL, timeout: float = IMDS_TIMEOUT) -> dict[str, str]:

@@ -13,9 +13,10 @@ from ..settings import Config, SettingError
 from ..spec import ExporterSpec, Parts
 from .aws import Aws, Stats
 from .collector import SageMakerCollector
-from .config import SETTINGS, targets
+from .config import SETTINGS, Target, linked_target, role_accounts, targets
 from .cost import PriceBook, PriceTableError
 from .inventory import Inventory
+from .linked import LinkedAccounts, LinkedInventory
 from .poller import Poller
 from .serverless import ServerlessPrices
 
@@ -39,17 +40,33 @@ def build(cfg: Config, health: Health) -> Parts:
         prices = PriceBook.load(cfg.price_table, cfg.prices)
     except PriceTableError as exc:
         raise SettingError(f"--price-table: {exc}") from None
-    pollers = []
-    for target in targets(cfg):
+
+    def poller(target: Target) -> Poller:
         aws = Aws(target, Stats(), max_attempts=cfg.aws_max_attempts, timeout=cfg.aws_timeout)
-        inventory = Inventory(aws, cfg.endpoint_name_regex, cfg.endpoint_tags, cfg.inventory_interval)
-        pollers.append(Poller(aws, inventory, prices, health, poll_interval=cfg.poll_interval, period=cfg.period,
-                              delay=cfg.delay, statistics=cfg.statistics, idle_after=cfg.idle_after,
-                              idle_poll_interval=cfg.idle_poll_interval,
-                              list_metrics_interval=cfg.list_metrics_interval, discounts=cfg.discounts,
-                              serverless_prices=ServerlessPrices(cfg.serverless_price_per_gb_second,
-                                                                 cfg.serverless_price_per_request)))
-    return Parts(direct=[SageMakerCollector(pollers)], services=pollers)
+        kind = LinkedInventory if target.linked else Inventory
+        inventory = kind(aws, cfg.endpoint_name_regex, cfg.endpoint_tags, cfg.inventory_interval)
+        return Poller(aws, inventory, prices, health, poll_interval=cfg.poll_interval, period=cfg.period,
+                      delay=cfg.delay, statistics=cfg.statistics, idle_after=cfg.idle_after,
+                      idle_poll_interval=cfg.idle_poll_interval, list_metrics_interval=cfg.list_metrics_interval,
+                      discounts=cfg.discounts, statistics_api=cfg.statistics_api,
+                      max_statistics_per_second=cfg.max_get_metric_statistics_per_second,
+                      serverless_prices=ServerlessPrices(
+                          cfg.serverless_price_per_gb_second, cfg.serverless_price_per_request,
+                          cfg.serverless_provisioned_price_per_gb_second,
+                          cfg.serverless_provisioned_inference_price_per_gb_second))
+
+    polled = targets(cfg)
+    pollers = [poller(target) for target in polled]
+    fleets = []
+    for monitor in [t for t in polled if t.monitor]:   # CloudWatch cross-account observability (linked.py)
+        skip = role_accounts(polled, monitor.region)
+        if cfg.linked_accounts is True:
+            fleets.append(LinkedAccounts(pollers[polled.index(monitor)].aws,
+                                         lambda account, m=monitor: poller(linked_target(m, account)),
+                                         skip, cfg.list_metrics_interval or cfg.inventory_interval))
+        else:
+            pollers += [poller(linked_target(monitor, a)) for a in cfg.linked_accounts if a not in skip]
+    return Parts(direct=[SageMakerCollector(pollers, fleets)], services=[*pollers, *fleets])
 
 
 SPEC = ExporterSpec(

@@ -20,6 +20,8 @@ from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError,
 from .. import __version__
 from .config import Target
 
+MAX_CONNECTIONS = 8  # per client: GetMetricStatistics runs this many requests at once
+
 CREDENTIAL_CODES = {
     "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
     "InvalidSignatureException", "SignatureDoesNotMatch", "AccessDenied", "AccessDeniedException",
@@ -64,7 +66,8 @@ class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests: Counter = Counter()          # api -> calls
-        self.metrics_requested: Counter = Counter()  # query kind -> GetMetricData queries (what CloudWatch bills)
+        # query kind -> what CloudWatch bills: GetMetricData queries, one per GetMetricStatistics request
+        self.metrics_requested: Counter = Counter()
         self.errors: Counter = Counter()            # (api, code) -> count
         self.price_missing: Counter = Counter()     # instance_type -> lookups without a price
         self.invalid_tags: Counter = Counter()      # tag key -> endpoint descriptions with an invalid value
@@ -108,7 +111,7 @@ class Aws:
             retries={"mode": "adaptive", "total_max_attempts": max_attempts},
             connect_timeout=timeout, read_timeout=timeout,
             user_agent_extra=f"mlscope/{__version__}",
-            max_pool_connections=4,
+            max_pool_connections=MAX_CONNECTIONS,
         )
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
@@ -145,7 +148,7 @@ class Aws:
             return self._clients[service]
 
     def call(self, service: str, api: str, metrics: Counter | None = None, **params: Any) -> dict:
-        """`metrics`: GetMetricData queries in this call by kind (counters, percentiles, utilization, ...)."""
+        """`metrics`: billed units of this call by query kind (counters, percentiles, utilization, ...)."""
         self.stats.count_request(api, metrics)
         try:
             return getattr(self.client(service), _snake(api))(**params)

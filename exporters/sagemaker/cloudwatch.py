@@ -26,6 +26,7 @@ class Query:
     stat: str
     dimensions: tuple[tuple[str, str], ...]
     kind: str = "counts"    # what the query is for, in mlscope_cloudwatch_metrics_requested_total{kind}
+    account_id: str | None = None  # a linked source account's metric, read in the monitoring account
 
 
 @dataclass
@@ -61,7 +62,8 @@ def request_params(queries: Sequence[Query], start: float, end: float, period: f
             {"Id": f"q{i}", "ReturnData": True,
              "MetricStat": {"Metric": {"Namespace": q.namespace, "MetricName": q.metric,
                                        "Dimensions": [{"Name": n, "Value": v} for n, v in q.dimensions]},
-                            "Period": int(period), "Stat": q.stat}}
+                            "Period": int(period), "Stat": q.stat},
+             **({"AccountId": q.account_id} if q.account_id else {})}
             for i, q in enumerate(queries)
         ],
         "StartTime": _utc(start), "EndTime": _utc(end), "ScanBy": "TimestampAscending",

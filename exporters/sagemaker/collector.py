@@ -25,9 +25,13 @@ COUNTER_HELP = {
                                       "(CloudWatch TC(:objective) statistic), added once per settled period.",
     "serverless_compute_seconds": "Billed compute time of a serverless variant: requests x mean ModelLatency "
                                   "rounded up to the millisecond, per settled period.",
-    "serverless_cost_dollars": "Estimated compute cost of a serverless variant after the configured discount "
-                               "(billed seconds x memory GB x price per GB-second, plus any per-request price).",
-    "serverless_list_cost_dollars": "Estimated compute cost of a serverless variant at list price.",
+    "serverless_cost_dollars": "Estimated cost of a serverless variant after the configured discount (billed "
+                               "seconds x memory GB x price per GB-second, plus any per-request price, plus "
+                               "provisioned concurrency x memory GB x seconds provisioned x its price).",
+    "serverless_list_cost_dollars": "Estimated cost of a serverless variant at list price.",
+    "serverless_spillover_invocations": "Requests to a serverless variant with provisioned concurrency that "
+                                        "spilled over to on-demand capacity (ServerlessProvisionedConcurrency"
+                                        "SpilloverInvocations Sum), per settled period.",
 }
 LATENCY_HELP = {
     "model_latency": "Time the model took to respond (CloudWatch ModelLatency, microseconds converted to seconds). "
@@ -55,8 +59,13 @@ UTILIZATION_HELP = {
 
 
 class SageMakerCollector(Collector):
-    def __init__(self, pollers: Sequence[Poller]):
-        self.pollers = list(pollers)
+    def __init__(self, pollers: Sequence[Poller], fleets: Sequence = ()):
+        self.fixed = list(pollers)
+        self.fleets = list(fleets)  # LinkedAccounts: pollers of linked source accounts, added as they are found
+
+    @property
+    def pollers(self) -> list[Poller]:
+        return self.fixed + [p for fleet in self.fleets for p in fleet.pollers]
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -67,8 +76,9 @@ class SageMakerCollector(Collector):
         return tuple((id(p.snapshot), repr(p.aws.stats.snapshot())) for p in self.pollers)
 
     def collect(self) -> Iterable[Metric]:
-        ep_info = Metric("sagemaker_endpoint_info", "SageMaker endpoint, its status and its tags (tag_<key>).",
-                         "gauge")
+        ep_info = Metric("sagemaker_endpoint_info", "SageMaker endpoint, its status and its tags (tag_<key>); "
+                         "inventory=\"cloudwatch_link\": a linked source account's endpoint, known from its "
+                         "CloudWatch metrics only (status Unknown, no instance type, tags or cost).", "gauge")
         tag_gauges = {t.key: Metric(t.metric, t.help, "gauge") for t in NUMERIC_TAGS}
         var_info = Metric("sagemaker_variant_info", "Production variant and its instance type "
                           "(serverless for serverless variants).", "gauge")
@@ -76,6 +86,8 @@ class SageMakerCollector(Collector):
                             "(ServerlessConfig MemorySizeInMB), what its compute is billed by.", "gauge")
         sls_concurrency = Metric("sagemaker_variant_serverless_max_concurrency", "MaxConcurrency of a "
                                  "serverless variant.", "gauge")
+        sls_provisioned = Metric("sagemaker_variant_serverless_provisioned_concurrency", "ProvisionedConcurrency "
+                                 "of a serverless variant: copies kept warm, billed whether used or not.", "gauge")
         instances = Metric("sagemaker_variant_instances", "Current instance count of the variant.", "gauge")
         desired = Metric("sagemaker_variant_desired_instances", "Desired instance count of the variant.", "gauge")
         counters = {s: Metric(f"sagemaker_{s}", COUNTER_HELP[s], "counter") for s in COUNTER_HELP}
@@ -111,7 +123,8 @@ class SageMakerCollector(Collector):
                          "End of the newest settled CloudWatch period exported for the variant.", "gauge")
         requests = Metric("mlscope_cloudwatch_requests", "AWS API calls made by the exporter.", "counter")
         metrics = Metric("mlscope_cloudwatch_metrics_requested",
-                         "CloudWatch metrics requested by GetMetricData (what CloudWatch bills for), by query kind.",
+                         "What CloudWatch bills for, by query kind: each metric requested by GetMetricData, "
+                         "each GetMetricStatistics request.",
                          "counter")
         errors = Metric("mlscope_cloudwatch_errors", "Failed AWS calls (after retries) and problem answers.",
                         "counter")
@@ -125,6 +138,7 @@ class SageMakerCollector(Collector):
         for poller in self.pollers:
             snap = poller.snapshot
             place = {"account": snap.account, "region": snap.region}
+            linked = {"inventory": "cloudwatch_link"} if poller.aws.target.linked else {}
             stats = poller.aws.stats.snapshot()
             for name, by_key in stats.items():
                 for key, n in by_key.items():
@@ -138,7 +152,8 @@ class SageMakerCollector(Collector):
                     continue
                 seen.add((snap.account, snap.region, ep.name))
                 ep_labels = {**place, "endpoint": ep.name}
-                ep_info.add_sample("sagemaker_endpoint_info", {**ep_labels, "status": ep.status, **ep.tag_labels}, 1)
+                ep_info.add_sample("sagemaker_endpoint_info", {**ep_labels, "status": ep.status, **linked,
+                                                                **ep.tag_labels}, 1)
                 for key, number in ep.numbers:
                     tag_gauges[key].add_sample(tag_gauges[key].name, ep_labels, number)
                 for series, (_, _, _, per_variant) in ASYNC.items():
@@ -158,6 +173,9 @@ class SageMakerCollector(Collector):
                         if v.serverless_config.max_concurrency is not None:
                             sls_concurrency.add_sample(sls_concurrency.name, labels,
                                                        v.serverless_config.max_concurrency)
+                        if v.serverless_config.provisioned_concurrency:
+                            sls_provisioned.add_sample(sls_provisioned.name, labels,
+                                                       v.serverless_config.provisioned_concurrency)
                     if v.desired_instances is not None:
                         desired.add_sample("sagemaker_variant_desired_instances", labels, v.desired_instances)
                     key = (ep.name, v.name)
@@ -222,7 +240,8 @@ class SageMakerCollector(Collector):
             missing.add_sample("mlscope_sagemaker_price_missing_total", {**where(k), "instance_type": k[2]}, n)
         for k, n in sorted(totals["invalid_tags"].items()):
             invalid.add_sample("mlscope_sagemaker_invalid_tags_total", {**where(k), "tag": k[2]}, n)
-        yield from (ep_info, *tag_gauges.values(), var_info, sls_memory, sls_concurrency, instances, desired, *counters.values(),
+        yield from (ep_info, *tag_gauges.values(), var_info, sls_memory, sls_concurrency, sls_provisioned,
+                    instances, desired, *counters.values(),
                     *latencies.values(), *utilization.values(), *backlog.values(), ic_info, ic_copies,
                     *ic_counters.values(), ic_latency, *ic_util.values(), ic_share, ic_cost, cost, list_cost, data_ts, requests, metrics, errors, missing,
                     invalid)

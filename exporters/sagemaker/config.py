@@ -10,12 +10,17 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .discounts import Discounts, discounts
-from ..settings import (Config, Setting, SettingError, duration, mapping, non_negative_number, positive_duration, positive_int, regex,
-                        string, string_list)
+from .serverless import PROVISIONED_INFERENCE_PRICE_PER_GB_SECOND, PROVISIONED_PRICE_PER_GB_SECOND
+from ..settings import (Config, Setting, SettingError, boolean, choice, duration, mapping, non_negative_number,
+                        number, positive_duration, positive_int, regex, string, string_list)
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
 _STAT_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 _ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+# GetMetricStatistics requests per second per poller: a quarter of CloudWatch's default quota for it (400 per
+# second per account and region), which Grafana, alarms and other tools share
+DEFAULT_STATISTICS_RATE = 100.0
 MIN_POLL_INTERVAL = 10.0  # seconds: CloudWatch has 1-minute data; faster polling only costs API calls
 
 
@@ -101,6 +106,32 @@ def accounts(raw: Any) -> list[dict]:
     return out
 
 
+def linked_accounts(raw: Any) -> bool | tuple[str, ...]:
+    """CloudWatch cross-account observability: false (off), true (every source account linked to the monitoring
+    account, found with ListMetrics), or a list of source account ids (comma-separated from a flag)."""
+    if raw is None or raw == "" or raw is False:
+        return False
+    if raw is True or (isinstance(raw, str) and raw.strip().lower() in ("true", "false", "yes", "no", "on", "off")):
+        return boolean(raw)
+    try:
+        return account_ids(raw) or False
+    except ValueError as exc:
+        raise ValueError(f"must be true, false or {exc}") from None
+
+
+def account_ids(raw: Any) -> tuple[str, ...]:
+    """A list of 12-digit AWS account ids (comma-separated from a flag)."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, list)):
+        raise ValueError(f"a list of 12-digit AWS account ids, got {raw!r}")
+    ids = string_list(raw)
+    for item in ids:
+        if not _ACCOUNT_RE.match(item):
+            raise ValueError(f"a list of 12-digit AWS account ids (quote them in YAML), got {item!r}")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"a list of 12-digit AWS account ids, each once: {ids!r} has one twice")
+    return tuple(ids)
+
+
 def tag_filter(raw: Any) -> dict[str, re.Pattern]:
     """{tag key: value regex}; from a flag/env: key=regex,key2=regex2. Every key must match (AND)."""
     if raw is None or raw == "":
@@ -138,6 +169,13 @@ def statistics(raw: Any) -> list[str]:
     if len(set(items)) != len(items):
         raise ValueError("lists a statistic twice")
     return items
+
+
+def positive_rate(raw: Any) -> float:
+    value = number(raw)
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"must be a number of requests per second above 0, got {raw!r}")
+    return value
 
 
 def quantile_label(stat: str) -> str:
@@ -180,6 +218,8 @@ SETTINGS = [
     Setting("role_arn", role_arn, None, "IAM role to assume with STS (default: use the credentials as they are)"),
     Setting("external_id", optional_string, None, "external ID for the role assumption"),
     Setting("accounts", accounts, [], "several accounts: list of {role_arn, external_id, regions}", file_only=True),
+    Setting("linked_accounts", linked_accounts, False, "CloudWatch cross-account observability: also poll the source "
+            "accounts linked to this (monitoring) account, true for all or a comma-separated list of account ids"),
     Setting("endpoint_name_regex", regex, None, "only endpoints whose name matches this regex (re.search)"),
     Setting("endpoint_tags", tag_filter, {}, "only endpoints whose tags match, KEY=REGEX[,KEY=REGEX]"),
     Setting("poll_interval", poll_interval, 60.0, "how often to poll AWS, seconds or 1m (at least 10 s)"),
@@ -192,6 +232,12 @@ SETTINGS = [
             "without traffic (averaged over it), are fetched; a multiple of 60 s"),
     Setting("list_metrics_interval", duration, 600.0, "refresh the ListMetrics pass (RecentlyActive=PT3H) this "
             "often; only listed metrics are asked for (0: no ListMetrics, ask for every metric)"),
+    Setting("statistics_api", choice("auto", "get_metric_data"), "auto", "auto: a metric asked for 2 or more "
+            "statistics (Sum and SampleCount, or percentiles) in one window is one GetMetricStatistics request (billed "
+            "once) instead of a GetMetricData query per statistic; get_metric_data: GetMetricData only"),
+    Setting("max_get_metric_statistics_per_second", positive_rate, DEFAULT_STATISTICS_RATE,
+            "client-side cap on GetMetricStatistics requests per account and region (CloudWatch's default quota: "
+            "400/s); the requests that do not fit in a poll interval at this rate go to GetMetricData"),
     Setting("endpoint_url", endpoint_url, None, "AWS endpoint override for every service (emulator), an http(s) URL"),
     Setting("inventory_interval", duration, 300.0, "re-describe unchanged endpoints at least this often"),
     Setting("price_table", optional_string, None, "instance price table CSV (default: the shipped one)"),
@@ -201,6 +247,11 @@ SETTINGS = [
     Setting("serverless_price_per_gb_second", non_negative_number, 0.00002,
             "serverless compute price, $ per GB-second of configured memory (us-east-1 list)"),
     Setting("serverless_price_per_request", non_negative_number, 0.0, "serverless price per request, $"),
+    Setting("serverless_provisioned_price_per_gb_second", non_negative_number, PROVISIONED_PRICE_PER_GB_SECOND,
+            "serverless provisioned concurrency, $ per GB-second provisioned (used or not)"),
+    Setting("serverless_provisioned_inference_price_per_gb_second", non_negative_number,
+            PROVISIONED_INFERENCE_PRICE_PER_GB_SECOND, "serverless compute served by provisioned concurrency, "
+            "$ per GB-second"),
     Setting("aws_max_attempts", positive_int, 5, "attempts per AWS call (adaptive retries with backoff)"),
     Setting("aws_timeout", positive_duration, 10.0, "connect and read timeout per AWS request"),
 ]
@@ -213,9 +264,17 @@ class Target:
     endpoint_url: str | None = None
     role_arn: str | None = None
     external_id: str | None = None
+    owning_account: str | None = None  # a source account read through the monitoring account's CloudWatch link
+    monitor: bool = False              # its CloudWatch is a monitoring account's: linked accounts are read here
+
+    @property
+    def linked(self) -> bool:
+        return self.owning_account is not None
 
     @property
     def account(self) -> str | None:
+        if self.owning_account:
+            return self.owning_account
         match = _ROLE_RE.match(self.role_arn or "")
         return match.group(1) if match else None
 
@@ -241,17 +300,33 @@ def targets(cfg: Config, environ: dict[str, str] | None = None) -> list[Target]:
         return entry.get("endpoint_url") or cfg.endpoint_url
 
     out: list[Target] = []
+    monitor = bool(cfg.linked_accounts)
     if cfg.accounts:
+        if monitor and not cfg.role_arn:  # the monitoring account: these credentials as they are
+            out += [Target(e["region"], url(e), monitor=True) for e in top]
         for acc in cfg.accounts:
             entries = acc["regions"] or top
             if not entries:
                 raise SettingError("accounts: an account has no regions and no top-level regions are set")
             out += [Target(e["region"], url(e), acc["role_arn"], acc["external_id"]) for e in entries]
         if cfg.role_arn:
-            out += [Target(e["region"], url(e), cfg.role_arn, cfg.external_id) for e in top]
+            out += [Target(e["region"], url(e), cfg.role_arn, cfg.external_id, monitor=monitor) for e in top]
     else:
-        out = [Target(e["region"], url(e), cfg.role_arn, cfg.external_id) for e in top]
+        out = [Target(e["region"], url(e), cfg.role_arn, cfg.external_id, monitor=monitor) for e in top]
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise SettingError("accounts: the same account and region is listed twice")
+    if monitor and not top:
+        raise SettingError("--linked-accounts: needs top-level regions (the monitoring account's)")
     return out
+
+
+def linked_target(monitor: Target, account: str) -> Target:
+    """A source account's target: read through `monitor`'s credentials and CloudWatch link."""
+    return Target(monitor.region, monitor.endpoint_url, monitor.role_arn, monitor.external_id, owning_account=account)
+
+
+def role_accounts(targets: list[Target], region: str) -> set[str]:
+    """Accounts polled with a role of their own in `region`: not polled through a link as well (the role gives
+    their inventory and cost)."""
+    return {t.account for t in targets if t.region == region and t.role_arn and not t.monitor}

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Callable
 
 from .aws import is_credentials_error
-from .cloudwatch import Query, fetch, settled_end
+from .cloudwatch import FetchResult, Query, fetch, settled_end
+from .metric_statistics import fetch as fetch_statistics
+from .metric_statistics import plan as statistics_plan
 from .inventory import Endpoint, Variant
 from .listing import Listing
-from .series import COUNTER_SERIES, SERVERLESS_COUNTERS
+from .series import COUNTER_SERIES, SERVERLESS_COUNTERS, SPILLOVER
 
 if TYPE_CHECKING:
     from .poller import Poller
@@ -48,7 +51,7 @@ class Cycle:
         self.asked: dict[tuple, list] = {}                  # variant -> keys asked for (for data_ts)
         self.variants: list[tuple] = []
         self.traffic: dict[tuple, str] = {}                 # variant -> the counter that shows its traffic
-        self.serverless: dict[tuple, float] = {}            # serverless variant -> memory in GB
+        self.serverless: dict[tuple, tuple[float, int]] = {}  # serverless variant -> (memory GB, provisioned)
         self.slow_due: set[tuple] = set()                   # variants due for their idle_poll_interval poll
         self.slow: set[tuple] = set()                       # variants whose coarse utilization was asked for
         self.points: dict = {}
@@ -56,6 +59,9 @@ class Cycle:
         self.stopped: BaseException | None = None
         self.ok = True
         self.skipped = 0
+        # GetMetricStatistics requests that fit in one poll interval at the rate cap; None: GetMetricData only
+        self.statistics_left = poller.statistics_budget()
+        self.overflow = 0                                   # requests that did not fit: sent by GetMetricData
 
     def _exists(self, query: Query, vkey: tuple) -> bool:
         if self.listing is None:
@@ -96,7 +102,8 @@ class Cycle:
                 self.held.setdefault(vkey, []).append(query)
         self.variants.append(vkey)
         if variant.serverless_config is not None:
-            self.serverless[vkey] = variant.serverless_config.memory_mb / 1024
+            sls = variant.serverless_config
+            self.serverless[vkey] = (sls.memory_mb / 1024, sls.provisioned_concurrency)
         if slow_due:
             self.slow_due.add(vkey)
 
@@ -106,19 +113,31 @@ class Cycle:
         for start, period, query in items:
             groups.setdefault((start, period), []).append(query)
         for (start, period), queries in sorted(groups.items()):
-            if self.stopped is not None:  # after a failed call (throttling, outage), don't pile on: next cycle
-                self.failed.update(q.key for q in queries)
-                continue
-            result = fetch(p.aws, queries, start, self.end, period)
-            self.stopped = result.error
-            if result.problems:
-                self.ok = False
-            self.failed |= result.failed
-            for query in queries:
-                if query.key not in result.failed:
-                    self._apply(query, result.values.get(query.key, []))
-            if result.error is not None and is_credentials_error(result.error):
-                raise result.error
+            requests, rest, overflow = statistics_plan(queries, start, self.end, period, self.statistics_left)
+            if self.statistics_left is not None:
+                self.statistics_left -= len(requests)
+            self.overflow += overflow
+            self._take(rest, partial(fetch, p.aws, rest, start, self.end, period))
+            self._take([q for r in requests for q in r],
+                       partial(fetch_statistics, p.aws, requests, start, self.end, period, p.statistics_limiter))
+
+    def _take(self, queries: list[Query], fetcher: Callable[[], FetchResult]) -> None:
+        """Fetch (unless a call already failed this cycle: don't pile on, next cycle) and apply the answers."""
+        if not queries:
+            return
+        if self.stopped is not None:  # after a failed call (throttling, outage), don't pile on: next cycle
+            self.failed.update(q.key for q in queries)
+            return
+        result = fetcher()
+        self.stopped = result.error
+        if result.problems:
+            self.ok = False
+        self.failed |= result.failed
+        for query in queries:
+            if query.key not in result.failed:
+                self._apply(query, result.values.get(query.key, []))
+        if result.error is not None and is_credentials_error(result.error):
+            raise result.error
 
     def _apply(self, query: Query, points: list[tuple[float, float]]) -> None:
         p, key, end = self.p, query.key, self.end
@@ -165,25 +184,38 @@ class Cycle:
     def _serverless_compute(self) -> None:
         """Billed compute of serverless variants, from the periods counted this cycle (see serverless.py)."""
         p = self.p
-        for vkey, memory_gb in self.serverless.items():
+        rate = p.discounts.rate("serverless", p.account)
+        for vkey, (memory_gb, provisioned) in self.serverless.items():
             for series in SERVERLESS_COUNTERS:  # shown at 0 from the start, like the other counters
                 p._counters.setdefault(vkey + (series,), 0.0)
+            if provisioned:  # billed for the time it is provisioned, used or not, counted from first sight
+                since = p._provisioned_end.get(vkey, self.end)
+                if self.end > since:
+                    self._add_cost(vkey, 0.0, p.serverless_prices.provisioned(provisioned, memory_gb,
+                                                                              self.end - since), rate)
+                p._provisioned_end[vkey] = max(since, self.end)
             total, count = vkey + ("model_latency_sum",), vkey + ("model_latency_count",)
             if total not in self.points or count not in self.points:
                 continue  # not asked for, or failed: nothing counted this cycle
             (since, sums), (_, counts) = self.points[total], self.points[count]
-            rate = p.discounts.rate("serverless", p.account)
-            billed = p.serverless_prices.bill(dict(sums), dict(counts), memory_gb)
-            for series, amount in zip(SERVERLESS_COUNTERS, (billed.seconds, billed.dollars,
-                                                             billed.dollars * (1 - rate))):
-                p._counters[vkey + (series,)] = p._counters.get(vkey + (series,), 0.0) + amount
+            spilled = dict(self.points.get(vkey + (SPILLOVER,), (None, []))[1])
+            billed = p.serverless_prices.bill(dict(sums), dict(counts), memory_gb, spilled, provisioned)
+            self._add_cost(vkey, billed.seconds, billed.dollars, rate)
             if self.end > since:
                 hourly = billed.dollars * 3600 / (self.end - since)
                 p._serverless_hourly[vkey] = (hourly, hourly * (1 - rate))
 
+    def _add_cost(self, vkey: tuple, seconds: float, list_dollars: float, rate: float) -> None:
+        for series, amount in zip(SERVERLESS_COUNTERS, (seconds, list_dollars, list_dollars * (1 - rate))):
+            self.p._counters[vkey + (series,)] += amount
+
     def finish(self) -> None:
         p = self.p
         self._serverless_compute()
+        if self.overflow:
+            log.warning("%s: %d GetMetricStatistics requests did not fit in the poll interval at "
+                        "max_get_metric_statistics_per_second=%g: fetched with GetMetricData instead",
+                        p.name, self.overflow, p.max_statistics_per_second)
         if self.skipped:
             log.warning("%s: %d periods older than %ds were not fetched after an outage; counters skip them",
                         p.name, self.skipped, MAX_CATCH_UP)

@@ -30,6 +30,7 @@ def tag_label(key: str) -> str:
 class Serverless:
     memory_mb: int                 # MemorySizeInMB: what serverless compute is billed by
     max_concurrency: int | None
+    provisioned_concurrency: int = 0  # ProvisionedConcurrency: copies kept warm, billed whether used or not
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ def _serverless(raw: dict | None) -> Serverless | None:
     if not raw or raw.get("MemorySizeInMB") is None:
         return None
     concurrency = raw.get("MaxConcurrency")
-    return Serverless(int(raw["MemorySizeInMB"]), None if concurrency is None else int(concurrency))
+    return Serverless(int(raw["MemorySizeInMB"]), None if concurrency is None else int(concurrency),
+                      int(raw.get("ProvisionedConcurrency") or 0))
 
 
 @dataclass(frozen=True)

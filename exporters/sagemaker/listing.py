@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -30,21 +31,34 @@ class Listing:
         return {dims for _, _, dims in self.metrics}
 
 
+def metric_pages(aws: Aws, **params: Any) -> Iterator[tuple[dict, str | None]]:
+    """Every (metric, owning account) a ListMetrics query returns, all pages. A linked source account's target
+    asks its monitoring account for that account's metrics only (IncludeLinkedAccounts + OwningAccount);
+    OwningAccounts is parallel to Metrics (absent outside a monitoring account: owner None)."""
+    owner = aws.target.owning_account
+    if owner:
+        params.update(IncludeLinkedAccounts=True, OwningAccount=owner)
+    token = None
+    while True:
+        page = aws.call("cloudwatch", "ListMetrics", **params, **({"NextToken": token} if token else {}))
+        owners = page.get("OwningAccounts") or []
+        for i, metric in enumerate(page.get("Metrics", [])):
+            account = owners[i] if i < len(owners) else None
+            if owner is None or account in (None, owner):
+                yield metric, account
+        token = page.get("NextToken")
+        if not token:
+            return
+
+
 def list_metrics(aws: Aws, namespaces: tuple[str, ...], now: float) -> Listing | None:
     """One ListMetrics pass (every page) per namespace; None when it failed (then every metric is asked for)."""
     found: set[tuple[str, str, frozenset]] = set()
     try:
         for namespace in namespaces:
-            token = None
-            while True:
-                page = aws.call("cloudwatch", "ListMetrics", Namespace=namespace, RecentlyActive="PT3H",
-                                **({"NextToken": token} if token else {}))
-                for metric in page.get("Metrics", []):
-                    dims = frozenset((d["Name"], d.get("Value")) for d in metric.get("Dimensions", []))
-                    found.add((namespace, metric["MetricName"], dims))
-                token = page.get("NextToken")
-                if not token:
-                    break
+            for metric, _ in metric_pages(aws, Namespace=namespace, RecentlyActive="PT3H"):
+                dims = frozenset((d["Name"], d.get("Value")) for d in metric.get("Dimensions", []))
+                found.add((namespace, metric["MetricName"], dims))
     except (ClientError, BotoCoreError) as exc:
         if is_credentials_error(exc):
             raise

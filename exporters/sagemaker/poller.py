@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,14 +23,16 @@ from ..health import Health
 from ..spec import BackgroundLoop
 from .aws import Aws, describe_error, error_code
 from .cloudwatch import Query, settled_end
-from .config import quantile_label
+from .config import DEFAULT_STATISTICS_RATE, quantile_label
 from .cost import PriceBook
 from .cycle import MAX_CATCH_UP, Cycle
 from .discounts import Discounts
 from .inventory import QUIET_STATUSES, Endpoint, Inventory, Variant
 from .listing import Listing, list_metrics
+from .metric_statistics import RateLimiter
 from .serverless import ServerlessPrices
 from .series import (ASYNC, COMPONENT_COUNTERS, COMPONENT_NS, COMPONENT_UTILIZATION, COUNTER_SERIES, COUNTERS,
+                     SPILLOVER, SPILLOVER_METRIC,
                      DEFAULT_STATISTICS, INSTANCE_NS, LATENCIES, SAGEMAKER_NS, UTILIZATION, WITHIN_OBJECTIVE,
                      within_stat)
 from .sharing import split
@@ -80,7 +82,8 @@ class Poller(BackgroundLoop):
                  statistics: list[str] | None = None, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None, idle_after: float = 900.0, idle_poll_interval: float = 600.0,
                  list_metrics_interval: float = 600.0, discounts: Discounts | None = None,
-                 serverless_prices: ServerlessPrices | None = None):
+                 serverless_prices: ServerlessPrices | None = None, statistics_api: str = "auto",
+                 max_statistics_per_second: float = DEFAULT_STATISTICS_RATE):
         self.aws = aws
         self.inventory = inventory
         self.prices = prices
@@ -96,6 +99,9 @@ class Poller(BackgroundLoop):
         self.list_metrics_interval = list_metrics_interval  # 0: no ListMetrics, ask for every metric
         self.discounts = discounts or Discounts()
         self.serverless_prices = serverless_prices or ServerlessPrices()
+        self.statistics_api = statistics_api                # auto: GetMetricStatistics where it bills less
+        self.max_statistics_per_second = max_statistics_per_second
+        self.statistics_limiter = RateLimiter(max_statistics_per_second)
         self.clock = clock
         self.rng = rng or random.Random()
         self.failures = 0                   # consecutive failed cycles
@@ -113,6 +119,7 @@ class Poller(BackgroundLoop):
         self._listed: Listing | None = None
         self._first_seen: dict[frozenset, float] = {}  # variant or component dimensions -> when first seen
         self._serverless_hourly: dict[tuple, tuple[float, float]] = {}  # variant -> (list, discounted) $/hour
+        self._provisioned_end: dict[tuple, float] = {}  # variant -> end of the time its provisioned concurrency is billed
         self._warned_prices: set[str] = set()
         super().__init__(f"poller {self.name}")
         health.register(self.name)
@@ -147,6 +154,13 @@ class Poller(BackgroundLoop):
         self.failures = 0 if ok else self.failures + 1
         self.next_delay = backoff_delay(self.poll_interval, self.failures, self.rng)
 
+    def statistics_budget(self) -> int | None:
+        """GetMetricStatistics requests one cycle may make: what fits in the poll interval at the rate cap
+        (None: GetMetricData only)."""
+        if self.statistics_api != "auto":
+            return None
+        return int(min(self.max_statistics_per_second * self.poll_interval + 1e-9, 1e9))
+
     def _series(self, endpoint: Endpoint, variant: Variant) -> list[tuple[str, Query, float]]:
         """(series, query, scale) for one variant; instance metrics only where they can be normalised."""
         dims = (("EndpointName", endpoint.name), ("VariantName", variant.name))
@@ -158,6 +172,10 @@ class Poller(BackgroundLoop):
             key = (endpoint.name, variant.name, WITHIN_OBJECTIVE)
             out.append((WITHIN_OBJECTIVE, Query(key, SAGEMAKER_NS, "ModelLatency", within_stat(objective), dims,
                                                 "latency_objective"), 1.0))
+        if variant.serverless_config is not None and variant.serverless_config.provisioned_concurrency:
+            ns, metric, stat, scale = SPILLOVER_METRIC
+            out.append((SPILLOVER, Query((endpoint.name, variant.name, SPILLOVER), ns, metric, stat, dims, "counts"),
+                        scale))
         for series, metric in LATENCIES.items():
             for stat in self.statistics:
                 key = (endpoint.name, variant.name, series, quantile_label(stat))
@@ -187,6 +205,9 @@ class Poller(BackgroundLoop):
                     key = (endpoint.name, variant.name, series)
                     out.append((series, Query(key, INSTANCE_NS, metric, "Average", dims, "utilization"),
                                 1 / (100 * count)))
+        if self.aws.target.owning_account:  # a linked source account's metrics, read in the monitoring account
+            out = [(series, replace(query, account_id=self.aws.target.owning_account), scale)
+                   for series, query, scale in out]
         return out
 
     def _identify(self) -> str:
@@ -264,17 +285,29 @@ class Poller(BackgroundLoop):
             return len(key) > 3 and str(key[2]).startswith("component_") and (key[0], key[1], key[3]) not in components
 
         for store in (self._watermarks, self._counters, self._gauges, self._gauge_end, self._data_ts,
-                      self._last_traffic, self._slow_end, self._serverless_hourly):
+                      self._last_traffic, self._slow_end, self._serverless_hourly, self._provisioned_end):
             for key in [k for k in store if gone(k)]:
                 del store[key]
+
+    def _serverless_cost(self, endpoint: Endpoint, variant: Variant) -> Cost | None:
+        """$/hour of a serverless variant: its newest counted periods' compute, plus its provisioned concurrency
+        (a constant, shown from the start)."""
+        list_hourly, hourly = self._serverless_hourly.get((endpoint.name, variant.name), (None, None))
+        sls = variant.serverless_config
+        if sls is not None and sls.provisioned_concurrency:
+            warm = self.serverless_prices.provisioned(sls.provisioned_concurrency, sls.memory_mb / 1024, 3600)
+            rate = self.discounts.rate("serverless", self.account)
+            list_hourly, hourly = (list_hourly or 0.0) + warm, (hourly or 0.0) + warm * (1 - rate)
+        return None if list_hourly is None else Cost("serverless", list_hourly, hourly)
 
     def _costs(self, endpoints: list[Endpoint]) -> dict:
         costs = {}
         for endpoint in endpoints:
             for variant in endpoint.variants:
-                serverless = self._serverless_hourly.get((endpoint.name, variant.name))
-                if variant.serverless and serverless is not None:
-                    costs[(endpoint.name, variant.name)] = Cost("serverless", *serverless)
+                if variant.serverless:
+                    cost = self._serverless_cost(endpoint, variant)
+                    if cost is not None:
+                        costs[(endpoint.name, variant.name)] = cost
                 if variant.serverless or not variant.instance_type or variant.current_instances is None:
                     continue
                 price = self.prices.hourly_price(variant.instance_type, self.region)

@@ -24,7 +24,10 @@ COMPONENT_COUNTERS = {f"component_{series}": spec for series, spec in COUNTERS.i
 # utilization normalised by CloudWatch to the component's reserved resources, 0-100
 COMPONENT_UTILIZATION = {"cpu": "CPUUtilizationNormalized", "memory": "MemoryUtilizationNormalized",
                          "gpu": "GPUUtilizationNormalized", "gpu_memory": "GPUMemoryUtilizationNormalized"}
-COUNTER_SERIES = {*COUNTERS, WITHIN_OBJECTIVE, *COMPONENT_COUNTERS}
+# serverless variants with provisioned concurrency: the requests served on demand instead (billed at that rate)
+SPILLOVER = "serverless_spillover_invocations"
+SPILLOVER_METRIC = (SAGEMAKER_NS, "ServerlessProvisionedConcurrencySpilloverInvocations", "Sum", 1.0)
+COUNTER_SERIES = {*COUNTERS, WITHIN_OBJECTIVE, *COMPONENT_COUNTERS, SPILLOVER}
 SERVERLESS_COUNTERS = ("serverless_compute_seconds", "serverless_list_cost_dollars", "serverless_cost_dollars")
 LATENCIES = {"model_latency": "ModelLatency", "overhead_latency": "OverheadLatency"}
 DEFAULT_STATISTICS = ["p50", "p95", "p99"]
