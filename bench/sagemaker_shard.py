@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -23,13 +24,15 @@ from collections import Counter
 from pathlib import Path
 
 from mlscope.cli import build_collectors, exporter_settings
+from mlscope.sagemaker.config import DEFAULT_STATISTICS_RATE
+from mlscope.sagemaker.metric_statistics import WORKERS, RateLimiter
 from mlscope.settings import resolve
 
 from .host import rss_mb
 from .sagemaker import FakeCloudWatch, FakeSageMaker, FakeSts, fleet_states
 
 # Assumed AWS answer times per call (the bench cannot reach AWS): a GetMetricData of up to 500 queries for one
-# or two periods, and a SageMaker/STS/ListMetrics call. Cycle wall time = CPU + calls x these.
+# or two periods or a GetMetricStatistics, and a SageMaker/STS/ListMetrics call. See cycle_wall.
 CLOUDWATCH_LATENCY = 0.1
 SAGEMAKER_LATENCY = 0.05
 POLL_INTERVAL = 60.0
@@ -91,10 +94,10 @@ def flags(region: str, endpoint_url: str | None = None) -> dict[str, str]:
     return {"regions": region, "poll_interval": str(POLL_INTERVAL), **emulator}
 
 
-def build_shard(endpoints: int, region: str = "us-east-1", **latency: float):
+def build_shard(endpoints: int, region: str = "us-east-1", statistics_api: str = "auto", **latency: float):
     """The real exporter's collectors and pollers for one region, on the fake AWS (pollers not started)."""
     from mlscope.sagemaker import SPEC
-    cfg = resolve(exporter_settings(SPEC), flags(region), environ={})
+    cfg = resolve(exporter_settings(SPEC), {**flags(region), "statistics_api": statistics_api}, environ={})
     collectors, parts = build_collectors(SPEC, cfg)
     use_fake_aws(parts.services, endpoints, **latency)
     return collectors, parts, cfg
@@ -108,7 +111,7 @@ class SimulatedClock:
         return self.now
 
 
-def measure(endpoints: int, cycles: int = 8) -> dict:
+def measure(endpoints: int, cycles: int = 8, statistics_api: str = "auto") -> dict:
     """Run `cycles` poll cycles on a simulated clock (60 s apart) with no latency; per cycle its CPU and calls.
 
     Cycle 0 describes every endpoint (and its config) and only sets the counters' watermarks; a cycle that comes
@@ -116,8 +119,10 @@ def measure(endpoints: int, cycles: int = 8) -> dict:
     from prometheus_client import generate_latest
     from prometheus_client.registry import CollectorRegistry
 
-    collectors, parts, cfg = build_shard(endpoints, cloudwatch_latency=0.0, sagemaker_latency=0.0)
+    collectors, parts, cfg = build_shard(endpoints, cloudwatch_latency=0.0, sagemaker_latency=0.0,
+                                         statistics_api=statistics_api)
     poller = parts.services[0]
+    poller.statistics_limiter = RateLimiter(math.inf)  # simulated cycles take no real time; cycle_wall adds it
     clock = SimulatedClock(1_750_000_000.0)
     poller.clock = poller.inventory.clock = clock
     runs = []
@@ -142,11 +147,14 @@ def measure(endpoints: int, cycles: int = 8) -> dict:
 
 
 def cycle_wall(run: dict, cloudwatch_latency: float = CLOUDWATCH_LATENCY,
-               sagemaker_latency: float = SAGEMAKER_LATENCY) -> float:
-    """CPU + the calls' assumed answer times (the poller makes its calls one after the other)."""
-    cw = sum(n for api, n in run["calls"].items() if api in ("GetMetricData", "GetMetricStatistics"))
-    other = sum(run["calls"].values()) - cw
-    return run["cpu_s"] + cw * cloudwatch_latency + other * sagemaker_latency
+               sagemaker_latency: float = SAGEMAKER_LATENCY, statistics_rate: float = DEFAULT_STATISTICS_RATE) -> float:
+    """CPU + the calls' assumed answer times: the poller makes its calls one after the other, except the
+    GetMetricStatistics requests, WORKERS at a time behind the rate cap (the slower of the two bounds)."""
+    gms = run["calls"].get("GetMetricStatistics", 0)
+    gmd = run["calls"].get("GetMetricData", 0)
+    other = sum(run["calls"].values()) - gms - gmd
+    return (run["cpu_s"] + gmd * cloudwatch_latency + other * sagemaker_latency
+            + max(gms / statistics_rate, gms * cloudwatch_latency / WORKERS))
 
 
 def split_cycles(cycles: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -168,6 +176,7 @@ def summarise(result: dict) -> dict:
             "steady_cpu_s": median(steady, lambda r: r["cpu_s"]),
             "steady_calls": median(steady, lambda r: sum(r["calls"].values())),
             "steady_gmd": median(steady, lambda r: r["calls"].get("GetMetricData", 0)),
+            "steady_gms": median(steady, lambda r: r["calls"].get("GetMetricStatistics", 0)),
             "steady_wall_s": median(steady, cycle_wall),
             "refresh_cpu_s": median(refresh, lambda r: r["cpu_s"]),
             "refresh_calls": median(refresh, lambda r: sum(r["calls"].values())),
@@ -175,25 +184,29 @@ def summarise(result: dict) -> dict:
             "startup_wall_s": cycle_wall(result["cycles"][0])}
 
 
-def sizing(sizes: list[int]) -> list[dict]:
+def sizing(sizes: list[int], api: str = "auto") -> list[dict]:
     """One fresh process per size, so that each RSS is that shard's alone."""
     rows = []
     for n in sizes:
-        out = subprocess.run([sys.executable, "-m", "bench.sagemaker_shard", f"--endpoints={n}"], check=True,
+        out = subprocess.run([sys.executable, "-m", "bench.sagemaker_shard", f"--endpoints={n}",
+                              f"--statistics-api={api}"], check=True,
                              capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent).stdout
         rows.append(summarise(json.loads(out)))
     return rows
 
 
-def print_sizing(rows: list[dict]) -> None:
-    print(f"\nSageMaker exporter shard sizing (one process per size, every endpoint busy, 30 % GPU; wall = CPU + "
-          f"{CLOUDWATCH_LATENCY * 1000:.0f} ms per GetMetricData + {SAGEMAKER_LATENCY * 1000:.0f} ms per other AWS "
-          f"call, made one after the other; refresh = the cycle re-describing every endpoint each "
-          f"inventory_interval)")
-    print(f"{'endpoints':>9} {'steady CPU':>10} {'calls':>6} {'steady wall':>11} {'refresh CPU':>11} {'calls':>6} "
-          f"{'refresh wall':>12} {'start-up wall':>13} {'RSS':>7} {'samples':>8} {'scrape':>8} {'scrape CPU':>10}")
+def print_sizing(rows: list[dict], api: str = "auto") -> None:
+    print(f"\nSageMaker exporter shard sizing, statistics_api {api} (one process per size, every endpoint busy, "
+          f"30 % GPU; wall = CPU + {CLOUDWATCH_LATENCY * 1000:.0f} ms per CloudWatch call + "
+          f"{SAGEMAKER_LATENCY * 1000:.0f} ms per other AWS call, one after the other, except GetMetricStatistics: "
+          f"{WORKERS} at a time, at most {DEFAULT_STATISTICS_RATE:.0f}/s; refresh = the cycle re-describing every "
+          f"endpoint each inventory_interval)")
+    print(f"{'endpoints':>9} {'steady CPU':>10} {'calls':>6} {'(GMS)':>6} {'steady wall':>11} {'refresh CPU':>11} "
+          f"{'calls':>6} {'refresh wall':>12} {'start-up wall':>13} {'RSS':>7} {'samples':>8} {'scrape':>8} "
+          f"{'scrape CPU':>10}")
     for r in rows:
-        print(f"{r['endpoints']:>9} {r['steady_cpu_s']:>9.2f}s {r['steady_calls']:>6.0f} {r['steady_wall_s']:>10.1f}s "
+        print(f"{r['endpoints']:>9} {r['steady_cpu_s']:>9.2f}s {r['steady_calls']:>6.0f} {r['steady_gms']:>6.0f} "
+              f"{r['steady_wall_s']:>10.1f}s "
               f"{r['refresh_cpu_s']:>10.2f}s {r['refresh_calls']:>6.0f} {r['refresh_wall_s']:>11.1f}s "
               f"{r['startup_wall_s']:>12.1f}s {r['rss_mb']:>5.0f}MB {r['scrape_samples']:>8} "
               f"{r['scrape_bytes'] / 1e6:>6.1f}MB {r['scrape_cpu_s']:>9.2f}s")
@@ -216,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sagemaker_shard", description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, required=True)
     parser.add_argument("--cycles", type=int, default=8)
+    parser.add_argument("--statistics-api", default="auto")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.endpoints, args.cycles)))
+    print(json.dumps(measure(args.endpoints, args.cycles, args.statistics_api)))
     return 0
 
 

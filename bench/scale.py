@@ -248,6 +248,7 @@ def main() -> None:
           f"{shard.CLOUDWATCH_LATENCY * 1000:.0f} ms per GetMetricData, {shard.SAGEMAKER_LATENCY * 1000:.0f} ms per "
           f"other call")
     shard.print_sizing(shard.sizing(SIZING))
+    shard.print_sizing(shard.sizing(SIZING[:3], "get_metric_data"), "get_metric_data")
     if EMULATOR_ENDPOINTS:
         print_emulator(EMULATOR_ENDPOINTS, emulator_probe(EMULATOR_ENDPOINTS))
 
