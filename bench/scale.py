@@ -245,7 +245,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nscrape interval {SCRAPE_INTERVAL}s (sagemaker {SAGEMAKER_SCRAPE_INTERVAL}s), window {WINDOW}s; "
           f"CPU in cores, RSS in MB; several processes: their sum, [the largest]; fake AWS latency "
-          f"{shard.CLOUDWATCH_LATENCY * 1000:.0f} ms per GetMetricData, {shard.SAGEMAKER_LATENCY * 1000:.0f} ms per "
+          f"{shard.CLOUDWATCH_LATENCY * 1000:.0f} ms per CloudWatch call, {shard.SAGEMAKER_LATENCY * 1000:.0f} ms per "
           f"other call")
     shard.print_sizing(shard.sizing(SIZING))
     shard.print_sizing(shard.sizing(SIZING[:3], "get_metric_data"), "get_metric_data")
