@@ -148,12 +148,13 @@ def measure(endpoints: int, cycles: int = 8, statistics_api: str = "auto") -> di
 
 def cycle_wall(run: dict, cloudwatch_latency: float = CLOUDWATCH_LATENCY,
                sagemaker_latency: float = SAGEMAKER_LATENCY, statistics_rate: float = DEFAULT_STATISTICS_RATE) -> float:
-    """CPU + the calls' assumed answer times: the poller makes its calls one after the other, except the
-    GetMetricStatistics requests, WORKERS at a time behind the rate cap (the slower of the two bounds)."""
+    """CPU + the calls' assumed answer times (as the fake AWS waits them: CloudWatch's, and every other API's):
+    the poller makes its calls one after the other, except the GetMetricStatistics requests, WORKERS at a time
+    behind the rate cap (the slower of the two bounds)."""
     gms = run["calls"].get("GetMetricStatistics", 0)
-    gmd = run["calls"].get("GetMetricData", 0)
-    other = sum(run["calls"].values()) - gms - gmd
-    return (run["cpu_s"] + gmd * cloudwatch_latency + other * sagemaker_latency
+    cloudwatch = sum(run["calls"].get(api, 0) for api in ("GetMetricData", "ListMetrics"))
+    other = sum(run["calls"].values()) - gms - cloudwatch
+    return (run["cpu_s"] + cloudwatch * cloudwatch_latency + other * sagemaker_latency
             + max(gms / statistics_rate, gms * cloudwatch_latency / WORKERS))
 
 

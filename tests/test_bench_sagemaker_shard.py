@@ -71,7 +71,7 @@ def test_sizing_tells_start_up_steady_and_inventory_refresh_cycles_apart():
 
 
 def test_cycle_wall_time_is_cpu_plus_each_call_s_assumed_latency():
-    run = {"cpu_s": 0.5, "calls": {"GetMetricData": 4, "ListEndpoints": 2, "DescribeEndpoint": 10}}
+    run = {"cpu_s": 0.5, "calls": {"GetMetricData": 3, "ListMetrics": 1, "ListEndpoints": 2, "DescribeEndpoint": 10}}
     assert shard.cycle_wall(run) == pytest.approx(0.5 + 4 * 0.1 + 12 * 0.05)
     assert shard.cycle_wall(run, cloudwatch_latency=0.3, sagemaker_latency=0.0) == pytest.approx(1.7)
     # GetMetricStatistics: 8 at a time, at most 100 a second: 1,000 take 12.5 s at 100 ms each, 10 s at 20 ms
