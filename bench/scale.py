@@ -256,7 +256,7 @@ def main() -> None:
 def emulator_probe(endpoints: int, timeout: float = 900) -> dict:
     """One SageMaker shard polling `mlscope demo aws` (moto with MLScope's patches) through real boto3 instead of
     the fake AWS: how long the demo takes to create the endpoints with 10 minutes of metrics, then the start-up
-    and the next cycles' wall time and CPU time (the poller thread's: boto3's work included, moto's not)."""
+    and the next cycles' wall time and CPU time (the exporter process's: boto3's work included, moto's not)."""
     tmp = Path(tempfile.mkdtemp(prefix="mlscope-bench-emulator-"))
     procs = Processes(tmp)
     env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
@@ -288,7 +288,7 @@ def print_emulator(endpoints: int, probe: dict) -> None:
           f"with 10 minutes of metrics took {probe['setup_s']:.0f} s):")
     for i, cycle in enumerate(probe["cycles"]):
         gmd = cycle["calls"].get("GetMetricData", 0)
-        print(f"  cycle {i}{' (start-up)' if i == 0 else ''}: wall {cycle['wall_s']:.1f} s, poller CPU "
+        print(f"  cycle {i}{' (start-up)' if i == 0 else ''}: wall {cycle['wall_s']:.1f} s, exporter CPU "
               f"{cycle['cpu_s']:.2f} s, {sum(cycle['calls'].values())} AWS calls ({gmd} GetMetricData)")
 
 
