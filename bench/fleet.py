@@ -3,8 +3,10 @@
 Each simulated machine is its own target on its own loopback port, served by the real exporter code:
 GPU hosts by `mlscope gpu-exporter --simulate 8`'s collectors (fake NVML), host machines by the host
 exporter's collectors reading this machine. All GPU hosts share one simulator (same values), which is
-enough for scrapers and stores: each target is still a distinct `instance`. The addresses are written
-as JSON ({"gpu": [...], "host": [...]}) to --targets-file once every port listens.
+enough for scrapers and stores: each target is still a distinct `instance`. With --sagemaker-endpoints N,
+one SageMaker-exporter shard (one region) polls N endpoints of a fake AWS (bench/sagemaker_shard.py); run
+one process per shard. The addresses are written as JSON ({"gpu": [...], "host": [...], "sagemaker": [...]})
+to --targets-file once every port listens.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from mlscope import __version__
 from mlscope.cli import build_collectors, exporter_settings
 from mlscope.settings import resolve
-from mlscope.spec import ExporterSpec
+from mlscope.spec import ExporterSpec, Parts
 from mlscope.web import MetricsServer, WebConfig
+
+from . import sagemaker_shard as shard
 
 
 class Snapshot:
@@ -44,12 +49,15 @@ class Snapshot:
             return self._families
 
 
-def serve_many(spec: ExporterSpec, count: int, flags: dict) -> tuple[list[MetricsServer], list]:
-    """`count` servers on free loopback ports, all serving one instance of the exporter's collectors."""
+def serve_many(spec: ExporterSpec, count: int, flags: dict,
+               prepare: Callable[[Parts], None] = lambda parts: None) -> tuple[list[MetricsServer], list]:
+    """`count` servers on free loopback ports, all serving one instance of the exporter's collectors;
+    `prepare` sees the exporter's parts before its services start."""
     if not count:
         return [], []
     cfg = resolve(exporter_settings(spec), flags, environ={})
     collectors, parts = build_collectors(spec, cfg)
+    prepare(parts)
     collectors = [Snapshot(collectors)]
     for service in parts.services:
         service.start()
@@ -65,16 +73,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-hosts", type=int, default=0)
     parser.add_argument("--gpus-per-host", type=int, default=8)
     parser.add_argument("--host-hosts", type=int, default=0)
+    parser.add_argument("--sagemaker-endpoints", type=int, default=0)
+    parser.add_argument("--region", default="us-east-1", help="the SageMaker shard's region")
+    parser.add_argument("--cloudwatch-latency", type=float, default=shard.CLOUDWATCH_LATENCY,
+                        help="seconds the fake AWS takes per GetMetricData call")
+    parser.add_argument("--sagemaker-latency", type=float, default=shard.SAGEMAKER_LATENCY,
+                        help="seconds the fake AWS takes per other call")
+    parser.add_argument("--cycles-file", type=Path, help="the SageMaker poller's CPU and wall time per cycle (JSON)")
+    parser.add_argument("--endpoint-url", help="the SageMaker shard polls this AWS emulator (mlscope demo aws) "
+                                               "through boto3 instead of the fake AWS")
     parser.add_argument("--targets-file", type=Path, required=True)
     args = parser.parse_args(argv)
 
     from mlscope.gpu import SPEC as GPU
     from mlscope.host import SPEC as HOST
+    from mlscope.sagemaker import SPEC as SAGEMAKER
+
+    def prepare_shard(parts: Parts) -> None:
+        if not args.endpoint_url:
+            shard.use_fake_aws(parts.services, args.sagemaker_endpoints, args.cloudwatch_latency,
+                               args.sagemaker_latency)
+        if args.cycles_file:
+            for poller in parts.services:
+                shard.CycleMeter(poller, args.cycles_file)
 
     gpu_servers, gpu_services = serve_many(GPU, args.gpu_hosts, {"simulate": str(args.gpus_per_host)})
     host_servers, host_services = serve_many(HOST, args.host_hosts, {})
+    sm_servers, sm_services = serve_many(SAGEMAKER, int(args.sagemaker_endpoints > 0),
+                                         shard.flags(args.region, args.endpoint_url), prepare_shard)
     targets = {"gpu": [f"127.0.0.1:{s.server_address[1]}" for s in gpu_servers],
-               "host": [f"127.0.0.1:{s.server_address[1]}" for s in host_servers]}
+               "host": [f"127.0.0.1:{s.server_address[1]}" for s in host_servers],
+               "sagemaker": [f"127.0.0.1:{s.server_address[1]}" for s in sm_servers]}
     partial = args.targets_file.with_suffix(".tmp")
     partial.write_text(json.dumps(targets))
     os.replace(partial, args.targets_file)  # readers never see half a file
@@ -83,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
-    for server in gpu_servers + host_servers:
+    for server in gpu_servers + host_servers + sm_servers:
         server.server_close()
-    for service in gpu_services + host_services:
+    for service in gpu_services + host_services + sm_services:
         service.stop()
     return 0
 
