@@ -25,11 +25,14 @@ from pathlib import Path
 
 from mlscope.cli import build_collectors, exporter_settings
 from mlscope.sagemaker.config import DEFAULT_STATISTICS_RATE
+from mlscope.sagemaker.inventory import DESCRIBE_WORKERS
 from mlscope.sagemaker.metric_statistics import WORKERS, RateLimiter
 from mlscope.settings import resolve
 
 from .host import rss_mb
 from .sagemaker import FakeCloudWatch, FakeSageMaker, FakeSts, fleet_states
+
+DESCRIBE_APIS = ("DescribeEndpoint", "DescribeEndpointConfig", "ListTags")  # the inventory runs these in parallel
 
 # Assumed AWS answer times per call (the bench cannot reach AWS): a GetMetricData of up to 500 queries for one
 # or two periods or a GetMetricStatistics, and a SageMaker/STS/ListMetrics call. See cycle_wall.
@@ -150,12 +153,15 @@ def measure(endpoints: int, cycles: int = 8, statistics_api: str = "auto") -> di
 def cycle_wall(run: dict, cloudwatch_latency: float = CLOUDWATCH_LATENCY,
                sagemaker_latency: float = SAGEMAKER_LATENCY, statistics_rate: float = DEFAULT_STATISTICS_RATE) -> float:
     """CPU + the calls' assumed answer times (as the fake AWS waits them: CloudWatch's, and every other API's):
-    the poller makes its calls one after the other, except the GetMetricStatistics requests, WORKERS at a time
+    the poller makes its calls one after the other, except the inventory's Describe*/ListTags calls
+    (DESCRIBE_WORKERS at a time) and the GetMetricStatistics requests, WORKERS at a time
     behind the rate cap (the slower of the two bounds)."""
     gms = run["calls"].get("GetMetricStatistics", 0)
     cloudwatch = sum(run["calls"].get(api, 0) for api in ("GetMetricData", "ListMetrics"))
-    other = sum(run["calls"].values()) - gms - cloudwatch
+    describe = sum(run["calls"].get(api, 0) for api in DESCRIBE_APIS)
+    other = sum(run["calls"].values()) - gms - cloudwatch - describe
     return (run["cpu_s"] + cloudwatch * cloudwatch_latency + other * sagemaker_latency
+            + describe * sagemaker_latency / DESCRIBE_WORKERS
             + max(gms / statistics_rate, gms * cloudwatch_latency / WORKERS))
 
 
@@ -200,9 +206,10 @@ def sizing(sizes: list[int], api: str = "auto") -> list[dict]:
 def print_sizing(rows: list[dict], api: str = "auto") -> None:
     print(f"\nSageMaker exporter shard sizing, statistics_api {api} (one process per size, every endpoint busy, "
           f"30 % GPU; wall = CPU + {CLOUDWATCH_LATENCY * 1000:.0f} ms per CloudWatch call + "
-          f"{SAGEMAKER_LATENCY * 1000:.0f} ms per other AWS call, one after the other, except GetMetricStatistics: "
-          f"{WORKERS} at a time, at most {DEFAULT_STATISTICS_RATE:.0f}/s; refresh = the cycle re-describing every "
-          f"endpoint each inventory_interval)")
+          f"{SAGEMAKER_LATENCY * 1000:.0f} ms per other AWS call, one after the other, except Describe*/ListTags "
+          f"({DESCRIBE_WORKERS} at a time) and GetMetricStatistics: "
+          f"{WORKERS} at a time, at most {DEFAULT_STATISTICS_RATE:.0f}/s; refresh = a cycle re-describing the "
+          f"endpoints due, spread over each inventory_interval)")
     print(f"{'endpoints':>9} {'steady CPU':>10} {'calls':>6} {'(GMS)':>6} {'steady wall':>11} {'refresh CPU':>11} "
           f"{'calls':>6} {'refresh wall':>12} {'start-up wall':>13} {'RSS':>7} {'samples':>8} {'scrape':>8} "
           f"{'scrape CPU':>10}")

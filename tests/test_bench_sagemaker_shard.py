@@ -51,28 +51,32 @@ def test_a_shard_process_serves_its_region_s_endpoints_after_waiting_the_fake_la
     first = cycles["cycles"][0]
     calls = first["calls"]
     assert (calls["DescribeEndpoint"], calls["DescribeEndpointConfig"], calls["ListTags"]) == (20, 20, 20)
-    one_by_one = sum(n for api, n in calls.items() if api != "GetMetricStatistics")  # those run 8 at a time
-    assert first["wall_s"] >= one_by_one * LATENCY
+    describe = sum(calls[api] for api in shard.DESCRIBE_APIS)                  # 8 endpoints at a time
+    one_by_one = sum(n for api, n in calls.items() if api != "GetMetricStatistics") - describe  # GMS: 8 at a time
+    assert first["wall_s"] >= (one_by_one + describe / 8) * LATENCY
     assert 0 < first["cpu_s"] < first["wall_s"]
 
 
 def test_sizing_tells_start_up_steady_and_inventory_refresh_cycles_apart():
     result = shard.measure(ENDPOINTS, cycles=7)
     runs = result["cycles"]
-    assert [r["calls"].get("DescribeEndpoint", 0) for r in runs] == [20, 0, 0, 0, 0, 20, 0]  # refresh at 300 s
+    describes = [r["calls"].get("DescribeEndpoint", 0) for r in runs]
+    # start-up describes all 20; their re-descriptions are spread over 150-300 s (one per endpoint by 360 s)
+    assert describes[:3] == [20, 0, 0] and sum(describes[3:]) == 20 and max(describes[3:]) < 20
     assert [r["calls"].get("DescribeEndpointConfig", 0) for r in runs] == [20, 0, 0, 0, 0, 0, 0]  # configs: once
     assert all(r["ok"] for r in runs)
     steady, refresh = shard.split_cycles(runs)
-    assert (len(steady), len(refresh)) == (5, 1)
+    assert len(steady) + len(refresh) == 6 and len(refresh) >= 2
     summary = shard.summarise(result)
-    assert summary["refresh_calls"] - summary["steady_calls"] == 2 * ENDPOINTS  # DescribeEndpoint + ListTags
+    assert summary["refresh_calls"] - summary["steady_calls"] < 2 * ENDPOINTS  # DescribeEndpoint + ListTags
     # at least 25 series per busy variant (19 + the two latencies' p50/p95/p99), 27 with GPU utilization
     assert result["scrape_samples"] >= 14 * 25 + 6 * 27
 
 
 def test_cycle_wall_time_is_cpu_plus_each_call_s_assumed_latency():
     run = {"cpu_s": 0.5, "calls": {"GetMetricData": 3, "ListMetrics": 1, "ListEndpoints": 2, "DescribeEndpoint": 10}}
-    assert shard.cycle_wall(run) == pytest.approx(0.5 + 4 * 0.1 + 12 * 0.05)
+    # ListEndpoints one after the other; Describe*/ListTags 8 at a time
+    assert shard.cycle_wall(run) == pytest.approx(0.5 + 4 * 0.1 + 2 * 0.05 + 10 / 8 * 0.05)
     assert shard.cycle_wall(run, cloudwatch_latency=0.3, sagemaker_latency=0.0) == pytest.approx(1.7)
     # GetMetricStatistics: 8 at a time, at most 100 a second: 1,000 take 12.5 s at 100 ms each, 10 s at 20 ms
     gms = {"cpu_s": 0.0, "calls": {"GetMetricStatistics": 1000}}

@@ -6,16 +6,19 @@ from __future__ import annotations
 import logging
 import re
 import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .aws import Aws, describe_error, error_code, is_credentials_error
+from .aws import MAX_CONNECTIONS, Aws, describe_error, error_code, is_credentials_error
 from .tags import numeric_tags
 
 log = logging.getLogger(__name__)
 
+DESCRIBE_WORKERS = MAX_CONNECTIONS  # concurrent Describe*/ListTags calls, one botocore connection each
 # Endpoints in these states publish no metrics: list them, but don't pay for CloudWatch queries.
 QUIET_STATUSES = {"Creating", "Failed", "Deleting", "OutOfService"}
 _LABEL_RE = re.compile(r"[^a-zA-Z0-9_]")
@@ -144,41 +147,42 @@ class Inventory:
             if not token:
                 break
         now = self.clock()
+        selected = [s for s in summaries if self.name_regex is None or self.name_regex.search(s["EndpointName"])]
+        seen = {s["EndpointName"] for s in selected}
+        selected = [s for s in selected
+                    if self._excluded.get(s["EndpointName"]) != s["LastModifiedTime"].timestamp()]
+        stale = [s for s in selected if not self._fresh(s, now)]
+        described = self._describe_all(stale)
         endpoints: list[Endpoint] = []
         problems = 0
-        seen = set()
-        for summary in summaries:
+        for summary in selected:
             name = summary["EndpointName"]
-            if self.name_regex is not None and not self.name_regex.search(name):
-                continue
-            seen.add(name)
-            modified = summary["LastModifiedTime"].timestamp()
-            if self._excluded.get(name) == modified:
-                continue
             cached = self._cache.get(name)
-            if (cached and cached[0].last_modified == modified and cached[0].status == summary["EndpointStatus"]
-                    and now - cached[1] < self.refresh_interval):
+            if name not in described:
                 endpoints.append(cached[0])
                 continue
-            try:
-                endpoint = self._describe(summary)
-            except (ClientError, BotoCoreError) as exc:
+            endpoint = described[name]
+            if isinstance(endpoint, (ClientError, BotoCoreError)):
+                exc = endpoint
                 if _not_found(exc):
                     log.debug("endpoint %s disappeared during the cycle", name)
                     continue
                 if is_credentials_error(exc):
-                    raise
+                    raise exc
                 problems += 1
                 log.warning("%s: endpoint %s: %s", self.aws.target.name, name, describe_error(exc))
                 if cached:
                     endpoints.append(cached[0])
                 continue
+            modified = summary["LastModifiedTime"].timestamp()
             if not self._tags_match(endpoint):
                 self._excluded[name] = modified
                 self._cache.pop(name, None)
                 continue
             self._excluded.pop(name, None)
-            self._cache[name] = (endpoint, now)
+            # the first description is dated up to half an interval back, so that later re-descriptions of a
+            # fleet described at once spread over the interval instead of all falling in one cycle
+            self._cache[name] = (endpoint, now - self._phase(name) if cached is None else now)
             endpoints.append(endpoint)
         for gone in set(self._cache) - seen:
             del self._cache[gone]
@@ -189,6 +193,29 @@ class Inventory:
             problems += failed
             endpoints = [replace(e, components=by_endpoint.get(e.name, ())) for e in endpoints]
         return endpoints, problems
+
+    def _fresh(self, summary: dict, now: float) -> bool:
+        """Described before, unchanged since, and re-described less than `refresh_interval` ago."""
+        cached = self._cache.get(summary["EndpointName"])
+        return bool(cached and cached[0].last_modified == summary["LastModifiedTime"].timestamp()
+                    and cached[0].status == summary["EndpointStatus"] and now - cached[1] < self.refresh_interval)
+
+    def _phase(self, name: str) -> float:
+        """A fixed share of half the refresh interval, per endpoint name."""
+        return (zlib.crc32(name.encode()) % 1000) / 1000 * self.refresh_interval / 2
+
+    def _describe_all(self, summaries: list[dict]) -> dict[str, Endpoint | ClientError | BotoCoreError]:
+        """Describe these endpoints, DESCRIBE_WORKERS at a time: name -> Endpoint, or the error describing it."""
+        def one(summary: dict) -> Endpoint | ClientError | BotoCoreError:
+            try:
+                return self._describe(summary)
+            except (ClientError, BotoCoreError) as exc:
+                return exc
+        if len(summaries) <= 1:
+            return {s["EndpointName"]: one(s) for s in summaries}
+        with ThreadPoolExecutor(max_workers=min(DESCRIBE_WORKERS, len(summaries)),
+                                thread_name_prefix="sagemaker-describe") as pool:
+            return dict(zip((s["EndpointName"] for s in summaries), pool.map(one, summaries)))
 
     def _inference_components(self, now: float) -> tuple[dict[str, tuple[Component, ...]], int]:
         """One ListInferenceComponents pass per cycle; DescribeInferenceComponent for new or changed ones."""
