@@ -76,9 +76,9 @@ def banner():
 
 def health_grid():
     grid = table_panel(
-        "Endpoint health", [Q(promql.health()), Q(f"max by ({promql.EP}) ({promql.burn_rate('1h')})"), Q(promql.latency_ratio("99")),
+        "Endpoint health", [Q(promql.health_state()), Q(f"max by ({promql.EP}) ({promql.burn_rate('1h')})"), Q(promql.latency_ratio("99")),
                             Q(promql.data_age())],
-        "none", neutral(), w=13, h=9, merge=True, hide=("Time", "account"),
+        "none", neutral(), w=13, h=9, merge=True, hide=("Time", "__name__", "account"),
         rename={"Value #A": "health", "Value #B": "burn rate 1h", "Value #C": "p99 ÷ objective",
                 "Value #D": "data age"},
         sort_by="health", sort_desc=True, tall_rows=True,

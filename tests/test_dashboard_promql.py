@@ -8,6 +8,7 @@ arithmetic, not the rules' (alerts/*.rules.test.yml do that).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ from helpers import ROOT, require_binary
 sys.path.insert(0, str(ROOT))
 
 import dashboards  # noqa: E402
+from dashboards import promql  # noqa: E402
 from dashboards.queries import substitute  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -106,12 +108,29 @@ def endpoint_series() -> dict[str, str]:
     return series
 
 
+def promql_text(expression: str) -> str:
+    """`expression` with its line breaks and indentation (a rule file's layout) folded away."""
+    return re.sub(r" \)", ")", re.sub(r"\( ", "(", re.sub(r"\s+", " ", expression.strip())))
+
+
+def health_rule() -> str:
+    return next(rule["expr"] for group in yaml.safe_load((ROOT / "alerts" / "sagemaker.rules.yml").read_text())["groups"]
+                for rule in group["rules"] if rule.get("record") == "endpoint:sagemaker_health:state")
+
+
+def test_the_wall_reads_the_recorded_health_and_the_rule_is_promql_health():
+    """The thresholds live in dashboards/promql.py only: the rule is health() as text, the panel reads the rule."""
+    assert promql_text(health_rule()) == promql_text(promql.health())
+    assert expr("mlscope-wall", "Endpoint health", "A") == "endpoint:sagemaker_health:state{}"
+
+
 def test_wall_health_grid(tmp_path):
     health = {"e-ok": 0, "e-burn": 2, "e-slow": 1, "e-stale": 1, "e-down": 2, "e-noinst": 2, "e-updating": 1,
               "e-west": 0}
     p99_ratio = {name: p99 / objective for name, (_, _, p99, objective, *_rest) in ENDPOINTS.items()}
     promtool(tmp_path, endpoint_series(), [
-        (expr("mlscope-wall", "Endpoint health", "A"), "40m", [(f"{{{labels(n)}}}", v) for n, v in health.items()]),
+        # column A reads endpoint:sagemaker_health:state: its rule's expression over the same series
+        (health_rule(), "40m", [(f"{{{labels(n)}}}", v) for n, v in health.items()]),
         (expr("mlscope-wall", "Endpoint health", "B"), "40m",
          [(f"{{{labels(n)}}}", burn) for n, (burn, *_rest) in ENDPOINTS.items()]),
         # p99 ÷ objective: 0.4/1, 0.2/1, 0.45/0.5 = 0.9, ...
@@ -155,7 +174,8 @@ def test_wall_health_and_status_with_the_shipped_rules(tmp_path):
     out = 'account="1",region="r",endpoint="{}"'
     promtool(tmp_path, series, [
         (expr("mlscope-wall", "Endpoint health", "A"), "30m",
-         [(f"{{{out.format(n)}}}", v) for n, v in {"e-ok": 0, "e-burn": 2, "e-dead": 2, "e-idle": 2}.items()]),
+         [(f"endpoint:sagemaker_health:state{{{out.format(n)}}}", v)
+          for n, v in {"e-ok": 0, "e-burn": 2, "e-dead": 2, "e-idle": 2}.items()]),
         (expr("mlscope-endpoints", "Status"), "30m",
          [(f"{{{out.format(n)}}}", v) for n, v in {"e-ok": 1, "e-burn": 1, "e-dead": 4, "e-idle": 3}.items()]),
         # p99 0.5 s against the default 1 s objective

@@ -90,6 +90,9 @@ def test_vmalert_evaluates_the_shipped_rules(tmp_path: Path):
         assert_settles(vm, "round(endpoint:sagemaker_5xx_errors:ratio_rate5m, 0.0001)", {"ok": 0.01})
         assert_settles(vm, "endpoint:sagemaker_available:bool", {"ok": 0, "oos": 0})
         assert_settles(vm, "instance_gpu:gpu_clock_throttle_harmful:active", {"hw_thermal_slowdown": 1})
+        # the wall's health: ok burns 1h budget at 0.01 / 0.001 = 10 (at risk from 1, failing from 14.4), no p99
+        # or data-age series (those signals do not count), InService with an instance; oos does not serve
+        assert_settles(vm, "endpoint:sagemaker_health:state", {"ok": 1, "oos": 2})
 
         # GPUHung is pending (for: 10m) with its annotations rendered, runbook base included
         deadline = time.monotonic() + 60
