@@ -27,11 +27,12 @@ from prometheus_client.metrics_core import Metric
 
 from .aws import Aws, describe_error
 from .cloudwatch import FetchResult, Query
+from .cycle import MAX_CATCH_UP
 
 log = logging.getLogger(__name__)
 
 MINUTE = 60.0
-WINDOW = 3 * 3600.0                 # seconds of minutes kept for dedup and catch-up (= cycle.MAX_CATCH_UP)
+WINDOW = MAX_CATCH_UP               # seconds of minutes kept for dedup: as far back as a poll catches up
 SECONDS_PER_MONTH = 730 * 3600.0
 # us-east-1 list prices (docs/cost.md cites the pages)
 PRICE_PER_UPDATE = 0.003 / 1000     # CloudWatch metric stream, per metric update
