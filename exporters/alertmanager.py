@@ -120,10 +120,7 @@ class AlertmanagerPoller(BackgroundLoop):
         health.register(COLLECTOR)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            self.poll_once()
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        self._repeat(self.poll_once, lambda: self.interval)
 
     def poll_once(self) -> None:
         started = time.perf_counter()

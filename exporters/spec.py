@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -40,6 +41,13 @@ class BackgroundLoop:
 
     def _run(self) -> None:
         raise NotImplementedError
+
+    def _repeat(self, work: Callable[[], object], interval: Callable[[], float]) -> None:
+        """Run `work`, then wait out the rest of `interval()` (read after each run), until stopped."""
+        while not self._stop.is_set():
+            started = time.monotonic()
+            work()
+            self._stop.wait(max(0.0, interval() - (time.monotonic() - started)))
 
 
 @dataclass

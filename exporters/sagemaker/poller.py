@@ -132,10 +132,7 @@ class Poller(BackgroundLoop):
 
     # ---- service ----
     def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            self.run_cycle()
-            self._stop.wait(max(0.0, self.next_delay - (time.monotonic() - started)))
+        self._repeat(self.run_cycle, lambda: self.next_delay)
 
     # ---- one cycle ----
     def run_cycle(self) -> bool:
